@@ -347,3 +347,170 @@ impl Encoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cty::error::DecodeErrorKind as K;
+
+    fn n(s: &str) -> Number {
+        Number::parse(s).unwrap()
+    }
+
+    fn cluster_type() -> Type {
+        Type::object([
+            ("id", Type::String),
+            ("size", Type::Number),
+            ("tags", Type::map(Type::String)),
+            ("subnet_ids", Type::list(Type::String)),
+            ("ports", Type::set(Type::Number)),
+            ("extra", Type::Dynamic),
+        ])
+    }
+
+    #[test]
+    fn encodes_like_go_cty_and_back() {
+        let ty = cluster_type();
+        let v = Value::object([
+            ("id", Value::string("c-1")),
+            (
+                "size",
+                Value::Number(n("123456789012345678901234567890.000000000000000001")),
+            ),
+            ("tags", Value::map([("env", Value::string("prod"))])),
+            (
+                "subnet_ids",
+                Value::list([Value::string("a"), Value::string("b")]),
+            ),
+            (
+                "ports",
+                Value::set([Value::number_i64(3306), Value::Number(n("0.1"))]),
+            ),
+            (
+                "extra",
+                Value::dynamic(Type::list(Type::Bool), Value::list([Value::bool(true)])),
+            ),
+        ]);
+        let want = r#"{"extra":{"value":[true],"type":["list","bool"]},"id":"c-1","ports":[0.1,3306],"size":123456789012345678901234567890.000000000000000001,"subnet_ids":["a","b"],"tags":{"env":"prod"}}"#;
+        assert_eq!(encode_string(&v, &ty).unwrap(), want);
+        assert_eq!(decode(want.as_bytes(), &ty).unwrap(), v);
+    }
+
+    #[test]
+    fn numbers_keep_every_digit() {
+        for text in [
+            "123456789012345678901234567890",
+            "0.1",
+            "-1e-30",
+            "9007199254740993",
+        ] {
+            let v = decode(text.as_bytes(), &Type::Number).unwrap();
+            assert_eq!(v, Value::Number(n(text)), "{text}");
+        }
+        assert_eq!(
+            encode_string(&Value::Number(n("9007199254740993")), &Type::Number).unwrap(),
+            "9007199254740993"
+        );
+        assert_eq!(
+            encode_string(&Value::Number(n("1e3")), &Type::Number).unwrap(),
+            "1000"
+        );
+    }
+
+    #[test]
+    fn go_ctys_leniencies() {
+        assert_eq!(
+            decode(br#""12.5""#, &Type::Number).unwrap(),
+            Value::Number(n("12.5"))
+        );
+        assert_eq!(
+            decode(b"12.50", &Type::String).unwrap(),
+            Value::string("12.50")
+        );
+        assert_eq!(
+            decode(b"true", &Type::String).unwrap(),
+            Value::string("true")
+        );
+        assert_eq!(
+            decode(br#""false""#, &Type::Bool).unwrap(),
+            Value::bool(false)
+        );
+        let ty = Type::object([("a", Type::String), ("b", Type::Bool)]);
+        assert_eq!(
+            decode(br#"{"a":"x"}"#, &ty).unwrap(),
+            Value::object([("a", Value::string("x")), ("b", Value::Null)])
+        );
+        assert_eq!(decode(b"null", &Type::Dynamic).unwrap(), Value::Null);
+        assert_eq!(
+            decode(br#"{"type":"number","value":null}"#, &Type::Dynamic).unwrap(),
+            Value::dynamic(Type::Number, Value::Null)
+        );
+    }
+
+    #[test]
+    fn state_decoding_drops_removed_attributes_at_any_depth() {
+        let ty = Type::object([("a", Type::list(Type::object([("b", Type::Bool)])))]);
+        let raw = br#"{"a":[{"b":true,"old":1}],"gone":"x"}"#;
+        let want = Value::object([(
+            "a",
+            Value::list([Value::object([("b", Value::bool(true))])]),
+        )]);
+        assert_eq!(decode_state(raw, &ty).unwrap(), want);
+        let e = decode(raw, &ty).unwrap_err();
+        assert_eq!(e.path.to_string(), "a[0]");
+        assert_eq!(e.kind, K::UnsupportedAttribute("old".into()));
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let ty = Type::object([("a", Type::object([("b", Type::list(Type::Number))]))]);
+        let e = decode(br#"{"a":{"b":[1,"x"]}}"#, &ty).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"at a.b[1]: invalid number: "x" is not a decimal number"#
+        );
+        let e = decode(br#"{"a":{"b":{}}}"#, &ty).unwrap_err();
+        assert_eq!(e.to_string(), "at a.b: list is required, found object");
+        let e = decode(br#"{"a":"#, &ty).unwrap_err();
+        assert!(matches!(e.kind, K::Malformed(_)), "{e}");
+        let e = decode(b"1 2", &Type::Number).unwrap_err();
+        assert!(matches!(e.kind, K::Malformed(_)), "{e}");
+        let e = decode(b"[1]", &Type::Tuple(vec![Type::Number, Type::Number])).unwrap_err();
+        assert_eq!(
+            e.kind,
+            K::TupleLength {
+                expected: 2,
+                found: 1
+            }
+        );
+        for bad in [
+            &br#"{"value":1}"#[..],
+            br#"{"type":"number"}"#,
+            br#"{"type":"number","value":1,"x":2}"#,
+            br#"{"type":"nope","value":1}"#,
+            b"1",
+        ] {
+            assert!(
+                decode(bad, &Type::Dynamic).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = decode(b"1e99999", &Type::Number).unwrap_err();
+        assert!(matches!(
+            e.kind,
+            K::BadNumber(NumberError::ExponentTooLarge)
+        ));
+    }
+
+    #[test]
+    fn unknown_values_cannot_be_written() {
+        let ty = Type::object([("ids", Type::list(Type::String))]);
+        let v = Value::object([("ids", Value::list([Value::string("a"), Value::unknown()]))]);
+        let e = encode(&v, &ty).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "at ids[1]: value is not known; JSON cannot carry unknown values"
+        );
+    }
+}

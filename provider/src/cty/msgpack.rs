@@ -367,86 +367,101 @@ impl<'a> Decoder<'a> {
             Type::Bool => self.bool().map(Value::Bool),
             Type::Number => self.number().map(Value::Number),
             Type::String => Ok(Value::String(self.str("string")?.to_owned())),
-            Type::List(elem) | Type::Set(elem) => {
-                let what = if matches!(ty, Type::List(_)) {
-                    "list"
-                } else {
-                    "set"
-                };
-                let n = self.array_len(what)?;
-                let mut elems = Vec::with_capacity(self.capacity(n));
-                for i in 0..n {
-                    self.path.push(PathStep::ElementKeyInt(i as i64));
-                    elems.push(self.value(elem, depth + 1)?);
-                    self.path.pop();
-                }
-                if matches!(ty, Type::List(_)) {
-                    Ok(Value::List(elems))
-                } else {
-                    canonicalize_set(&mut elems);
-                    Ok(Value::Set(elems))
-                }
-            }
-            Type::Map(elem) => {
-                let n = self.map_len("map")?;
-                let mut elems = BTreeMap::new();
-                for _ in 0..n {
-                    let key = self.str("map key string")?.to_owned();
-                    self.path.push(PathStep::ElementKeyString(key));
-                    let v = self.value(elem, depth + 1)?;
-                    if let Some(PathStep::ElementKeyString(key)) = self.path.pop() {
-                        elems.insert(key, v);
-                    }
-                }
-                Ok(Value::Map(elems))
-            }
-            Type::Object { attrs, .. } => {
-                let n = self.map_len("object")?;
-                let mut out = BTreeMap::new();
-                for _ in 0..n {
-                    let start = self.pos;
-                    let key = self.str("attribute name string")?;
-                    let Some(aty) = attrs.get(key) else {
-                        let mut e = self.err(DecodeErrorKind::UnsupportedAttribute(key.to_owned()));
-                        e.offset = Some(self.base + start);
-                        return Err(e);
-                    };
-                    self.path.push(PathStep::Attribute(key.to_owned()));
-                    let v = self.value(aty, depth + 1)?;
-                    if let Some(PathStep::Attribute(key)) = self.path.pop() {
-                        out.insert(key, v);
-                    }
-                }
-                for name in attrs.keys() {
-                    if !out.contains_key(name) {
-                        out.insert(name.clone(), Value::Null);
-                    }
-                }
-                Ok(Value::Object(out))
-            }
-            Type::Tuple(elems) => {
-                let start = self.pos;
-                let n = self.array_len("tuple")?;
-                if n != elems.len() {
-                    let mut e = self.err(DecodeErrorKind::TupleLength {
-                        expected: elems.len(),
-                        found: n,
-                    });
-                    e.offset = Some(self.base + start);
-                    return Err(e);
-                }
-                let mut out = Vec::with_capacity(n);
-                for (i, ety) in elems.iter().enumerate() {
-                    self.path.push(PathStep::ElementKeyInt(i as i64));
-                    out.push(self.value(ety, depth + 1)?);
-                    self.path.pop();
-                }
-                Ok(Value::Tuple(out))
-            }
+            Type::List(elem) => self.sequence(elem, false, depth),
+            Type::Set(elem) => self.sequence(elem, true, depth),
+            Type::Map(elem) => self.map(elem, depth),
+            Type::Object { attrs, .. } => self.object(attrs, depth),
+            Type::Tuple(elems) => self.tuple(elems, depth),
             Type::Dynamic => self.dynamic(depth),
         }
     }
 
+    // The container readers are separate functions so that the recursive `value` keeps a small
+    // stack frame: nesting depth is bounded, but threads' stacks are too.
+    #[inline(never)]
+    fn sequence(&mut self, elem: &Type, set: bool, depth: usize) -> Result<Value, DecodeError> {
+        let n = self.array_len(if set { "set" } else { "list" })?;
+        let mut elems = Vec::with_capacity(self.capacity(n));
+        for i in 0..n {
+            self.path.push(PathStep::ElementKeyInt(i as i64));
+            elems.push(self.value(elem, depth + 1)?);
+            self.path.pop();
+        }
+        if set {
+            canonicalize_set(&mut elems);
+            Ok(Value::Set(elems))
+        } else {
+            Ok(Value::List(elems))
+        }
+    }
+
+    #[inline(never)]
+    fn map(&mut self, elem: &Type, depth: usize) -> Result<Value, DecodeError> {
+        let n = self.map_len("map")?;
+        let mut elems = BTreeMap::new();
+        for _ in 0..n {
+            let key = self.str("map key string")?.to_owned();
+            self.path.push(PathStep::ElementKeyString(key));
+            let v = self.value(elem, depth + 1)?;
+            if let Some(PathStep::ElementKeyString(key)) = self.path.pop() {
+                elems.insert(key, v);
+            }
+        }
+        Ok(Value::Map(elems))
+    }
+
+    #[inline(never)]
+    fn object(
+        &mut self,
+        attrs: &BTreeMap<String, Type>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let n = self.map_len("object")?;
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let start = self.pos;
+            let key = self.str("attribute name string")?;
+            let Some(aty) = attrs.get(key) else {
+                let mut e = self.err(DecodeErrorKind::UnsupportedAttribute(key.to_owned()));
+                e.offset = Some(self.base + start);
+                return Err(e);
+            };
+            self.path.push(PathStep::Attribute(key.to_owned()));
+            let v = self.value(aty, depth + 1)?;
+            if let Some(PathStep::Attribute(key)) = self.path.pop() {
+                out.insert(key, v);
+            }
+        }
+        for name in attrs.keys() {
+            if !out.contains_key(name) {
+                out.insert(name.clone(), Value::Null);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    #[inline(never)]
+    fn tuple(&mut self, elems: &[Type], depth: usize) -> Result<Value, DecodeError> {
+        let start = self.pos;
+        let n = self.array_len("tuple")?;
+        if n != elems.len() {
+            let mut e = self.err(DecodeErrorKind::TupleLength {
+                expected: elems.len(),
+                found: n,
+            });
+            e.offset = Some(self.base + start);
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(n);
+        for (i, ety) in elems.iter().enumerate() {
+            self.path.push(PathStep::ElementKeyInt(i as i64));
+            out.push(self.value(ety, depth + 1)?);
+            self.path.pop();
+        }
+        Ok(Value::Tuple(out))
+    }
+
+    #[inline(never)]
     fn dynamic(&mut self, depth: usize) -> Result<Value, DecodeError> {
         if self.peek()? == 0xc0 {
             self.pos += 1;
@@ -898,4 +913,389 @@ fn write_ext_header(out: &mut Vec<u8>, code: i8, len: usize) {
         }
     }
     out.push(code as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cty::error::DecodeErrorKind as K;
+
+    fn n(s: &str) -> Number {
+        Number::parse(s).unwrap()
+    }
+
+    /// Encodes `v` and checks the bytes, then decodes them back to `v`.
+    fn both_ways(v: &Value, ty: &Type, bytes: &[u8]) {
+        assert_eq!(encode(v, ty).unwrap(), bytes, "encoding {v:?}");
+        assert_eq!(&decode(bytes, ty).unwrap(), v, "decoding {bytes:02x?}");
+    }
+
+    #[test]
+    fn refined_unknown_string_with_prefix_and_not_null() {
+        // go-cty: ext8, length 9, type 0x0c; payload {1: false, 2: "ami-"}.
+        let bytes = [
+            0xc7, 0x09, 0x0c, 0x82, 0x01, 0xc2, 0x02, 0xa4, b'a', b'm', b'i', b'-',
+        ];
+        let v = Value::Unknown(Refinement::not_null().with_string_prefix("ami-"));
+        both_ways(&v, &Type::String, &bytes);
+        assert!(!v.is_known());
+    }
+
+    #[test]
+    fn plain_unknown_and_its_variants() {
+        both_ways(&Value::unknown(), &Type::String, &[0xd4, 0, 0]);
+        // Refinements that do not apply to the type are not written.
+        let r = Refinement::default().with_string_prefix("x");
+        assert_eq!(
+            encode(&Value::Unknown(r), &Type::Number).unwrap(),
+            [0xd4, 0, 0]
+        );
+        // A dynamic unknown never carries refinements.
+        assert_eq!(
+            encode(&Value::unknown_not_null(), &Type::Dynamic).unwrap(),
+            [0xd4, 0, 0]
+        );
+        // Any extension of at most one byte is a plain unknown, whatever its code.
+        for bytes in [
+            &[0xd4, 0x05, 0xff][..],
+            &[0xc7, 0x00, 0x00],
+            &[0xc7, 0x01, 0x09, 0x00],
+        ] {
+            assert_eq!(
+                decode(bytes, &Type::Bool).unwrap(),
+                Value::unknown(),
+                "{bytes:02x?}"
+            );
+        }
+        // Refinements on a dynamic unknown are read and dropped.
+        let bytes = [0xc7, 0x03, 0x0c, 0x81, 0x01, 0xc2];
+        assert_eq!(decode(&bytes, &Type::Dynamic).unwrap(), Value::unknown());
+    }
+
+    #[test]
+    fn number_and_length_refinements() {
+        let r = Refinement::not_null()
+            .with_number_lower(n("0"), true)
+            .with_number_upper(n("10.5"), false);
+        let mut bytes = vec![
+            0xc7, 0x13, 0x0c, 0x83, 0x01, 0xc2, 0x03, 0x92, 0x00, 0xc3, 0x04,
+        ];
+        bytes.extend_from_slice(&[0x92, 0xcb]);
+        bytes.extend_from_slice(&10.5f64.to_be_bytes());
+        bytes.push(0xc2);
+        both_ways(&Value::Unknown(r), &Type::Number, &bytes);
+
+        let r = Refinement::default().with_length_bounds(Some(1), Some(300));
+        let bytes = [0xc7, 0x07, 0x0c, 0x82, 0x05, 0x01, 0x06, 0xcd, 0x01, 0x2c];
+        both_ways(&Value::Unknown(r), &Type::list(Type::String), &bytes);
+        // A zero lower bound says nothing and is not written.
+        let r = Refinement::default().with_length_bounds(Some(0), None);
+        assert_eq!(
+            encode(&Value::Unknown(r), &Type::set(Type::Bool)).unwrap(),
+            [0xd4, 0, 0]
+        );
+    }
+
+    #[test]
+    fn unknown_and_inapplicable_refinement_keys_are_skipped() {
+        // {7: [nil, {1: 2}], 2: "x", 1: false} for a number: key 7 is unknown, key 2 is for
+        // strings; both are skipped.
+        let bytes = [
+            0xc7, 0x0b, 0x0c, 0x83, 0x07, 0x92, 0xc0, 0x81, 0x01, 0x02, 0x02, 0xa1, b'x', 0x01,
+            0xc2,
+        ];
+        // Length of the payload above is 12, not 11: keep the header honest.
+        let mut fixed = bytes.to_vec();
+        fixed[1] = (fixed.len() - 3) as u8;
+        assert_eq!(
+            decode(&fixed, &Type::Number).unwrap(),
+            Value::unknown_not_null()
+        );
+        // Nullness true collapses to a known null, as in go-cty.
+        assert_eq!(
+            decode(&[0xc7, 0x03, 0x0c, 0x81, 0x01, 0xc3], &Type::String).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn numbers_use_go_ctys_forms() {
+        let big = "123456789012345678901234567890";
+        let mut bytes = vec![0xa0 | big.len() as u8];
+        bytes.extend_from_slice(big.as_bytes());
+        both_ways(&Value::Number(n(big)), &Type::Number, &bytes);
+        // 0.1 has no exact float64: a string.
+        both_ways(
+            &Value::Number(n("0.1")),
+            &Type::Number,
+            &[0xa3, b'0', b'.', b'1'],
+        );
+        let mut half = vec![0xcb];
+        half.extend_from_slice(&0.5f64.to_be_bytes());
+        both_ways(&Value::Number(n("0.5")), &Type::Number, &half);
+        // Integers beyond int64 are strings even when a float64 holds them exactly.
+        let two_70 = "1180591620717411303424";
+        let mut bytes = vec![0xa0 | two_70.len() as u8];
+        bytes.extend_from_slice(two_70.as_bytes());
+        both_ways(&Value::Number(n(two_70)), &Type::Number, &bytes);
+        let ints: [(i64, &[u8]); 9] = [
+            (0, &[0x00]),
+            (127, &[0x7f]),
+            (128, &[0xcc, 0x80]),
+            (-1, &[0xff]),
+            (-32, &[0xe0]),
+            (-33, &[0xd0, 0xdf]),
+            (-200, &[0xd1, 0xff, 0x38]),
+            (65536, &[0xce, 0x00, 0x01, 0x00, 0x00]),
+            (i64::MIN, &[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        for (i, bytes) in ints {
+            both_ways(&Value::number_i64(i), &Type::Number, bytes);
+        }
+        // Every form decodes: uint64 beyond int64, float32, a string with an exponent.
+        let mut u = vec![0xcf];
+        u.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(decode(&u, &Type::Number).unwrap().as_u64(), Some(u64::MAX));
+        let mut f = vec![0xca];
+        f.extend_from_slice(&1.25f32.to_be_bytes());
+        assert_eq!(decode(&f, &Type::Number).unwrap(), Value::Number(n("1.25")));
+        assert_eq!(
+            decode(&[0xa4, b'1', b'e', b'3', b'0'], &Type::Number).unwrap(),
+            Value::Number(n("1000000000000000000000000000000"))
+        );
+        let mut nan = vec![0xcb];
+        nan.extend_from_slice(&f64::NAN.to_be_bytes());
+        assert!(matches!(
+            decode(&nan, &Type::Number).unwrap_err().kind,
+            K::BadNumber(_)
+        ));
+    }
+
+    #[test]
+    fn objects_maps_sets_tuples_and_dynamic() {
+        let ty = Type::object([("id", Type::String), ("n", Type::Number)]);
+        let v = Value::object([("id", Value::string("x")), ("n", Value::Null)]);
+        both_ways(
+            &v,
+            &ty,
+            &[0x82, 0xa2, b'i', b'd', 0xa1, b'x', 0xa1, b'n', 0xc0],
+        );
+        // Missing attributes decode as null; encoding writes them as null.
+        assert_eq!(
+            decode(&[0x81, 0xa2, b'i', b'd', 0xa1, b'x'], &ty).unwrap(),
+            v
+        );
+        assert_eq!(
+            encode(&Value::object([("id", Value::string("x"))]), &ty).unwrap(),
+            encode(&v, &ty).unwrap()
+        );
+
+        let set = Type::set(Type::String);
+        let got = decode(&[0x93, 0xa1, b'b', 0xa1, b'a', 0xa1, b'b'], &set).unwrap();
+        assert_eq!(
+            got,
+            Value::Set(vec![Value::string("a"), Value::string("b")])
+        );
+
+        let map = Type::map(Type::Bool);
+        both_ways(
+            &Value::map([("k", Value::bool(true))]),
+            &map,
+            &[0x81, 0xa1, b'k', 0xc3],
+        );
+
+        let tuple = Type::Tuple(vec![Type::String, Type::Bool]);
+        both_ways(
+            &Value::tuple([Value::string("a"), Value::bool(false)]),
+            &tuple,
+            &[0x92, 0xa1, b'a', 0xc2],
+        );
+
+        let mut dynamic = vec![0x92, 0xc4, 0x08];
+        dynamic.extend_from_slice(b"\"string\"");
+        dynamic.extend_from_slice(&[0xa2, b'h', b'i']);
+        both_ways(
+            &Value::dynamic(Type::String, Value::string("hi")),
+            &Type::Dynamic,
+            &dynamic,
+        );
+        both_ways(&Value::Null, &Type::Dynamic, &[0xc0]);
+        // A typed null in a dynamic position keeps its type.
+        let mut typed_null = vec![0x92, 0xc4, 0x08];
+        typed_null.extend_from_slice(b"\"number\"");
+        typed_null.push(0xc0);
+        both_ways(
+            &Value::dynamic(Type::Number, Value::Null),
+            &Type::Dynamic,
+            &typed_null,
+        );
+        // go-cty also accepts the type as a msgpack str.
+        let mut as_str = vec![0x92, 0xa6];
+        as_str.extend_from_slice(b"\"bool\"");
+        as_str.push(0xc3);
+        assert_eq!(
+            decode(&as_str, &Type::Dynamic).unwrap(),
+            Value::dynamic(Type::Bool, Value::bool(true))
+        );
+    }
+
+    fn err(bytes: &[u8], ty: &Type) -> DecodeError {
+        decode(bytes, ty).expect_err("decoding should fail")
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let ty = Type::object([("subnet_ids", Type::list(Type::String))]);
+        let mut bytes = vec![0x81, 0xaa];
+        bytes.extend_from_slice(b"subnet_ids");
+        bytes.extend_from_slice(&[0x92, 0xa1, b'a', 0xc3]);
+        let e = err(&bytes, &ty);
+        assert_eq!(e.path.to_string(), "subnet_ids[1]");
+        assert_eq!(
+            e.kind,
+            K::WrongType {
+                expected: "string".into(),
+                found: "bool"
+            }
+        );
+        assert_eq!(e.offset, Some(bytes.len() - 1));
+        assert_eq!(
+            e.to_string(),
+            "at subnet_ids[1] (byte 15): string is required, found bool"
+        );
+
+        let truncated = &bytes[..bytes.len() - 1];
+        let e = err(truncated, &ty);
+        assert_eq!(
+            (e.path.to_string(), e.kind),
+            ("subnet_ids[1]".into(), K::Truncated)
+        );
+
+        assert_eq!(err(&[0x01, 0x02], &Type::Number).kind, K::TrailingBytes(1));
+        assert_eq!(err(&[], &Type::Number).kind, K::Truncated);
+        assert_eq!(
+            err(&[0x81, 0xa1, b'z', 0xc0], &ty).kind,
+            K::UnsupportedAttribute("z".into())
+        );
+        assert_eq!(
+            err(&[0x91, 0xc0], &Type::Tuple(vec![Type::Bool, Type::Bool])).kind,
+            K::TupleLength {
+                expected: 2,
+                found: 1
+            }
+        );
+        assert!(matches!(
+            err(&[0xd5, 0x05, 0, 0], &Type::Bool).kind,
+            K::BadExtension(_)
+        ));
+        assert!(matches!(
+            err(&[0xc7, 0x02, 0x0c, 0x81, 0x01], &Type::Bool).kind,
+            K::BadExtension(_)
+        ));
+        let mut oversize = vec![0xc8, 0x04, 0x01, 0x0c];
+        oversize.resize(4 + 1025, 0);
+        assert!(matches!(
+            err(&oversize, &Type::String).kind,
+            K::BadExtension(_)
+        ));
+        assert!(matches!(
+            err(&[0xa2, 0xff, 0xfe], &Type::String).kind,
+            K::Malformed(_)
+        ));
+        assert!(matches!(
+            err(&[0x92, 0xc4, 0x03, b'"', b'x', b'"', 0xc0], &Type::Dynamic).kind,
+            K::BadType(_)
+        ));
+        assert!(matches!(
+            err(&[0x91, 0xc0], &Type::Dynamic).kind,
+            K::BadDynamic(_)
+        ));
+        assert!(matches!(
+            err(&[0xc1], &Type::Bool).kind,
+            K::WrongType {
+                found: "reserved byte 0xc1",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn huge_length_prefixes_fail_without_allocating() {
+        let list = Type::list(Type::String);
+        assert_eq!(
+            err(&[0xdd, 0xff, 0xff, 0xff, 0xff], &list).kind,
+            K::Truncated
+        );
+        assert_eq!(
+            err(&[0xdb, 0xff, 0xff, 0xff, 0xff], &Type::String).kind,
+            K::Truncated
+        );
+        assert_eq!(
+            err(&[0xdf, 0xff, 0xff, 0xff, 0xff], &Type::map(Type::Bool)).kind,
+            K::Truncated
+        );
+        // An extension's length is checked before its body is read.
+        assert!(matches!(
+            err(&[0xc9, 0xff, 0xff, 0xff, 0xff, 0x0c], &Type::Bool).kind,
+            K::BadExtension(_)
+        ));
+        assert_eq!(
+            err(&[0xc9, 0x00, 0x00, 0x03, 0x00, 0x0c, 0x81], &Type::Bool).kind,
+            K::Truncated
+        );
+    }
+
+    #[test]
+    fn deep_dynamic_nesting_is_refused() {
+        let mut bytes = Vec::new();
+        for _ in 0..(MAX_DEPTH + 10) {
+            bytes.extend_from_slice(&[0x92, 0xc4, 0x09]);
+            bytes.extend_from_slice(b"\"dynamic\"");
+        }
+        bytes.push(0xc0);
+        assert_eq!(err(&bytes, &Type::Dynamic).kind, K::TooDeep(MAX_DEPTH));
+    }
+
+    #[test]
+    fn encode_checks_the_value_against_the_type() {
+        let ty = Type::object([("a", Type::Bool)]);
+        let e = encode(&Value::object([("a", Value::string("x"))]), &ty).unwrap_err();
+        assert_eq!(e.to_string(), "at a: bool is required, found string");
+        let e = encode(&Value::object([("b", Value::Null)]), &ty).unwrap_err();
+        assert_eq!(e.kind, EncodeErrorKind::UnsupportedAttribute("b".into()));
+        let e = encode(&Value::string("x"), &Type::Dynamic).unwrap_err();
+        assert_eq!(e.kind, EncodeErrorKind::DynamicWithoutType);
+        // A dynamic wrapper whose type is the position's type is looked through.
+        assert_eq!(
+            encode(&Value::dynamic(Type::Bool, Value::bool(true)), &Type::Bool).unwrap(),
+            [0xc3]
+        );
+    }
+}
+
+#[cfg(test)]
+mod stack_tests {
+    use super::*;
+
+    /// Decoding past the depth limit fits in a 1 MiB stack even in a debug build (threads get
+    /// 2 MiB by default, tokio's workers too), so hostile nesting cannot overflow the stack.
+    #[test]
+    fn max_depth_fits_a_small_stack() {
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_DEPTH + 10 {
+            bytes.extend_from_slice(&[0x92, 0xc4, 0x09]);
+            bytes.extend_from_slice(b"\"dynamic\"");
+        }
+        bytes.push(0xc0);
+        let ty = Type::Dynamic;
+        let handle = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || decode(&bytes, &ty).map(|_| ()))
+            .unwrap();
+        let result = handle.join().unwrap();
+        assert_eq!(
+            result.unwrap_err().kind,
+            DecodeErrorKind::TooDeep(MAX_DEPTH)
+        );
+    }
 }
