@@ -339,3 +339,106 @@ impl From<Number> for Value {
         Value::Number(n)
     }
 }
+
+/// HCL-like text for messages: `"a"`, `3`, `["x", "y"]`, `{ name = "a", tags = { "k" = "v" } }`,
+/// `null`, `(unknown)`.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let quote = |s: &str| serde_json::to_string(s).map_err(|_| std::fmt::Error);
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Unknown(_) => f.write_str("(unknown)"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::String(s) => f.write_str(&quote(s)?),
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
+                f.write_str("[")?;
+                for (i, e) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(m) | Value::Object(m) => {
+                if m.is_empty() {
+                    return f.write_str("{}");
+                }
+                f.write_str("{ ")?;
+                for (i, (k, e)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    if matches!(self, Value::Map(_)) {
+                        write!(f, "{} = {e}", quote(k)?)?;
+                    } else {
+                        write!(f, "{k} = {e}")?;
+                    }
+                }
+                f.write_str(" }")
+            }
+            Value::Dynamic(_, v) => write!(f, "{v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_look_through_dynamic_wrappers() {
+        let v = Value::dynamic(
+            Type::object([("n", Type::Number)]),
+            Value::object([("n", Value::number_i64(7))]),
+        );
+        assert_eq!(v.get_attr("n").and_then(Value::as_i64), Some(7));
+        assert!(v.is_known() && v.is_wholly_known() && !v.is_null());
+        assert!(Value::dynamic(Type::String, Value::Null).is_null());
+        let partly = Value::list([Value::string("a"), Value::unknown()]);
+        assert!(partly.is_known());
+        assert!(!partly.is_wholly_known());
+        assert_eq!(Value::string("x").as_str(), Some("x"));
+        assert_eq!(Value::bool(true).as_bool(), Some(true));
+        assert_eq!(Value::string("x").as_bool(), None);
+        assert_eq!(Value::null_of(&Type::String), Value::Null);
+        assert!(
+            Value::unknown_not_null()
+                .refinement()
+                .unwrap()
+                .is_not_null()
+        );
+    }
+
+    #[test]
+    fn sets_are_canonical() {
+        let a = Value::set([Value::string("b"), Value::string("a"), Value::string("b")]);
+        let b = Value::set([Value::string("a"), Value::string("b")]);
+        assert_eq!(a, b);
+        assert_eq!(a.as_elements().map(<[Value]>::len), Some(2));
+        let nums = Value::set([
+            Value::Number("1.0".parse().unwrap()),
+            Value::number_i64(1),
+            Value::number_i64(-2),
+        ]);
+        assert_eq!(
+            nums,
+            Value::Set(vec![Value::number_i64(-2), Value::number_i64(1)])
+        );
+    }
+
+    #[test]
+    fn displays_hcl_like() {
+        let v = Value::object([
+            ("name", Value::string("a")),
+            ("tags", Value::map([("k", Value::string("v"))])),
+            ("ids", Value::list([Value::number_i64(1), Value::unknown()])),
+            ("gone", Value::Null),
+        ]);
+        assert_eq!(
+            v.to_string(),
+            r#"{ gone = null, ids = [1, (unknown)], name = "a", tags = { "k" = "v" } }"#
+        );
+    }
+}
