@@ -272,8 +272,18 @@ impl From<BigInt> for Number {
 
 /// Plain decimal notation, never an exponent, integers without a fraction, no trailing zeros:
 /// what cty prints (`1`, `0.1`, `123456789012345678901234567890`, `-0.00042`).
+///
+/// A non-integer that is exactly an f64 prints as that f64's shortest round-trip form, as cty
+/// prints a float64 (`Text('f', -1)` at 53 bits): `Number::from_f64(0.1)` prints `0.1`, not
+/// its 55-digit exact expansion. Its value stays exact; only the text is short.
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.is_integer()
+            && let Some(float) = self.to_f64_exact()
+        {
+            // Rust's float Display is the shortest round-trip text, never with an exponent.
+            return write!(f, "{float}");
+        }
         let n = self.0.normalized();
         let (int, scale) = n.as_bigint_and_exponent();
         if int.sign() == Sign::NoSign {
@@ -386,10 +396,14 @@ mod tests {
         assert_eq!(n("0.1").to_f64_exact(), None);
         assert_eq!(n("123456789012345678901234567890").to_f64_exact(), None);
         assert_eq!(n("1e300").to_f64_exact(), None);
+        let tenth = Number::from_f64(0.1).unwrap();
         assert_eq!(
-            Number::from_f64(0.1).unwrap().to_string(),
+            tenth.0.to_string(),
             "0.1000000000000000055511151231257827021181583404541015625"
         );
+        // Printed as cty prints a float64; the value stays exact.
+        assert_eq!(tenth.to_string(), "0.1");
+        assert_ne!(tenth, n("0.1"));
         assert_eq!(Number::from_f64(0.1).unwrap().to_f64_exact(), Some(0.1));
         assert_eq!(Number::from_f64(-2.5).unwrap(), n("-2.5"));
         assert_eq!(Number::from_f64(1e20).unwrap(), n("100000000000000000000"));

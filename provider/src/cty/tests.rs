@@ -174,6 +174,32 @@ fn typed_value(unknowns: bool) -> BoxedStrategy<(Type, Value)> {
         .boxed()
 }
 
+/// The number its text reads back as (differs from `n` only for floats with long expansions).
+fn as_printed(n: &Number) -> Number {
+    Number::parse(&n.to_string()).unwrap()
+}
+
+fn value_as_printed(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => Value::Number(as_printed(n)),
+        Value::List(e) => Value::List(e.iter().map(value_as_printed).collect()),
+        Value::Set(e) => Value::set(e.iter().map(value_as_printed)),
+        Value::Tuple(e) => Value::Tuple(e.iter().map(value_as_printed).collect()),
+        Value::Map(m) => Value::Map(
+            m.iter()
+                .map(|(k, e)| (k.clone(), value_as_printed(e)))
+                .collect(),
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, e)| (k.clone(), value_as_printed(e)))
+                .collect(),
+        ),
+        Value::Dynamic(t, e) => Value::Dynamic(t.clone(), Box::new(value_as_printed(e))),
+        other => other.clone(),
+    }
+}
+
 /// Ways to damage a valid encoding.
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -245,7 +271,9 @@ proptest! {
     #[test]
     fn number_text_roundtrips(n in arb_number()) {
         let text = n.to_string();
-        prop_assert_eq!(Number::parse(&text).unwrap(), n.clone());
+        let back = Number::parse(&text).unwrap();
+        prop_assert_eq!(back.to_string(), text);
+        prop_assert_eq!(back, as_printed(&n));
         if let Some(i) = n.to_i64() {
             prop_assert_eq!(Number::from(i), n.clone());
         }
@@ -267,8 +295,11 @@ proptest! {
     fn json_roundtrips((ty, v) in typed_value(false)) {
         let text = json::encode_string(&v, &ty).unwrap();
         let back = json::decode(text.as_bytes(), &ty);
-        prop_assert_eq!(back.as_ref(), Ok(&v), "json {}", text);
-        prop_assert_eq!(json::decode_state(text.as_bytes(), &ty).unwrap(), v);
+        // Floats are written as cty writes them (shortest text), which reads back as that
+        // decimal: compare against the value with its numbers as printed.
+        let want = value_as_printed(&v);
+        prop_assert_eq!(back.as_ref(), Ok(&want), "json {}", text);
+        prop_assert_eq!(json::decode_state(text.as_bytes(), &ty).unwrap(), want);
         prop_assert_eq!(json::encode_string(&back.unwrap(), &ty).unwrap(), text);
     }
 
@@ -312,5 +343,171 @@ proptest! {
         let _ = json::decode_state(&text, &ty);
         let _ = msgpack::decode(&text, &ty);
         let _ = json::decode(&packed, &ty);
+    }
+}
+
+/// Vectors written by go-cty itself (testdata/gocty): we must read its bytes and write the
+/// same bytes back.
+#[test]
+fn go_cty_vectors_read_and_write_the_same_bytes() {
+    let text = include_str!("testdata/vectors.jsonl");
+    let mut checked = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let vector: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = vector["name"].as_str().unwrap();
+        let type_json = vector["type"].as_str().unwrap();
+        let ty = Type::from_json(type_json.as_bytes()).unwrap();
+        assert_eq!(ty.to_json_string(), type_json, "{name}: type");
+        let packed = hex::decode(vector["msgpack"].as_str().unwrap()).unwrap();
+        let v = msgpack::decode(&packed, &ty).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ours = msgpack::encode(&v, &ty).unwrap();
+        // go-cty orders set elements by hash, we by value: only the decoded sets must agree.
+        if name.starts_with("set_") {
+            assert_eq!(msgpack::decode(&ours, &ty).unwrap(), v, "{name}: msgpack");
+        } else {
+            assert_eq!(hex::encode(&ours), hex::encode(&packed), "{name}: msgpack");
+        }
+        match vector["json"].as_str() {
+            // go-cty prints a float64 at its 53-bit precision ("0.1"), and so do we, but the
+            // float's exact value is not the decimal 0.1 that text reads back as.
+            Some(js) if name == "float_0_1" => {
+                assert_eq!(
+                    json::decode(js.as_bytes(), &ty).unwrap(),
+                    Value::Number(Number::parse("0.1").unwrap())
+                );
+                assert_eq!(json::encode_string(&v, &ty).unwrap(), js);
+            }
+            Some(js) => {
+                let from_json = json::decode(js.as_bytes(), &ty).unwrap();
+                assert_eq!(from_json, v, "{name}: JSON and msgpack disagree");
+                let ours = json::encode_string(&v, &ty).unwrap();
+                if !name.starts_with("set_") {
+                    assert_eq!(ours, js, "{name}: JSON");
+                }
+            }
+            None => assert!(!v.is_wholly_known(), "{name}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 34);
+}
+
+#[test]
+fn go_cty_vectors_decode_to_the_values_they_describe() {
+    let text = include_str!("testdata/vectors.jsonl");
+    let find = |name: &str| -> Value {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"name\":\"{name}\"")))
+            .unwrap();
+        let vector: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ty = Type::from_json(vector["type"].as_str().unwrap().as_bytes()).unwrap();
+        msgpack::decode(
+            &hex::decode(vector["msgpack"].as_str().unwrap()).unwrap(),
+            &ty,
+        )
+        .unwrap()
+    };
+    let num = |s: &str| Value::Number(Number::parse(s).unwrap());
+    assert_eq!(find("big_int"), num("123456789012345678901234567890"));
+    assert_eq!(find("decimal_0_1"), num("0.1"));
+    assert_eq!(
+        find("float_0_1"),
+        Value::Number(Number::from_f64(0.1).unwrap())
+    );
+    assert_eq!(find("uint_max"), Value::number(u64::MAX));
+    assert_eq!(
+        find("refined_prefix"),
+        Value::Unknown(Refinement::not_null().with_string_prefix("ami-"))
+    );
+    assert_eq!(
+        find("refined_number"),
+        Value::Unknown(
+            Refinement::not_null()
+                .with_number_lower(Number::from(0i64), true)
+                .with_number_upper(Number::parse("10.5").unwrap(), false)
+        )
+    );
+    assert_eq!(
+        find("refined_set_length"),
+        Value::Unknown(Refinement::not_null().with_length_bounds(Some(2), None))
+    );
+    assert_eq!(
+        find("dynamic_typed_null"),
+        Value::dynamic(Type::Number, Value::Null)
+    );
+    assert_eq!(find("dynamic_null"), Value::Null);
+    assert_eq!(
+        find("set_strings"),
+        Value::set([Value::string("a"), Value::string("b")])
+    );
+    let o = find("object_with_unknowns");
+    assert_eq!(o.get_attr("id"), Some(&Value::unknown_not_null()));
+    assert_eq!(o.get_attr("extra"), Some(&Value::unknown()));
+    assert_eq!(o.get_attr("ports"), Some(&Value::Null));
+}
+
+/// Writes generated values as go-cty test input (`CTY_DUMP=path cargo test ... -- --ignored`);
+/// testdata/gocty's `check` mode decodes them with go-cty and re-encodes them.
+#[test]
+#[ignore = "produces input for the go-cty cross-check, run by hand"]
+fn dump_generated_values_for_go_cty() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::io::Write;
+    let path = std::env::var("CTY_DUMP").expect("CTY_DUMP names the output file");
+    let count: usize = std::env::var("CTY_DUMP_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(5000);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut runner = TestRunner::deterministic();
+    let mut written = 0;
+    while written < count {
+        let (ty, v) = typed_value(true).new_tree(&mut runner).unwrap().current();
+        if !in_go_cty_domain(&v) {
+            continue;
+        }
+        written += 1;
+        let line = serde_json::json!({
+            "type": ty.to_json_string(),
+            "msgpack": hex::encode(msgpack::encode(&v, &ty).unwrap()),
+            "json": json::encode_string(&v, &ty).ok(),
+        });
+        writeln!(out, "{line}").unwrap();
+    }
+}
+
+/// Whether go-cty can hold `v` as it is: strings already in NFC (cty normalises every string;
+/// ASCII stands in for that here), numbers within its 512-bit mantissa, and refinements that do
+/// not contradict themselves (go-cty's refinement builder panics on those).
+fn in_go_cty_domain(v: &Value) -> bool {
+    let num_ok = |n: &Number| n.0.digits() <= 150;
+    match v {
+        Value::Null | Value::Bool(_) => true,
+        Value::Number(n) => num_ok(n),
+        Value::String(s) => s.is_ascii(),
+        Value::Unknown(r) => {
+            let bounds_ok = match (&r.number_lower, &r.number_upper) {
+                (Some((lo, lo_inc)), Some((hi, hi_inc))) => {
+                    lo < hi || (lo == hi && *lo_inc && *hi_inc)
+                }
+                _ => true,
+            };
+            let lengths_ok = match (r.length_lower, r.length_upper) {
+                (Some(lo), Some(hi)) => lo <= hi,
+                _ => true,
+            };
+            bounds_ok
+                && lengths_ok
+                && r.length_upper.is_none_or(|n| n <= i64::MAX as u64)
+                && r.number_lower.as_ref().is_none_or(|(n, _)| num_ok(n))
+                && r.number_upper.as_ref().is_none_or(|(n, _)| num_ok(n))
+                && r.string_prefix.as_deref().is_none_or(str::is_ascii)
+        }
+        Value::List(e) | Value::Set(e) | Value::Tuple(e) => e.iter().all(in_go_cty_domain),
+        Value::Map(m) => m.iter().all(|(k, e)| k.is_ascii() && in_go_cty_domain(e)),
+        Value::Object(m) => m.values().all(in_go_cty_domain),
+        Value::Dynamic(_, e) => in_go_cty_domain(e),
     }
 }
