@@ -286,6 +286,12 @@ impl Value {
         }
     }
 
+    /// Checks that the value fits `ty` (what the msgpack encoder would accept), naming the
+    /// first place it does not.
+    pub fn check_type(&self, ty: &Type) -> Result<(), super::EncodeError> {
+        super::msgpack::encode(self, ty).map(|_| ())
+    }
+
     /// Short name of the value's kind, for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -409,6 +415,20 @@ mod tests {
                 .unwrap()
                 .is_not_null()
         );
+    }
+
+    #[test]
+    fn check_type_names_the_misfit() {
+        let ty = Type::object([("ids", Type::list(Type::String))]);
+        assert!(
+            Value::object([("ids", Value::list([Value::string("a")]))])
+                .check_type(&ty)
+                .is_ok()
+        );
+        let e = Value::object([("ids", Value::list([Value::bool(true)]))])
+            .check_type(&ty)
+            .unwrap_err();
+        assert_eq!(e.path.to_string(), "ids[0]");
     }
 
     #[test]
