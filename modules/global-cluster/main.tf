@@ -33,5 +33,5 @@ resource "strata_region" "this" {
   subnet_id     = each.value.subnet_id
   replica_count = each.value.replica_count
   instance_type = each.value.instance_type
-  tags          = var.tags
+  tags          = length(var.tags) > 0 ? var.tags : null
 }

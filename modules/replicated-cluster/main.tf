@@ -7,6 +7,12 @@ locals {
   replica_subnet_ids = [
     for i in range(var.replica_count) : var.subnet_ids[(i + 1) % length(var.subnet_ids)]
   ]
+
+  # Empty collections go to the provider as null (unset), so an empty default never reads back
+  # as a difference between [] and null.
+  allowed_cidr_blocks        = length(var.allowed_cidr_blocks) > 0 ? var.allowed_cidr_blocks : null
+  allowed_security_group_ids = length(var.allowed_security_group_ids) > 0 ? var.allowed_security_group_ids : null
+  tags                       = length(var.tags) > 0 ? var.tags : null
 }
 
 resource "strata_cluster" "this" {
@@ -17,9 +23,9 @@ resource "strata_cluster" "this" {
   subnet_id                        = var.subnet_ids[0]
   replication_mode                 = var.replication_mode
   semi_sync_wait_for_replica_count = var.semi_sync_wait_for_replica_count
-  allowed_cidr_blocks              = var.allowed_cidr_blocks
-  allowed_security_group_ids       = var.allowed_security_group_ids
-  tags                             = var.tags
+  allowed_cidr_blocks              = local.allowed_cidr_blocks
+  allowed_security_group_ids       = local.allowed_security_group_ids
+  tags                             = local.tags
 }
 
 resource "strata_storage_segment" "source" {
@@ -30,7 +36,7 @@ resource "strata_storage_segment" "source" {
   grow_by_percent = var.storage_grow_by_percent
   volume_type     = var.storage_volume_type
   kms_key_id      = var.storage_kms_key_id
-  tags            = var.tags
+  tags            = local.tags
 }
 
 resource "strata_replica" "this" {
@@ -39,7 +45,7 @@ resource "strata_replica" "this" {
   cluster_id    = strata_cluster.this.id
   subnet_id     = local.replica_subnet_ids[count.index]
   instance_type = var.replica_instance_type
-  tags          = var.tags
+  tags          = local.tags
 }
 
 resource "strata_storage_segment" "replica" {
@@ -52,5 +58,5 @@ resource "strata_storage_segment" "replica" {
   grow_by_percent = var.storage_grow_by_percent
   volume_type     = var.storage_volume_type
   kms_key_id      = var.storage_kms_key_id
-  tags            = var.tags
+  tags            = local.tags
 }
