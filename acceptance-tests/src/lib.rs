@@ -1,1 +1,310 @@
-//! Shared harness for the acceptance tests.
+//! Shared harness for the acceptance tests: finds the `tofu` CLI and LocalStack, packages the
+//! provider into a filesystem mirror, writes a CLI config that installs Strata only from that
+//! mirror, runs `tofu` with the environment a LocalStack run needs, and creates the LocalStack
+//! network (VPCs and subnets) that modules and examples need, since Strata has no VPC resource.
+//!
+//! It owns no provider logic: everything here drives real processes from the outside.
+
+pub mod network;
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// The provider's source address as `tofu` resolves `strata/strata`.
+pub const PROVIDER_ADDRESS: &str = "registry.opentofu.org/strata/strata";
+
+/// The repository root (the workspace folder holding `scripts/`, `modules/`, `examples/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// LocalStack's edge endpoint: `$LOCALSTACK_ENDPOINT`, else the default port on loopback.
+pub fn localstack_endpoint() -> String {
+    std::env::var("LOCALSTACK_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:4566".to_string())
+}
+
+/// The `tofu` binary: `$TOFU` if set, else whatever `scripts/install-tofu` prints (it builds
+/// OpenTofu on first use and caches it).
+pub fn tofu_path() -> Result<PathBuf> {
+    static TOFU: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    TOFU.get_or_init(|| find_tofu().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn find_tofu() -> Result<PathBuf> {
+    if let Some(t) = std::env::var_os("TOFU").filter(|t| !t.is_empty()) {
+        let p = PathBuf::from(t);
+        if !p.is_file() {
+            bail!(
+                "TOFU={} is not a file; unset it or point it at a tofu binary",
+                p.display()
+            );
+        }
+        return Ok(p);
+    }
+    let script = repo_root().join("scripts/install-tofu");
+    let out = Command::new(&script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "tofu is missing and {} failed (set TOFU=/path/to/tofu or run scripts/test):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(PathBuf::from(path))
+}
+
+/// Fails with a message saying what to do when LocalStack does not answer its health check.
+pub fn require_localstack() -> Result<()> {
+    let endpoint = localstack_endpoint();
+    let body = http_get(&endpoint, "/_localstack/health").with_context(|| {
+        format!("LocalStack does not answer at {endpoint}: run `scripts/localstack start` (or scripts/test)")
+    })?;
+    if !body.contains("\"ec2\"") {
+        bail!(
+            "LocalStack at {endpoint} answers but serves no EC2: start it with scripts/localstack start"
+        );
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 GET against LocalStack; enough for its health endpoint without pulling an
+/// HTTP client into the tests.
+fn http_get(endpoint: &str, path: &str) -> Result<String> {
+    let hostport = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("LOCALSTACK_ENDPOINT must be http://host:port, got {endpoint}"))?
+        .trim_end_matches('/');
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    if !resp.starts_with("HTTP/1.1 200") && !resp.starts_with("HTTP/1.0 200") {
+        bail!("{}", resp.lines().next().unwrap_or("empty response"));
+    }
+    Ok(resp)
+}
+
+/// Packages the provider once per test process (debug profile) with `scripts/package` and
+/// returns the filesystem-mirror folder (`<dist>/mirror`).
+pub fn provider_mirror() -> Result<PathBuf> {
+    static MIRROR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    MIRROR
+        .get_or_init(|| package_provider().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// Where tests package to: beside the repo's own `dist/`, so a release `scripts/package` and
+/// tests never overwrite each other.
+pub fn test_dist_dir() -> PathBuf {
+    repo_root().join("dist/test-debug")
+}
+
+fn package_provider() -> Result<PathBuf> {
+    let dist = test_dist_dir();
+    let script = repo_root().join("scripts/package");
+    let out = Command::new(&script)
+        .env("STRATA_PROFILE", "debug")
+        .env("STRATA_DIST", &dist)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "scripts/package failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mirror = dist.join("mirror");
+    if !mirror.join(PROVIDER_ADDRESS).is_dir() {
+        bail!(
+            "scripts/package succeeded but {} has no {PROVIDER_ADDRESS}",
+            mirror.display()
+        );
+    }
+    Ok(mirror)
+}
+
+/// The workspace version (`[workspace.package] version`), which is the provider's version.
+pub fn workspace_version() -> Result<String> {
+    let text = std::fs::read_to_string(repo_root().join("Cargo.toml"))?;
+    let mut in_section = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_section = line == "[workspace.package]";
+        } else if in_section && let Some(rest) = line.strip_prefix("version") {
+            let v = rest
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            return Ok(v.to_string());
+        }
+    }
+    bail!("no [workspace.package] version in Cargo.toml")
+}
+
+/// Writes a CLI config that installs Strata only from `mirror` and everything else (nothing, in
+/// our configs) directly; returns its path.
+pub fn write_cli_config(dir: &Path, mirror: &Path) -> Result<PathBuf> {
+    let path = dir.join("strata.tfrc");
+    let text = format!(
+        "provider_installation {{\n  filesystem_mirror {{\n    path    = {mirror:?}\n    include = [\"{PROVIDER_ADDRESS}\"]\n  }}\n  direct {{\n    exclude = [\"{PROVIDER_ADDRESS}\"]\n  }}\n}}\n",
+        mirror = mirror.display().to_string()
+    );
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Runs `tofu` with Strata from a mirror and AWS pointed at LocalStack.
+#[derive(Debug, Clone)]
+pub struct Tofu {
+    pub bin: PathBuf,
+    pub cli_config: PathBuf,
+    pub endpoint: String,
+}
+
+impl Tofu {
+    /// Finds tofu, packages the provider, and writes the CLI config into `scratch`.
+    pub fn setup(scratch: &Path) -> Result<Self> {
+        let bin = tofu_path()?;
+        let mirror = provider_mirror()?;
+        let cli_config = write_cli_config(scratch, &mirror)?;
+        Ok(Self {
+            bin,
+            cli_config,
+            endpoint: localstack_endpoint(),
+        })
+    }
+
+    /// The command with the environment every run gets: our CLI config, no prompts, LocalStack
+    /// test credentials, and the endpoint for SDKs that read `AWS_ENDPOINT_URL`.
+    pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.current_dir(dir)
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env_remove("TF_PLUGIN_CACHE_DIR")
+            .env_remove("AWS_PROFILE");
+        c
+    }
+
+    pub fn run(&self, dir: &Path, args: &[&str]) -> Result<Output> {
+        self.command(dir, args)
+            .output()
+            .with_context(|| format!("starting {} {}", self.bin.display(), args.join(" ")))
+    }
+
+    /// Runs and returns stdout; on failure the error carries both streams.
+    pub fn run_ok(&self, dir: &Path, args: &[&str]) -> Result<String> {
+        let out = self.run(dir, args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "`tofu {}` in {} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+                args.join(" "),
+                dir.display(),
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+}
+
+/// Copies a folder tree (configs only: skips `.terraform` and state) so tests never write into
+/// the repository.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy();
+        if name_s == ".terraform" || name_s == ".terraform.lock.hcl" || name_s.ends_with(".tfstate")
+        {
+            continue;
+        }
+        let src = entry.path();
+        let dst = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Serialises tests of one process that create LocalStack objects by tag (find-or-create is not
+/// atomic across concurrent callers).
+pub fn localstack_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_config_names_the_mirror_and_excludes_direct() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write_cli_config(d.path(), Path::new("/x/mirror")).unwrap();
+        let t = std::fs::read_to_string(p).unwrap();
+        assert!(t.contains("path    = \"/x/mirror\""), "{t}");
+        assert!(
+            t.contains("exclude = [\"registry.opentofu.org/strata/strata\"]"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn workspace_version_reads_the_root_manifest() {
+        let v = workspace_version().unwrap();
+        assert!(
+            v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u64>().is_ok()),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn copy_tree_skips_tofu_working_files() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(a.path().join("sub/.terraform")).unwrap();
+        std::fs::write(a.path().join("sub/main.tf"), "x").unwrap();
+        std::fs::write(a.path().join("terraform.tfstate"), "s").unwrap();
+        copy_tree(a.path(), b.path()).unwrap();
+        assert!(b.path().join("sub/main.tf").is_file());
+        assert!(!b.path().join("sub/.terraform").exists());
+        assert!(!b.path().join("terraform.tfstate").exists());
+    }
+}

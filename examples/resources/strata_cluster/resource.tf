@@ -1,0 +1,31 @@
+variable "subnet_id" {
+  type = string
+}
+
+# A MariaDB source node; replicas (strata_replica) and read-only regions (strata_region) join it.
+resource "strata_cluster" "orders" {
+  name           = "orders"
+  engine         = "mariadb"
+  engine_version = "10.11"
+  instance_type  = "r7g.large"
+  subnet_id      = var.subnet_id
+
+  # A commit waits for one replica's ack (falls back to async after 10 s without one).
+  replication_mode                 = "semi_sync"
+  semi_sync_wait_for_replica_count = 1
+  semi_sync_timeout_ms             = 10000
+
+  allowed_cidr_blocks = ["10.0.0.0/16"]
+
+  tags = {
+    service = "orders"
+  }
+
+  timeouts {
+    create = "20m"
+  }
+}
+
+output "orders_writer_endpoint" {
+  value = strata_cluster.orders.writer_endpoint
+}
