@@ -463,3 +463,60 @@ async fn in_process_tcp_with_automtls() {
     // The stdio stream ended without sending anything.
     assert!(matches!(stdio.message().await, Ok(None) | Err(_)));
 }
+
+/// True once `pid` has exited (gone, or a zombie nobody has reaped yet).
+fn has_exited(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+#[tokio::test]
+async fn plugin_exits_when_its_parent_dies() {
+    // A shell plays the client: it starts the plugin, then exits without a Shutdown.
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("\"{BIN}\" & echo \"pid=$!\"; sleep 1"))
+        .env_remove("TF_LOG")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut shell = shell.spawn().unwrap();
+    let mut lines = BufReader::new(shell.stdout.take().unwrap()).lines();
+    let (mut pid, mut handshake) = (None, None);
+    while pid.is_none() || handshake.is_none() {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("pid and handshake lines");
+        match line.strip_prefix("pid=") {
+            Some(p) => pid = Some(p.to_owned()),
+            None => handshake = Some(line.parse::<HandshakeLine>().unwrap()),
+        }
+    }
+    let (pid, handshake) = (pid.unwrap(), handshake.unwrap());
+    assert_eq!(
+        health_via(&handshake, None).await,
+        Ok(ServingStatus::Serving as i32)
+    );
+    assert!(!has_exited(&pid));
+    shell.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !has_exited(&pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "plugin {pid} still running 10s after its parent exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
