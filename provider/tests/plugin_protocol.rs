@@ -520,3 +520,23 @@ async fn plugin_exits_when_its_parent_dies() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn sigterm_right_after_the_handshake_is_not_lost() {
+    // Clients may signal the plugin the moment they have read the handshake line.
+    for _ in 0..20 {
+        let mut plugin = start_plugin(None).await;
+        let pid = plugin.child.id().unwrap().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exited = tokio::time::timeout(Duration::from_secs(10), plugin.child.wait()).await;
+        assert!(
+            matches!(&exited, Ok(Ok(s)) if s.code() == Some(0)),
+            "plugin did not stop on an early SIGTERM: {exited:?}"
+        );
+    }
+}

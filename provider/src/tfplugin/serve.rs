@@ -118,6 +118,9 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
 
 /// [`serve`] with options, including debug (reattach) mode.
 pub async fn serve_with<P: Provider>(provider: P, options: ServeOptions) -> Result<(), ServeError> {
+    // Handlers go in before the handshake line is out: a client may signal us as soon as it
+    // has read it, and a signal arriving while handlers are being installed can be lost.
+    let signals = Signals::install().map_err(ServeError::Signals)?;
     let server = match options.mode {
         ServeMode::Managed => {
             let env = PluginEnv::from_process_env();
@@ -127,15 +130,17 @@ pub async fn serve_with<P: Provider>(provider: P, options: ServeOptions) -> Resu
             let negotiated = env.negotiate()?;
             let server =
                 PluginServer::bind(&negotiated, options.transport, options.shutdown_grace).await?;
+            signals.watch(options.mode, server.shutdown_token());
+            watch_parent(server.shutdown_token());
             let line = server.handshake_line()?;
             tracing::debug!(handshake = %line, "plugin listening");
             print_stdout(&format!("{line}\n"))?;
-            watch_parent(server.shutdown_token());
             server
         }
         ServeMode::Debug => {
             let server =
                 PluginServer::bind_debug(options.transport, options.shutdown_grace).await?;
+            signals.watch(options.mode, server.shutdown_token());
             let json = server.reattach_config(&options.provider_addresses)?;
             print_stdout(&format!(
                 "Strata provider started in debug mode. To make Terraform or OpenTofu use this \
@@ -145,7 +150,6 @@ pub async fn serve_with<P: Provider>(provider: P, options: ServeOptions) -> Resu
             server
         }
     };
-    watch_signals(options.mode, server.shutdown_token()).map_err(ServeError::Signals)?;
     server.run(provider).await
 }
 
@@ -157,32 +161,48 @@ fn print_stdout(text: &str) -> Result<(), ServeError> {
         .map_err(ServeError::Stdout)
 }
 
-fn watch_signals(mode: ServeMode, shutdown: CancellationToken) -> io::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let mut interrupts = 0u32;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = terminate.recv() => {
-                    tracing::info!("SIGTERM received; shutting down");
-                    shutdown.cancel();
-                    break;
-                }
-                _ = interrupt.recv() => {
-                    if mode == ServeMode::Debug {
-                        tracing::info!("interrupted; shutting down");
+/// SIGTERM and SIGINT streams, created early so no signal slips past.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    fn watch(self, mode: ServeMode, shutdown: CancellationToken) {
+        let Self {
+            mut terminate,
+            mut interrupt,
+        } = self;
+        tokio::spawn(async move {
+            let mut interrupts = 0u32;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = terminate.recv() => {
+                        tracing::info!("SIGTERM received; shutting down");
                         shutdown.cancel();
                         break;
                     }
-                    interrupts += 1;
-                    tracing::trace!(count = interrupts, "ignoring SIGINT: the client stops the plugin itself");
+                    _ = interrupt.recv() => {
+                        if mode == ServeMode::Debug {
+                            tracing::info!("interrupted; shutting down");
+                            shutdown.cancel();
+                            break;
+                        }
+                        interrupts += 1;
+                        tracing::trace!(count = interrupts, "ignoring SIGINT: the client stops the plugin itself");
+                    }
                 }
             }
-        }
-    });
-    Ok(())
+        });
+    }
 }
 
 /// A plugin whose client died without a Shutdown would otherwise live forever.
