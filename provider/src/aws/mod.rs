@@ -28,5 +28,13 @@ pub use node::{
     NodeInfo, ReplicaInfo, ReplicaSpec, create_replica, default_ami, delete_replica, read_replica,
     update_replica,
 };
+pub use region::{
+    RegionInfo, RegionSpec, create_region, delete_region, read_region, set_region_replica_count,
+    update_region,
+};
+pub use segment::{
+    SegmentInfo, SegmentSpec, create_segment, delete_segment, grow_segment, modify_segment,
+    move_segment, read_segment, update_segment,
+};
 pub use tags::{ObjectTags, build_tags, creation_token};
 pub use wait::Backoff;
