@@ -302,7 +302,7 @@ async fn ensure_replicas(
         .iter()
         .filter(|(i, _)| *i >= spec.replica_count)
         .collect();
-    extra.sort_by(|a, b| b.0.cmp(&a.0));
+    extra.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, n) in &extra {
         node::terminate_node(rc, &n.instance_id, Duration::ZERO).await?;
     }

@@ -247,7 +247,14 @@ async fn detach(
     if v.attached_instance_id.is_none() {
         return Ok(v);
     }
-    if let Err(e) = rc.ec2.detach_volume().volume_id(volume_id).send().await {
+    // Instance and device are optional for AWS; LocalStack (moto) fails without them.
+    let req = rc
+        .ec2
+        .detach_volume()
+        .volume_id(volume_id)
+        .set_instance_id(v.attached_instance_id.clone())
+        .set_device(v.device_name.clone());
+    if let Err(e) = req.send().await {
         let e = AwsError::from_sdk(e, "ec2:DetachVolume", &what);
         // Already detached (IncorrectState) or gone is fine; the wait below decides.
         if !(e.is_not_found() || e.is_kind(ErrorKind::Conflict)) {
@@ -639,8 +646,8 @@ mod tests {
 
     #[test]
     fn segments_never_shrink() {
-        assert_eq!(check_resize("vol-1", 100, 100).unwrap(), false);
-        assert_eq!(check_resize("vol-1", 100, 150).unwrap(), true);
+        assert!(!check_resize("vol-1", 100, 100).unwrap());
+        assert!(check_resize("vol-1", 100, 150).unwrap());
         let e = check_resize("vol-1", 150, 100).unwrap_err().to_string();
         assert!(
             e.contains("cannot shrink") && e.contains("vol-1") && e.contains("150"),
