@@ -939,3 +939,164 @@ async fn one_client_set_per_region_shared_under_concurrency() {
             .all(|z| z.zone_name().unwrap_or_default().starts_with("eu-west-1"))
     );
 }
+
+#[tokio::test]
+#[ignore = "needs LocalStack: run via scripts/test"]
+async fn failed_create_cleans_up_and_out_of_band_deletion_reads_as_gone() {
+    let clients = clients().await;
+    let rc = clients.home().await.unwrap();
+    let net = network(&rc, second_octet(), &["a"]).await;
+
+    // The source instance cannot start (no such image): the group, profile and parameter this
+    // create made must be gone again.
+    let name = unique("f");
+    let mut spec = cluster_spec(&name, &net.subnets[0].0);
+    spec.ami = Some("ami-00000000000000000".into());
+    let e = aws::create_cluster(&clients, &spec).await.unwrap_err();
+    assert!(e.to_string().contains("check ami"), "{e}");
+    assert!(e.leftovers().is_empty(), "{e}");
+    let left = tagged_leftovers(&rc, &name).await;
+    assert!(
+        left.is_empty(),
+        "left behind after a failed create: {left:?}"
+    );
+    assert!(
+        rc.ssm
+            .get_parameter()
+            .name(aws::replication_parameter_name(&name))
+            .send()
+            .await
+            .is_err()
+    );
+    let profile = aws::cluster::managed_profile_name(&name, "us-east-1");
+    assert!(
+        rc.iam
+            .get_instance_profile()
+            .instance_profile_name(&profile)
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(rc.iam.get_role().role_name(&profile).send().await.is_err());
+
+    // Out-of-band termination of the source: read says not found (the resource leaves state).
+    let name = unique("o");
+    let c = aws::create_cluster(&clients, &cluster_spec(&name, &net.subnets[0].0))
+        .await
+        .unwrap()
+        .info;
+    rc.ec2
+        .terminate_instances()
+        .instance_ids(&c.source_instance_id)
+        .send()
+        .await
+        .unwrap();
+    let e = aws::read_cluster(&clients, None, &name).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    // A create with the same token after that makes a new source, not the terminated one.
+    let again = aws::create_cluster(&clients, &cluster_spec(&name, &net.subnets[0].0))
+        .await
+        .unwrap()
+        .info;
+    assert_ne!(again.source_instance_id, c.source_instance_id);
+    assert_eq!(again.security_group_id, c.security_group_id);
+    aws::delete_cluster(&clients, None, &name, TIMEOUT)
+        .await
+        .unwrap();
+    assert!(tagged_leftovers(&rc, &name).await.is_empty());
+    drop_network(&rc, &net).await;
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: run via scripts/test"]
+async fn default_ami_exists_for_both_architectures() {
+    let clients = clients().await;
+    for region in ["us-east-1", "eu-west-1"] {
+        let rc = clients.region(Some(region)).await.unwrap();
+        for t in ["t3.micro", "r7g.large"] {
+            let ami = aws::default_ami(&rc, t).await.unwrap();
+            let out = rc
+                .ec2
+                .describe_images()
+                .image_ids(&ami)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.images().len(), 1, "{region} {t}: {ami} must exist");
+            eprintln!("default AMI {region} {t}: {ami}");
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: run via scripts/test"]
+async fn ten_replicas_do_not_cost_ten_times_one() {
+    let clients = Arc::new(clients().await);
+    let rc = clients.home().await.unwrap();
+    let net = network(&rc, second_octet(), &["a"]).await;
+    let name = unique("t");
+    let c = aws::create_cluster(&clients, &cluster_spec(&name, &net.subnets[0].0))
+        .await
+        .unwrap()
+        .info;
+
+    let t = Instant::now();
+    let one = aws::create_replica(
+        &clients,
+        &replica_spec(&c, &name, "strata_replica.one", &net.subnets[0].0),
+    )
+    .await
+    .unwrap();
+    let t_one = t.elapsed();
+
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for i in 0..10 {
+        let clients = clients.clone();
+        let s = replica_spec(
+            &c,
+            &name,
+            &format!("strata_replica.n{i}"),
+            &net.subnets[0].0,
+        );
+        hs.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let r = aws::create_replica(&clients, &s).await.unwrap();
+            (start, Instant::now(), r)
+        }));
+    }
+    let mut res = Vec::new();
+    for h in hs {
+        res.push(h.await.unwrap());
+    }
+    let t_ten = t.elapsed();
+    let latest_start = res.iter().map(|r| r.0).max().unwrap();
+    let earliest_end = res.iter().map(|r| r.1).min().unwrap();
+    eprintln!(
+        "FIGURES: 1 replica {t_one:?}; 10 replicas concurrently {t_ten:?} ({:.1}x one)",
+        t_ten.as_secs_f64() / t_one.as_secs_f64()
+    );
+    assert!(
+        latest_start < earliest_end,
+        "the ten creates did not all overlap"
+    );
+    let ids: std::collections::BTreeSet<_> = res.iter().map(|r| r.2.instance_id.clone()).collect();
+    assert_eq!(ids.len(), 10);
+
+    futures::future::try_join_all(
+        res.iter()
+            .map(|r| r.2.instance_id.clone())
+            .chain([one.instance_id.clone()])
+            .map(|id| {
+                let clients = clients.clone();
+                async move { aws::delete_replica(&clients, None, &id, TIMEOUT).await }
+            }),
+    )
+    .await
+    .unwrap();
+    aws::delete_cluster(&clients, None, &name, TIMEOUT)
+        .await
+        .unwrap();
+    assert!(tagged_leftovers(&rc, &name).await.is_empty());
+    drop_network(&rc, &net).await;
+}

@@ -434,6 +434,7 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         .delete_on_termination(true)
         .build();
     let user_data = base64::engine::general_purpose::STANDARD.encode(spec.user_data.as_bytes());
+    let client_token = tags::call_client_token(&spec.creation_token);
     let run = || async {
         let mut req = rc
             .ec2
@@ -461,7 +462,7 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
             .tag_specifications(tags::ec2_tag_spec(ResourceType::Instance, &all_tags))
             .tag_specifications(tags::ec2_tag_spec(ResourceType::Volume, &all_tags))
             .set_key_name(spec.key_name.clone())
-            .client_token(tags::client_token(&spec.creation_token));
+            .client_token(client_token.clone());
         if let Some(p) = &spec.instance_profile {
             req = req
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().name(p).build());

@@ -322,6 +322,7 @@ pub async fn create_segment(
                     name: Some(&format!("{}-segment", spec.cluster)),
                 },
             );
+            let client_token = tags::call_client_token(&spec.creation_token);
             let out = rc
                 .ec2
                 .create_volume()
@@ -333,7 +334,7 @@ pub async fn create_segment(
                 .encrypted(spec.encrypted)
                 .set_kms_key_id(spec.kms_key_id.clone())
                 .tag_specifications(tags::ec2_tag_spec(ResourceType::Volume, &t))
-                .client_token(tags::client_token(&spec.creation_token))
+                .client_token(client_token.clone())
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(e, "ec2:CreateVolume", &what))?;

@@ -83,6 +83,15 @@ pub fn client_token(token: &str) -> String {
     format!("strata-{}", &hex::encode(h)[..40])
 }
 
+/// The ClientToken for one create call: the tag token plus a nonce drawn once per call, so
+/// the SDK's own retries of that call are idempotent, while a create after a destroy (same
+/// tag token) is not answered with the terminated instance AWS remembers for the old token.
+/// Retries across applies are covered by the tag lookup, not by this.
+pub fn call_client_token(token: &str) -> String {
+    let nonce: u64 = rand::random();
+    client_token(&format!("{token}/{nonce:016x}"))
+}
+
 /// The differences between two tag sets: (to set, to remove).
 pub fn tag_diff(
     current: &BTreeMap<String, String>,
@@ -194,6 +203,9 @@ mod tests {
         let c = client_token(&sub_token(&a, "source"));
         assert!(c.len() <= 64 && c.is_ascii());
         assert_ne!(c, client_token(&sub_token(&a, "sg")));
+        let (x, y) = (call_client_token(&a), call_client_token(&a));
+        assert_ne!(x, y);
+        assert!(x.len() <= 64 && x.is_ascii());
     }
 
     #[test]
