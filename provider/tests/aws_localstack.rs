@@ -715,6 +715,19 @@ async fn region_in_eu_west_1_opens_and_closes_the_home_rule() {
             .contains(&(eu_cidr.clone(), 3306, 3306))
     );
 
+    // Import: the spec is rebuilt from AWS.
+    let (found, finfo) =
+        aws::region::discover_region(&clients, None, &name, "eu-west-1", "strata_region.eu")
+            .await
+            .unwrap();
+    assert_eq!(finfo, r);
+    assert_eq!(found.subnet_id, spec.subnet_id);
+    assert_eq!(found.replica_count, 2);
+    assert_eq!(found.instance_type, "t3.micro");
+    assert_eq!(found.creation_token, spec.creation_token);
+    assert_eq!(found.home_security_group_id, c.security_group_id);
+    assert!(found.allowed_cidrs.is_empty());
+
     // Retry of create finds the same replicas.
     let again = aws::create_region(&clients, &spec).await.unwrap();
     assert_eq!(again.replica_instance_ids(), r.replica_instance_ids());
@@ -738,6 +751,19 @@ async fn region_in_eu_west_1_opens_and_closes_the_home_rule() {
         down.replica_instance_ids(),
         vec![r.replicas[0].instance_id.clone()]
     );
+
+    // update_region: instance type in place, allowed CIDRs on the region's group.
+    spec.instance_type = "t3.small".into();
+    spec.allowed_cidrs = vec!["192.168.0.0/16".into()];
+    let u = aws::update_region(&clients, &spec).await.unwrap();
+    assert_eq!(u.replica_instance_ids(), down.replica_instance_ids());
+    assert_eq!(u.replicas[0].instance_type, "t3.small");
+    assert_eq!(u.replicas[0].state, "running");
+    assert!(ingress(&eu, &r.security_group_id).await.contains(&(
+        "192.168.0.0/16".to_string(),
+        3306,
+        3306
+    )));
 
     aws::delete_region(&clients, &spec).await.unwrap();
     assert!(

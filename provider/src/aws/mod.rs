@@ -29,8 +29,8 @@ pub use node::{
     update_replica,
 };
 pub use region::{
-    RegionInfo, RegionSpec, create_region, delete_region, read_region, set_region_replica_count,
-    update_region,
+    RegionInfo, RegionSpec, create_region, delete_region, discover_region, read_region,
+    set_region_replica_count, update_region,
 };
 pub use segment::{
     SegmentInfo, SegmentSpec, create_segment, delete_segment, grow_segment, modify_segment,

@@ -421,6 +421,74 @@ pub async fn read_region(clients: &Clients, spec: &RegionSpec) -> Result<RegionI
     })
 }
 
+/// Rebuilds a region's spec from AWS, for import (`<cluster>/<region>/<resource address>`):
+/// the subnet, count and instance type from its replicas, the home group and source CIDR from
+/// the cluster, the allowed CIDRs from its group. `user_data` comes back empty (the caller
+/// renders it) and `tags` are the first replica's user tags.
+pub async fn discover_region(
+    clients: &Clients,
+    home_region: Option<&str>,
+    cluster: &str,
+    region: &str,
+    resource: &str,
+) -> Result<(RegionSpec, RegionInfo), AwsError> {
+    let c = super::cluster::read_cluster(clients, home_region, cluster).await?;
+    let rc = clients.region(Some(region)).await?;
+    let mut spec = RegionSpec {
+        cluster: cluster.into(),
+        resource: resource.into(),
+        creation_token: String::new(),
+        region: region.into(),
+        subnet_id: String::new(),
+        replica_count: 0,
+        instance_type: String::new(),
+        ami: None,
+        instance_profile: Some(c.instance_profile.clone()),
+        port: c.port,
+        home_region: Some(c.region.clone()),
+        home_security_group_id: c.security_group_id.clone(),
+        home_source_cidr: c.subnet_cidr.clone(),
+        allowed_cidrs: Vec::new(),
+        user_data: Vec::new(),
+        tags: BTreeMap::new(),
+        root_volume_size_gib: 20,
+        timeout: Duration::from_secs(20 * 60),
+    };
+    let group = region_group(&rc, &spec).await?.ok_or_else(|| {
+        AwsError::api(
+            "ec2:DescribeSecurityGroups",
+            &format!("security group of {resource} of cluster {cluster:?} in {region}"),
+            "InvalidGroup.NotFound",
+            "no region with this cluster and address",
+        )
+    })?;
+    spec.creation_token = group
+        .tags
+        .get(tags::TAG_TOKEN)
+        .map(|t| t.trim_end_matches(".sg").to_string())
+        .unwrap_or_default();
+    let replicas = region_replicas(&rc, &spec).await?;
+    spec.replica_count = replicas.len() as u32;
+    if let Some((_, first)) = replicas.first() {
+        spec.subnet_id = first.subnet_id.clone().unwrap_or_default();
+        spec.instance_type = first.instance_type.clone();
+        spec.ami = first.ami.clone();
+        spec.tags = first.user_tags();
+    }
+    let port = i32::from(spec.port);
+    spec.allowed_cidrs = group
+        .ingress
+        .iter()
+        .filter(|r| r.from_port == port)
+        .filter_map(|r| match &r.source {
+            RuleSource::Cidr(x) if *x != spec.home_source_cidr => Some(x.clone()),
+            _ => None,
+        })
+        .collect();
+    let info = read_region(clients, &spec).await?;
+    Ok((spec, info))
+}
+
 /// Terminates the region's replicas (waiting), closes the home rule, deletes the region's
 /// group. Missing objects are skipped.
 pub async fn delete_region(clients: &Clients, spec: &RegionSpec) -> Result<(), AwsError> {
