@@ -272,6 +272,7 @@ pub async fn ensure_group(
             let id = out
                 .group_id()
                 .ok_or_else(|| AwsError::missing("ec2:CreateSecurityGroup", &what, "GroupId"))?;
+            tracing::info!(group_id = %id, name, vpc_id, "security group created");
             describe_group(ec2, id).await
         }
         Err(e) => {

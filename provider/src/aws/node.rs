@@ -490,6 +490,7 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         .instance_id()
         .ok_or_else(|| AwsError::missing("ec2:RunInstances", &what, "InstanceId"))?
         .to_string();
+    tracing::info!(instance_id = %id, cluster = %spec.cluster, role = %spec.role, region = %rc.region, "instance launched");
     match wait_node_state(&rc, &id, "running", spec.timeout).await {
         Ok(n) => Ok((n, true)),
         Err(e) => {

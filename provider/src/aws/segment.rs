@@ -341,6 +341,7 @@ pub async fn create_segment(
             let id = out
                 .volume_id()
                 .ok_or_else(|| AwsError::missing("ec2:CreateVolume", &what, "VolumeId"))?;
+            tracing::info!(volume_id = %id, cluster = %spec.cluster, az = %az, "volume created");
             (describe_volume(&rc, id).await?, true)
         }
     };
