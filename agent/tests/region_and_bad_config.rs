@@ -179,7 +179,7 @@ async fn bad_configs_are_refused_and_leave_the_node_as_it_was() {
     );
     let wrong = r.dir.path().join("wrong-password");
     std::fs::write(&wrong, "not-the-password").unwrap();
-    let (ok, _, err) = std::process::Command::new(env!("CARGO_BIN_EXE_strata-agent"))
+    let (ok, _, err) = std::process::Command::new(agent_bin())
         .args(["bootstrap", "--config"])
         .arg(r.config_path())
         .arg("--socket")

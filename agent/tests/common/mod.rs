@@ -62,6 +62,14 @@ fn template_datadir() -> &'static Path {
     })
 }
 
+/// The agent binary under test. STRATA_AGENT_BIN overrides it: worktrees that share one
+/// CARGO_TARGET_DIR overwrite each other's `strata-agent`.
+pub fn agent_bin() -> PathBuf {
+    std::env::var_os("STRATA_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata-agent")))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -281,7 +289,7 @@ impl Node {
 
     /// Runs the real binary with this node's config; returns (success, stdout, stderr).
     pub fn agent(&self, sub: &str, config: &Path, extra: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_strata-agent"))
+        let out = Command::new(agent_bin())
             .arg(sub)
             .arg("--config")
             .arg(config)
