@@ -516,3 +516,375 @@ fn unix(t: SystemTime) -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::storage::decide::EBS_MODIFICATION_COOLDOWN;
+    use crate::storage::ec2::{ModificationInfo, ModificationState, NewSegment};
+
+    const G: u64 = 1024 * 1024 * 1024;
+
+    #[derive(Clone)]
+    struct FakeClock(Arc<Mutex<SystemTime>>);
+    impl Clock for FakeClock {
+        fn now(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+        async fn sleep(&self, d: Duration) {
+            *self.0.lock().unwrap() += d;
+        }
+    }
+    impl FakeClock {
+        fn advance(&self, d: Duration) {
+            *self.0.lock().unwrap() += d;
+        }
+    }
+
+    #[derive(Default)]
+    struct World {
+        vols: Vec<VolumeInfo>,
+        fs_size_gib: u64,
+        used_bytes: u64,
+        refuse_modify: bool,
+        fail_fs: bool,
+        calls: Vec<String>,
+    }
+
+    #[derive(Clone)]
+    struct FakeEc2(Arc<Mutex<World>>, FakeClock);
+    #[derive(Clone)]
+    struct FakeBlock(Arc<Mutex<World>>, bool);
+
+    fn vol(id: &str, size: u64) -> VolumeInfo {
+        VolumeInfo {
+            volume_id: id.into(),
+            size_gib: size,
+            availability_zone: "us-east-1a".into(),
+            volume_type: Some("gp3".into()),
+            encrypted: true,
+            kms_key_id: None,
+            iops: None,
+            throughput: None,
+            state: Some("in-use".into()),
+            attached_instance: Some("i-1".into()),
+            attached_as: Some("/dev/sdf".into()),
+            tags: BTreeMap::new(),
+            last_modification: None,
+        }
+    }
+
+    impl Ec2Volumes for FakeEc2 {
+        async fn describe(&self, ids: &[String]) -> Result<Vec<VolumeInfo>, Ec2Error> {
+            let w = self.0.lock().unwrap();
+            Ok(w.vols
+                .iter()
+                .filter(|v| ids.contains(&v.volume_id))
+                .rev()
+                .cloned()
+                .collect())
+        }
+        async fn find_autoscaled(&self, _: &[String]) -> Result<Vec<VolumeInfo>, Ec2Error> {
+            Ok(vec![])
+        }
+        async fn grow_volume(&self, id: &str, from: u64, to: u64) -> Result<(), Ec2Error> {
+            let now = self.1.now();
+            let mut w = self.0.lock().unwrap();
+            w.calls.push(format!("grow {id} {from}->{to}"));
+            if w.refuse_modify {
+                return Err(Ec2Error::ModificationRefused {
+                    volume_id: id.into(),
+                    message: "rate".into(),
+                });
+            }
+            let v = w.vols.iter_mut().find(|v| v.volume_id == id).unwrap();
+            v.size_gib = to;
+            v.last_modification = Some(ModificationInfo {
+                state: ModificationState::Optimizing,
+                start_time: Some(now),
+                target_size_gib: Some(to),
+            });
+            Ok(())
+        }
+        async fn add_segment(&self, t: &VolumeInfo, size: u64) -> Result<NewSegment, Ec2Error> {
+            let mut w = self.0.lock().unwrap();
+            let id = format!("vol-new{}", w.vols.len());
+            w.calls.push(format!("add {size} from {}", t.volume_id));
+            let mut v = vol(&id, size);
+            v.attached_as = Some("/dev/sdg".into());
+            w.vols.push(v);
+            Ok(NewSegment {
+                volume_id: id,
+                attached_as: "/dev/sdg".into(),
+                size_gib: size,
+            })
+        }
+        async fn mark_at_maximum(&self, ids: &[String], at: bool) -> Result<(), Ec2Error> {
+            let mut w = self.0.lock().unwrap();
+            w.calls.push(format!("at-maximum {at}"));
+            for v in w.vols.iter_mut().filter(|v| ids.contains(&v.volume_id)) {
+                v.tags.insert(TAG_AT_MAXIMUM.into(), at.to_string());
+            }
+            Ok(())
+        }
+    }
+
+    impl BlockStorage for FakeBlock {
+        async fn usage(&self) -> Result<FsUsage, BlockError> {
+            let w = self.0.lock().unwrap();
+            Ok(FsUsage {
+                size_bytes: w.fs_size_gib * G,
+                used_bytes: w.used_bytes,
+            })
+        }
+        fn supports_segments(&self) -> bool {
+            self.1
+        }
+        async fn grow_after_volume_resize(
+            &self,
+            id: &str,
+            _: Option<&str>,
+        ) -> Result<(), BlockError> {
+            let mut w = self.0.lock().unwrap();
+            w.calls.push(format!("fs-grow {id}"));
+            if w.fail_fs {
+                return Err(BlockError::SegmentsNeedLvm);
+            }
+            w.fs_size_gib = w.vols.iter().map(|v| v.size_gib).sum();
+            Ok(())
+        }
+        async fn add_segment(&self, id: &str, dev: &str) -> Result<(), BlockError> {
+            let mut w = self.0.lock().unwrap();
+            w.calls.push(format!("fs-join {id} {dev}"));
+            w.fs_size_gib = w.vols.iter().map(|v| v.size_gib).sum();
+            Ok(())
+        }
+        async fn reconcile(&self) -> Result<(), BlockError> {
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        world: Arc<Mutex<World>>,
+        clock: FakeClock,
+        scaler: Autoscaler<FakeEc2, FakeBlock, FakeClock>,
+        status: watch::Receiver<AutoscaleStatus>,
+    }
+
+    fn rig(size: u64, used_gib: u64, max: u64, lvm: bool) -> Rig {
+        let world = Arc::new(Mutex::new(World {
+            vols: vec![vol("vol-1", size)],
+            fs_size_gib: size,
+            used_bytes: used_gib * G,
+            ..Default::default()
+        }));
+        let clock = FakeClock(Arc::new(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )));
+        let cfg = AutoscaleConfig {
+            data_mount: "/var/lib/mysql".into(),
+            volume_ids: vec!["vol-1".into()],
+            bounds: Bounds::new(80, 20, 5, max).unwrap(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            cluster_id: "c1".into(),
+            interval: Duration::from_secs(60),
+        };
+        let (tx, rx) = watch::channel(AutoscaleStatus::default());
+        let scaler = Autoscaler::new(
+            cfg,
+            FakeEc2(world.clone(), clock.clone()),
+            FakeBlock(world.clone(), lvm),
+            clock.clone(),
+            tx,
+        )
+        .unwrap();
+        Rig {
+            world,
+            clock,
+            scaler,
+            status: rx,
+        }
+    }
+
+    fn calls(r: &Rig) -> Vec<String> {
+        std::mem::take(&mut r.world.lock().unwrap().calls)
+    }
+
+    #[tokio::test]
+    async fn grows_then_adds_a_segment_during_cooldown_then_grows_again() {
+        let mut r = rig(20, 10, 1000, true);
+        let d = r.scaler.tick().await.unwrap();
+        assert_eq!(
+            d,
+            Decision::Nothing {
+                reason: NothingReason::BelowThreshold
+            }
+        );
+        assert!(calls(&r).is_empty());
+
+        r.world.lock().unwrap().used_bytes = 17 * G;
+        let d = r.scaler.tick().await.unwrap();
+        assert!(
+            matches!(d, Decision::GrowVolume { to_gib: 25, .. }),
+            "{d:?}"
+        );
+        assert_eq!(calls(&r), ["grow vol-1 20->25", "fs-grow vol-1"]);
+        let s = r.status.borrow().clone();
+        assert_eq!(
+            s.last_action.as_ref().map(|a| (a.ok, a.action.as_str())),
+            Some((true, "grow vol-1 20->25 GiB"))
+        );
+
+        r.world.lock().unwrap().used_bytes = 24 * G;
+        r.clock.advance(Duration::from_secs(600));
+        let d = r.scaler.tick().await.unwrap();
+        assert_eq!(d, Decision::AddSegment { size_gib: 5 });
+        assert_eq!(calls(&r), ["add 5 from vol-1", "fs-join vol-new1 /dev/sdg"]);
+        assert_eq!(r.scaler.volume_ids(), ["vol-1", "vol-new1"]);
+        assert_eq!(r.world.lock().unwrap().fs_size_gib, 30);
+
+        // Six hours after the first grow the original volume is the one that grows.
+        r.world.lock().unwrap().used_bytes = 29 * G;
+        r.clock.advance(EBS_MODIFICATION_COOLDOWN);
+        let d = r.scaler.tick().await.unwrap();
+        assert!(
+            matches!(&d, Decision::GrowVolume { volume_id, from_gib: 25, to_gib: 31 } if volume_id == "vol-1"),
+            "{d:?}"
+        );
+        let s = r.status.borrow().clone();
+        assert_eq!(s.segments.len(), 2);
+        assert_eq!(s.total_gib, 30);
+        assert!(!s.at_maximum);
+    }
+
+    #[tokio::test]
+    async fn at_maximum_is_loud_in_status_and_tag() {
+        let mut r = rig(100, 95, 100, true);
+        let d = r.scaler.tick().await.unwrap();
+        assert!(matches!(
+            d,
+            Decision::AtMaximum {
+                total_gib: 100,
+                max_size_gib: 100,
+                ..
+            }
+        ));
+        assert_eq!(calls(&r), ["at-maximum true"]);
+        let s = r.status.borrow().clone();
+        assert!(s.at_maximum);
+        assert!(
+            s.last_decision.starts_with("AT MAXIMUM"),
+            "{}",
+            s.last_decision
+        );
+        // Tagged once, not on every tick.
+        r.scaler.tick().await.unwrap();
+        assert!(calls(&r).is_empty());
+    }
+
+    #[tokio::test]
+    async fn last_step_is_clipped_then_at_maximum() {
+        let mut r = rig(96, 90, 100, true);
+        let d = r.scaler.tick().await.unwrap();
+        assert!(
+            matches!(d, Decision::GrowVolume { to_gib: 100, .. }),
+            "{d:?}"
+        );
+        assert_eq!(calls(&r), ["grow vol-1 96->100", "fs-grow vol-1"]);
+        let d = r.scaler.tick().await.unwrap();
+        assert!(matches!(d, Decision::AtMaximum { .. }), "{d:?}");
+        assert_eq!(calls(&r), ["at-maximum true"]);
+        assert!(r.status.borrow().at_maximum);
+    }
+
+    #[tokio::test]
+    async fn refused_modification_counts_as_cooldown() {
+        let mut r = rig(20, 19, 1000, true);
+        r.world.lock().unwrap().refuse_modify = true;
+        let d = r.scaler.tick().await.unwrap();
+        assert!(matches!(d, Decision::GrowVolume { .. }));
+        assert_eq!(
+            r.status.borrow().last_action.as_ref().map(|a| a.ok),
+            Some(false)
+        );
+        let d = r.scaler.tick().await.unwrap();
+        assert_eq!(d, Decision::AddSegment { size_gib: 5 });
+    }
+
+    #[tokio::test]
+    async fn failed_filesystem_step_is_retried_without_a_second_modification() {
+        let mut r = rig(20, 19, 1000, true);
+        r.world.lock().unwrap().fail_fs = true;
+        assert!(r.scaler.tick().await.is_err());
+        assert_eq!(calls(&r), ["grow vol-1 20->25", "fs-grow vol-1"]);
+        assert!(r.status.borrow().last_error.is_some());
+        r.world.lock().unwrap().fail_fs = false;
+        r.world.lock().unwrap().used_bytes = 10 * G;
+        let d = r.scaler.tick().await.unwrap();
+        assert_eq!(calls(&r), ["fs-grow vol-1"]);
+        assert_eq!(
+            d,
+            Decision::Nothing {
+                reason: NothingReason::BelowThreshold
+            }
+        );
+        assert_eq!(r.world.lock().unwrap().fs_size_gib, 25);
+        assert!(r.status.borrow().last_error.is_none());
+    }
+
+    #[tokio::test]
+    async fn without_lvm_a_cooldown_waits_and_says_why() {
+        let mut r = rig(20, 17, 1000, false);
+        r.scaler.tick().await.unwrap();
+        calls(&r);
+        r.world.lock().unwrap().used_bytes = 24 * G;
+        let d = r.scaler.tick().await.unwrap();
+        assert!(
+            matches!(
+                d,
+                Decision::Nothing {
+                    reason: NothingReason::NoSegmentSlot { retry_at: Some(_) }
+                }
+            ),
+            "{d:?}"
+        );
+        assert!(calls(&r).is_empty());
+    }
+
+    #[test]
+    fn bad_config_is_refused() {
+        let (tx, _rx) = watch::channel(AutoscaleStatus::default());
+        let world = Arc::new(Mutex::new(World::default()));
+        let clock = FakeClock(Arc::new(Mutex::new(SystemTime::UNIX_EPOCH)));
+        let mut cfg = AutoscaleConfig {
+            data_mount: "/d".into(),
+            volume_ids: vec![],
+            bounds: Bounds::new(80, 20, 5, 100).unwrap(),
+            region: "r".into(),
+            endpoint: None,
+            cluster_id: "c".into(),
+            interval: Duration::from_secs(1),
+        };
+        let mk = |cfg: AutoscaleConfig| {
+            Autoscaler::new(
+                cfg,
+                FakeEc2(world.clone(), clock.clone()),
+                FakeBlock(world.clone(), true),
+                clock.clone(),
+                tx.clone(),
+            )
+            .err()
+            .map(|e| e.to_string())
+        };
+        assert_eq!(
+            mk(cfg.clone()).as_deref(),
+            Some("no data volumes configured")
+        );
+        cfg.volume_ids = vec!["v".into()];
+        cfg.bounds.grow_at_percent = 0;
+        assert!(mk(cfg.clone()).unwrap().contains("grow_at_percent"));
+    }
+}
