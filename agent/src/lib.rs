@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod sql;
 pub mod status;
+pub mod storage;
 
 pub use bootstrap::{Options as BootstrapOptions, Report as BootstrapReport, bootstrap};
 pub use error::AgentError;
