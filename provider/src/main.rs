@@ -28,8 +28,8 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    // The provider being served; the framework's server replaces this.
-    let provider = tfplugin::UnimplementedProvider;
+    let provider =
+        strata_provider::framework::ProviderServer::new(strata_provider::resources::StrataProvider);
 
     let options = ServeOptions {
         mode,

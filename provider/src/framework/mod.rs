@@ -1,1 +1,25 @@
-//! placeholder: filled in by its owner
+//! The resource framework: the one place where the tfplugin6 protocol meets resources.
+//!
+//! Owns the schema model and builder (`schema`), plan modifiers and validators, diagnostics
+//! with attribute paths, the `Resource`/`Provider` traits resources implement, the generic
+//! planner, and `server::ProviderServer`, which implements the generated gRPC `Provider`
+//! service on top of them. Resources never see protobuf types; this module never talks to AWS.
+
+pub mod diag;
+pub mod modifiers;
+pub mod planner;
+pub mod resource;
+pub mod schema;
+pub mod server;
+pub mod validators;
+
+pub use crate::cty::{AttributePath, PathStep, Type, Value};
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use modifiers::PlanModifier;
+pub use resource::{
+    ApplyFailure, Context, CreateRequest, DataSource, DeleteRequest, ImportRequest, NewState,
+    PlanChange, Provider, ProviderData, ReadRequest, Resource, UpdateRequest, async_trait,
+};
+pub use schema::{Attr, AttrType, Attribute, Block, NestedBlock, Nesting, Schema};
+pub use server::ProviderServer;
+pub use tokio_util::sync::CancellationToken;
