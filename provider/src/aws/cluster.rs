@@ -1,0 +1,910 @@
+//! `strata_cluster`: the home region's security group, the node IAM role and instance profile,
+//! the replication credential (an SSM SecureString), and the source instance.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use super::config::{Clients, RegionClients};
+use super::error::{AwsError, ErrorKind};
+use super::network::{self, Rule, RuleSource, SubnetInfo};
+use super::node::{self, NodeInfo, NodeSpec};
+use super::policy;
+use super::tags::{self, ObjectTags, TAG_CLUSTER, TAG_ROLE, sub_token};
+
+pub const DEFAULT_ENGINE_PORT: u16 = 3306;
+/// Tag on the cluster's security group recording the engine port (read needs it back).
+pub const TAG_PORT: &str = "strata:port";
+/// Ingress rules whose description starts with this belong to a `strata_region`, not to the
+/// cluster's own rule set.
+pub const REGION_RULE_PREFIX: &str = "strata:region ";
+pub const ROLE_SOURCE: &str = "source";
+pub const ROLE_SECURITY_GROUP: &str = "security-group";
+const POLICY_NAME: &str = "strata-node-agent";
+
+/// A secret that never shows up in Debug output or logs. Store it only as a sensitive value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretString(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+/// What `strata_cluster` asks for.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The cluster's name: lowercase letters, digits, '-'; at most 40 characters. It is the
+    /// cluster id and the `strata:cluster` tag.
+    pub name: String,
+    /// `strata_cluster.<name>`-like address, for the `strata:resource` tag.
+    pub resource: String,
+    /// Stable across retries of this create; see `tags::creation_token`.
+    pub creation_token: String,
+    /// `None`: the provider's region.
+    pub region: Option<String>,
+    pub subnet_id: String,
+    pub instance_type: String,
+    pub ami: Option<String>,
+    pub port: u16,
+    pub allowed_cidrs: Vec<String>,
+    pub allowed_security_group_ids: Vec<String>,
+    /// An existing instance profile to use instead of the one Strata would make.
+    pub instance_profile: Option<String>,
+    /// The source node's rendered user-data (no secrets: the node reads the parameter).
+    pub user_data: String,
+    pub tags: BTreeMap<String, String>,
+    pub root_volume_size_gib: i32,
+    pub root_kms_key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub timeout: Duration,
+}
+
+impl ClusterSpec {
+    /// A spec with Strata's defaults (port 3306, 20 GiB root, 20 min timeout).
+    pub fn new(
+        name: impl Into<String>,
+        creation_token: impl Into<String>,
+        subnet_id: impl Into<String>,
+        instance_type: impl Into<String>,
+    ) -> ClusterSpec {
+        let name = name.into();
+        ClusterSpec {
+            resource: format!("strata_cluster.{name}"),
+            name,
+            creation_token: creation_token.into(),
+            region: None,
+            subnet_id: subnet_id.into(),
+            instance_type: instance_type.into(),
+            ami: None,
+            port: DEFAULT_ENGINE_PORT,
+            allowed_cidrs: Vec::new(),
+            allowed_security_group_ids: Vec::new(),
+            instance_profile: None,
+            user_data: String::new(),
+            tags: BTreeMap::new(),
+            root_volume_size_gib: 20,
+            root_kms_key_id: None,
+            key_name: None,
+            timeout: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// What a cluster is, as read back from AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The cluster's name.
+    pub cluster_id: String,
+    pub region: String,
+    pub source_instance_id: String,
+    pub private_ip: Option<String>,
+    /// `<private ip>:<port>`, where clients write.
+    pub writer_endpoint: Option<String>,
+    pub port: u16,
+    pub security_group_id: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub subnet_cidr: String,
+    pub availability_zone: String,
+    pub parameter_name: String,
+    pub parameter_arn: String,
+    /// `None` when the parameter is gone (deleted outside Terraform).
+    pub parameter_version: Option<i64>,
+    pub instance_profile: String,
+    pub instance_profile_arn: Option<String>,
+    /// True when Strata made (and will delete) the profile and its role.
+    pub managed_profile: bool,
+    pub instance_type: String,
+    pub ami: Option<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub allowed_security_group_ids: Vec<String>,
+    /// User-visible tags of the source instance.
+    pub tags: BTreeMap<String, String>,
+    pub source: NodeInfo,
+}
+
+/// `create_cluster`'s answer: the info plus the generated replication password (for
+/// sensitive state only; it also lives in the SSM parameter).
+#[derive(Debug, Clone)]
+pub struct ClusterCreated {
+    pub info: ClusterInfo,
+    pub replication_password: SecretString,
+}
+
+/// The SSM parameter holding the replication credential.
+pub fn replication_parameter_name(cluster: &str) -> String {
+    format!("/strata/{cluster}/replication")
+}
+
+/// The IAM role and instance profile name Strata makes for a cluster (IAM is global, so the
+/// region is part of it).
+pub fn managed_profile_name(cluster: &str, region: &str) -> String {
+    format!("strata-{cluster}-{region}")
+}
+
+pub fn security_group_name(cluster: &str) -> String {
+    format!("strata-{cluster}")
+}
+
+pub fn validate_cluster_name(name: &str) -> Result<(), AwsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(AwsError::Invalid(format!(
+            "cluster name {name:?}: use 1-40 lowercase letters, digits and '-', starting with a \
+             letter (it becomes part of IAM, SSM and security group names)"
+        )))
+    }
+}
+
+/// The cluster group's wanted ingress: the engine port from members (the group itself), the
+/// allowed CIDRs and the allowed groups. Nothing else.
+pub fn cluster_ingress(
+    group_id: &str,
+    port: u16,
+    cidrs: &[String],
+    groups: &[String],
+) -> Vec<Rule> {
+    let mut rules = vec![Rule::tcp(
+        port,
+        RuleSource::Group(group_id.into()),
+        "strata: cluster members",
+    )];
+    rules.extend(
+        cidrs
+            .iter()
+            .map(|c| Rule::tcp(port, RuleSource::Cidr(c.clone()), "strata: allowed clients")),
+    );
+    rules.extend(groups.iter().filter(|g| g.as_str() != group_id).map(|g| {
+        Rule::tcp(
+            port,
+            RuleSource::Group(g.clone()),
+            "strata: allowed clients",
+        )
+    }));
+    rules
+}
+
+fn is_region_rule(r: &Rule) -> bool {
+    r.description
+        .as_deref()
+        .is_some_and(|d| d.starts_with(REGION_RULE_PREFIX))
+}
+
+fn generate_password() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// What this call made, for clean-up if a later step fails.
+#[derive(Debug)]
+enum Made {
+    Group(String),
+    Profile(String),
+    Parameter(String),
+}
+
+/// Creates (or, on a retried apply, finds) everything a cluster is. On failure it removes what
+/// this call made; what it could not remove is listed in `AwsError::Partial`.
+pub async fn create_cluster(
+    clients: &Clients,
+    spec: &ClusterSpec,
+) -> Result<ClusterCreated, AwsError> {
+    validate_cluster_name(&spec.name)?;
+    let rc = clients.region(spec.region.as_deref()).await?;
+    let mut made = Vec::new();
+    match create_steps(clients, &rc, spec, &mut made).await {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let mut leftovers = Vec::new();
+            for m in made.iter().rev() {
+                let r = match m {
+                    Made::Group(id) => {
+                        network::delete_group(
+                            &rc.ec2,
+                            id,
+                            spec.timeout.min(Duration::from_secs(120)),
+                        )
+                        .await
+                    }
+                    Made::Profile(n) => delete_profile_and_role(&rc, n, &spec.name).await,
+                    Made::Parameter(n) => delete_parameter(&rc, n).await,
+                };
+                if let Err(ce) = r {
+                    tracing::warn!(error = %ce, object = ?m, "clean-up after a failed create failed");
+                    leftovers.push(match m {
+                        Made::Group(x) | Made::Profile(x) | Made::Parameter(x) => x.clone(),
+                    });
+                }
+            }
+            if leftovers.is_empty() {
+                Err(e)
+            } else {
+                Err(AwsError::Partial {
+                    source: Box::new(e),
+                    leftovers,
+                })
+            }
+        }
+    }
+}
+
+async fn create_steps(
+    clients: &Clients,
+    rc: &RegionClients,
+    spec: &ClusterSpec,
+    made: &mut Vec<Made>,
+) -> Result<ClusterCreated, AwsError> {
+    let subnet = network::subnet_info(&rc.ec2, &spec.subnet_id).await?;
+
+    // Security group.
+    let mut sg_tags = tags::build_tags(
+        clients.default_tags(),
+        &spec.tags,
+        &ObjectTags {
+            cluster: &spec.name,
+            resource: &spec.resource,
+            role: Some(ROLE_SECURITY_GROUP),
+            creation_token: &sub_token(&spec.creation_token, "sg"),
+            name: Some(&security_group_name(&spec.name)),
+        },
+    );
+    sg_tags.insert(TAG_PORT.into(), spec.port.to_string());
+    let sg_name = security_group_name(&spec.name);
+    let before = network::find_groups(
+        &rc.ec2,
+        &[("vpc-id", &subnet.vpc_id), ("group-name", &sg_name)],
+    )
+    .await?;
+    let group = network::ensure_group(
+        &rc.ec2,
+        &subnet.vpc_id,
+        &sg_name,
+        &format!(
+            "Strata cluster {}: engine port between members and allowed clients",
+            spec.name
+        ),
+        &sg_tags,
+    )
+    .await?;
+    if before.is_empty() {
+        made.push(Made::Group(group.group_id.clone()));
+    }
+    let wanted = cluster_ingress(
+        &group.group_id,
+        spec.port,
+        &spec.allowed_cidrs,
+        &spec.allowed_security_group_ids,
+    );
+    network::sync_ingress(&rc.ec2, &group.group_id, &wanted, is_region_rule).await?;
+
+    // Instance profile.
+    let profile = match &spec.instance_profile {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => {
+            let name = managed_profile_name(&spec.name, &rc.region);
+            let created = ensure_profile(clients, rc, spec, &name).await?;
+            if created {
+                made.push(Made::Profile(name.clone()));
+            }
+            name
+        }
+    };
+
+    // Replication credential.
+    let parameter_name = replication_parameter_name(&spec.name);
+    let (password, created) = ensure_parameter(clients, rc, spec, &parameter_name).await?;
+    if created {
+        made.push(Made::Parameter(parameter_name.clone()));
+    }
+
+    // Source instance.
+    let node_spec = NodeSpec {
+        cluster: spec.name.clone(),
+        resource: spec.resource.clone(),
+        creation_token: sub_token(&spec.creation_token, "source"),
+        region: Some(rc.region.clone()),
+        subnet_id: spec.subnet_id.clone(),
+        instance_type: spec.instance_type.clone(),
+        ami: spec.ami.clone(),
+        security_group_ids: vec![group.group_id.clone()],
+        instance_profile: Some(profile.clone()),
+        user_data: spec.user_data.clone(),
+        tags: spec.tags.clone(),
+        role: ROLE_SOURCE.into(),
+        index: None,
+        root_volume_size_gib: spec.root_volume_size_gib,
+        root_kms_key_id: spec.root_kms_key_id.clone(),
+        key_name: spec.key_name.clone(),
+        timeout: spec.timeout,
+    };
+    node::validate_node_spec(&node_spec)?;
+    node::ensure_node(clients, &node_spec).await?;
+    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    Ok(ClusterCreated {
+        info,
+        replication_password: password,
+    })
+}
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// Makes the node role (trust: EC2; inline policy: `policy::node_policy`) and its instance
+/// profile, or finds them. Returns whether anything was created now.
+async fn ensure_profile(
+    clients: &Clients,
+    rc: &RegionClients,
+    spec: &ClusterSpec,
+    name: &str,
+) -> Result<bool, AwsError> {
+    let what = format!("IAM role {name} of cluster {:?}", spec.name);
+    let t = tags::build_tags(
+        clients.default_tags(),
+        &spec.tags,
+        &ObjectTags {
+            cluster: &spec.name,
+            resource: &spec.resource,
+            role: Some("node-role"),
+            creation_token: &sub_token(&spec.creation_token, "iam"),
+            name: None,
+        },
+    );
+    let mut created = false;
+    match rc.iam.get_role().role_name(name).send().await {
+        Ok(out) => {
+            let owner = out
+                .role()
+                .map(|r| r.tags())
+                .unwrap_or_default()
+                .iter()
+                .find(|t| t.key() == TAG_CLUSTER)
+                .map(|t| t.value().to_string());
+            if owner.as_deref() != Some(spec.name.as_str()) {
+                return Err(AwsError::api(
+                    "iam:GetRole",
+                    &what,
+                    "EntityAlreadyExists",
+                    "a role with this name exists and is not tagged as this cluster's",
+                ));
+            }
+        }
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "iam:GetRole", &what);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+            rc.iam
+                .create_role()
+                .role_name(name)
+                .path("/strata/")
+                .description(format!("Strata node agent role for cluster {}", spec.name))
+                .assume_role_policy_document(policy::trust_policy())
+                .set_tags(Some(iam_tags(&t)))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "iam:CreateRole", &what))?;
+            created = true;
+        }
+    }
+    // Put every time: it is idempotent and corrects a drifted policy.
+    rc.iam
+        .put_role_policy()
+        .role_name(name)
+        .policy_name(POLICY_NAME)
+        .policy_document(policy::node_policy(&rc.region, &spec.name))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
+
+    let pwhat = format!("instance profile {name} of cluster {:?}", spec.name);
+    let roles_in_profile = match rc
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .instance_profile()
+            .map(|p| {
+                p.roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "iam:GetInstanceProfile", &pwhat);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+            rc.iam
+                .create_instance_profile()
+                .instance_profile_name(name)
+                .path("/strata/")
+                .set_tags(Some(iam_tags(&t)))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "iam:CreateInstanceProfile", &pwhat))?;
+            created = true;
+            Vec::<String>::new()
+        }
+    };
+    if !roles_in_profile.iter().any(|r| r == name) {
+        rc.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(e, "iam:AddRoleToInstanceProfile", &pwhat))?;
+    }
+    Ok(created)
+}
+
+/// Removes a Strata-made profile and role (only if the role carries this cluster's tag).
+async fn delete_profile_and_role(
+    rc: &RegionClients,
+    name: &str,
+    cluster: &str,
+) -> Result<(), AwsError> {
+    let what = format!("IAM role and instance profile {name}");
+    let ignore_missing = |r: Result<(), AwsError>| match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    };
+    let role_tags = match rc.iam.get_role().role_name(name).send().await {
+        Ok(out) => Some(out.role().map(|r| r.tags().to_vec()).unwrap_or_default()),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "iam:GetRole", &what);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+            None
+        }
+    };
+    if let Some(t) = &role_tags
+        && !t
+            .iter()
+            .any(|t| t.key() == TAG_CLUSTER && t.value() == cluster)
+    {
+        return Err(AwsError::Invalid(format!(
+            "{what} is not tagged as cluster {cluster:?}'s; not deleting it"
+        )));
+    }
+    ignore_missing(
+        rc.iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk(e, "iam:RemoveRoleFromInstanceProfile", &what)),
+    )?;
+    ignore_missing(
+        rc.iam
+            .delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteInstanceProfile", &what)),
+    )?;
+    if role_tags.is_none() {
+        return Ok(());
+    }
+    ignore_missing(
+        rc.iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteRolePolicy", &what)),
+    )?;
+    ignore_missing(
+        rc.iam
+            .delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteRole", &what)),
+    )
+}
+
+/// Stores a new random password as a SecureString (never overwriting), or reads back the one a
+/// previous attempt stored. Returns the password and whether it was created now.
+async fn ensure_parameter(
+    clients: &Clients,
+    rc: &RegionClients,
+    spec: &ClusterSpec,
+    name: &str,
+) -> Result<(SecretString, bool), AwsError> {
+    let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
+    let t = tags::build_tags(
+        clients.default_tags(),
+        &spec.tags,
+        &ObjectTags {
+            cluster: &spec.name,
+            resource: &spec.resource,
+            role: Some("replication-credential"),
+            creation_token: &sub_token(&spec.creation_token, "param"),
+            name: None,
+        },
+    );
+    let ssm_tags = t
+        .iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect();
+    let password = generate_password();
+    let put = rc
+        .ssm
+        .put_parameter()
+        .name(name)
+        .description(format!(
+            "Strata replication credential of cluster {}",
+            spec.name
+        ))
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(&password)
+        .overwrite(false)
+        .set_tags(Some(ssm_tags))
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok((SecretString(password), true)),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "ssm:PutParameter", &what);
+            if !e.is_kind(ErrorKind::AlreadyExists) {
+                return Err(e);
+            }
+            // A retried create: the credential already made is the one nodes read.
+            let out = rc
+                .ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "ssm:GetParameter", &what))?;
+            let v = out
+                .parameter()
+                .and_then(|p| p.value())
+                .ok_or_else(|| AwsError::missing("ssm:GetParameter", &what, "Value"))?;
+            Ok((SecretString(v.to_string()), false))
+        }
+    }
+}
+
+async fn delete_parameter(rc: &RegionClients, name: &str) -> Result<(), AwsError> {
+    match rc.ssm.delete_parameter().name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "ssm:DeleteParameter", &format!("SSM parameter {name}"));
+            if e.is_not_found() { Ok(()) } else { Err(e) }
+        }
+    }
+}
+
+async fn find_cluster_group(
+    rc: &RegionClients,
+    cluster: &str,
+) -> Result<Option<network::GroupInfo>, AwsError> {
+    let tc = format!("tag:{TAG_CLUSTER}");
+    let tr = format!("tag:{TAG_ROLE}");
+    let groups =
+        network::find_groups(&rc.ec2, &[(&tc, cluster), (&tr, ROLE_SECURITY_GROUP)]).await?;
+    Ok(groups.into_iter().next())
+}
+
+/// Reads the cluster back by name (its id). A not-found error (`is_not_found`) when the source
+/// instance or the security group is gone: the cluster must be created again.
+pub async fn read_cluster(
+    clients: &Clients,
+    region: Option<&str>,
+    name: &str,
+) -> Result<ClusterInfo, AwsError> {
+    let rc = clients.region(region).await?;
+    let what = format!("cluster {name:?} in {}", rc.region);
+    let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
+    let source = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            AwsError::api(
+                "ec2:DescribeInstances",
+                &format!("source instance of {what}"),
+                "InvalidInstanceID.NotFound",
+                "no live source instance",
+            )
+        })?;
+    let group = find_cluster_group(&rc, name).await?.ok_or_else(|| {
+        AwsError::api(
+            "ec2:DescribeSecurityGroups",
+            &format!("security group of {what}"),
+            "InvalidGroup.NotFound",
+            "no security group",
+        )
+    })?;
+    let port = group
+        .tags
+        .get(TAG_PORT)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(DEFAULT_ENGINE_PORT);
+    let subnet_id = source.subnet_id.clone().unwrap_or_default();
+    let subnet = match network::subnet_info(&rc.ec2, &subnet_id).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => SubnetInfo {
+            subnet_id: subnet_id.clone(),
+            vpc_id: group.vpc_id.clone(),
+            availability_zone: source.availability_zone.clone().unwrap_or_default(),
+            cidr_block: String::new(),
+        },
+        Err(e) => return Err(e),
+    };
+    let mut allowed_cidrs = Vec::new();
+    let mut allowed_groups = Vec::new();
+    for r in &group.ingress {
+        if is_region_rule(r) || r.from_port != i32::from(port) {
+            continue;
+        }
+        match &r.source {
+            RuleSource::Cidr(c) => allowed_cidrs.push(c.clone()),
+            RuleSource::Group(g) if *g != group.group_id => allowed_groups.push(g.clone()),
+            RuleSource::Group(_) => {}
+        }
+    }
+    allowed_cidrs.sort();
+    allowed_cidrs.dedup();
+    allowed_groups.sort();
+    allowed_groups.dedup();
+    let parameter_name = replication_parameter_name(name);
+    let parameter_version = match rc.ssm.get_parameter().name(&parameter_name).send().await {
+        Ok(out) => out.parameter().map(|p| p.version()),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "ssm:GetParameter", &parameter_name);
+            if e.is_not_found() {
+                None
+            } else {
+                return Err(e);
+            }
+        }
+    };
+    let profile_arn = source.instance_profile_arn.clone();
+    let instance_profile = profile_arn
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let managed = instance_profile == managed_profile_name(name, &rc.region);
+    Ok(ClusterInfo {
+        cluster_id: name.to_string(),
+        region: rc.region.clone(),
+        source_instance_id: source.instance_id.clone(),
+        private_ip: source.private_ip.clone(),
+        writer_endpoint: source.private_ip.as_ref().map(|ip| format!("{ip}:{port}")),
+        port,
+        security_group_id: group.group_id.clone(),
+        vpc_id: subnet.vpc_id,
+        subnet_id,
+        subnet_cidr: subnet.cidr_block,
+        availability_zone: source
+            .availability_zone
+            .clone()
+            .unwrap_or(subnet.availability_zone),
+        parameter_arn: policy::parameter_arn(&rc.region, &parameter_name),
+        parameter_name,
+        parameter_version,
+        instance_profile,
+        instance_profile_arn: profile_arn,
+        managed_profile: managed,
+        instance_type: source.instance_type.clone(),
+        ami: source.ami.clone(),
+        allowed_cidrs,
+        allowed_security_group_ids: allowed_groups,
+        tags: source.user_tags(),
+        source,
+    })
+}
+
+/// In place: instance type (stop, modify, start), the allowed CIDRs and groups (a rule diff
+/// that leaves regions' rules alone), and tags. Other changes need a replacement.
+pub async fn update_cluster(
+    clients: &Clients,
+    spec: &ClusterSpec,
+) -> Result<ClusterInfo, AwsError> {
+    let rc = clients.region(spec.region.as_deref()).await?;
+    let cur = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    let wanted = cluster_ingress(
+        &cur.security_group_id,
+        cur.port,
+        &spec.allowed_cidrs,
+        &spec.allowed_security_group_ids,
+    );
+    let group =
+        network::sync_ingress(&rc.ec2, &cur.security_group_id, &wanted, is_region_rule).await?;
+    let mut sg_tags = tags::build_tags(
+        clients.default_tags(),
+        &spec.tags,
+        &ObjectTags {
+            cluster: &spec.name,
+            resource: &spec.resource,
+            role: Some(ROLE_SECURITY_GROUP),
+            creation_token: group
+                .tags
+                .get(tags::TAG_TOKEN)
+                .map(String::as_str)
+                .unwrap_or_default(),
+            name: Some(&security_group_name(&spec.name)),
+        },
+    );
+    sg_tags.insert(TAG_PORT.into(), cur.port.to_string());
+    network::sync_tags(&rc.ec2, &cur.security_group_id, &group.tags, &sg_tags).await?;
+    let node_spec = NodeSpec {
+        cluster: spec.name.clone(),
+        resource: spec.resource.clone(),
+        creation_token: sub_token(&spec.creation_token, "source"),
+        region: Some(rc.region.clone()),
+        subnet_id: cur.subnet_id.clone(),
+        instance_type: spec.instance_type.clone(),
+        ami: cur.ami.clone(),
+        security_group_ids: vec![cur.security_group_id.clone()],
+        instance_profile: Some(cur.instance_profile.clone()),
+        user_data: String::new(),
+        tags: spec.tags.clone(),
+        role: ROLE_SOURCE.into(),
+        index: None,
+        root_volume_size_gib: spec.root_volume_size_gib,
+        root_kms_key_id: None,
+        key_name: None,
+        timeout: spec.timeout,
+    };
+    node::update_node(clients, &cur.source_instance_id, &node_spec).await?;
+    read_cluster(clients, Some(&rc.region), &spec.name).await
+}
+
+/// Deletes everything `create_cluster` made: the source instance (waiting for termination),
+/// the security group (retrying while it is still in use), the Strata-made profile and role,
+/// and the parameter. Missing objects are skipped, so it is safe to retry.
+pub async fn delete_cluster(
+    clients: &Clients,
+    region: Option<&str>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), AwsError> {
+    let rc = clients.region(region).await?;
+    let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
+    let sources = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?;
+    futures::future::try_join_all(
+        sources
+            .iter()
+            .map(|n| node::terminate_node(&rc, &n.instance_id, timeout)),
+    )
+    .await?;
+    if let Some(g) = find_cluster_group(&rc, name).await? {
+        network::delete_group(&rc.ec2, &g.group_id, timeout).await?;
+    }
+    delete_profile_and_role(&rc, &managed_profile_name(name, &rc.region), name).await?;
+    delete_parameter(&rc, &replication_parameter_name(name)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_cluster_name("orders-2").is_ok());
+        for bad in [
+            "",
+            "Orders",
+            "2orders",
+            "orders_x",
+            "orders-",
+            &"a".repeat(41),
+        ] {
+            assert!(validate_cluster_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(managed_profile_name(&"a".repeat(40), "ap-southeast-2").len() <= 64);
+        assert_eq!(
+            replication_parameter_name("orders"),
+            "/strata/orders/replication"
+        );
+    }
+
+    #[test]
+    fn ingress_is_members_and_allowed_only() {
+        let r = cluster_ingress(
+            "sg-self",
+            3306,
+            &["10.0.0.0/16".into()],
+            &["sg-app".into(), "sg-self".into()],
+        );
+        let sources: Vec<_> = r
+            .iter()
+            .map(|r| (r.from_port, r.to_port, r.source.clone()))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                (3306, 3306, RuleSource::Group("sg-self".into())),
+                (3306, 3306, RuleSource::Cidr("10.0.0.0/16".into())),
+                (3306, 3306, RuleSource::Group("sg-app".into())),
+            ]
+        );
+        assert!(r.iter().all(|r| r.protocol == "tcp"));
+    }
+
+    #[test]
+    fn passwords_are_random_and_secrets_are_redacted() {
+        let a = generate_password();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, generate_password());
+        let s = SecretString::new(a.clone());
+        assert!(!format!("{s:?}").contains(&a));
+        assert_eq!(s.expose(), a);
+    }
+}
