@@ -1,1 +1,686 @@
-//! placeholder
+//! The contract between the Strata provider and the node agent.
+//!
+//! The provider builds one [`NodeConfig`] per instance it launches and renders it into
+//! user-data with [`render_user_data`]; the agent on the instance reads the same JSON back from
+//! `/etc/strata/node.json`. [`parse_user_data`] is the inverse, so tests can check what a launched
+//! instance was told. This crate holds data and pure functions only: no I/O, no AWS, no SQL, and
+//! never a secret (the replication password lives in SSM; the config only names the parameter).
+
+mod shape;
+mod user_data;
+
+pub use shape::{ClusterShape, ShapeError};
+pub use user_data::{
+    AGENT_BINARY_PATH, AGENT_CONFIG_PATH, AGENT_UNIT_NAME, UserDataError, parse_user_data,
+    render_user_data,
+};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The schema version this crate writes and the only one it accepts. Bump it on any change a
+/// reader of the previous version would misread; the golden test pins the JSON of this version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one node needs to know to become its part of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Schema version; must equal [`SCHEMA_VERSION`].
+    pub version: u32,
+    /// The cluster name (`strata_cluster.id`).
+    pub cluster_id: String,
+    /// Stable id of the node (the provider uses the instance id once known, else its own key).
+    pub node_id: String,
+    /// Human name, used in tags and logs.
+    pub node_name: String,
+    pub role: Role,
+    /// AWS region the node runs in.
+    pub region: String,
+    pub engine: Engine,
+    /// Engine version, e.g. "10.11" for MariaDB or "8.4" for MySQL.
+    pub engine_version: String,
+    /// Unique within the cluster, 1..=4294967295.
+    pub server_id: u32,
+    /// Where this node replicates from; required for replicas, absent on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceEndpoint>,
+    pub replication: Replication,
+    /// How the agent reaches the local server.
+    #[serde(default)]
+    pub local: LocalServer,
+    /// Server-side TLS for replication links (region replicas require it).
+    #[serde(default)]
+    pub tls: Tls,
+    pub storage: Storage,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The writable node of the home region.
+    Source,
+    /// A read replica in the home region; semi-sync when the cluster is.
+    Replica,
+    /// A read replica in another region: always asynchronous and over TLS.
+    RegionReplica,
+}
+
+impl Role {
+    pub fn is_replica(self) -> bool {
+        !matches!(self, Role::Source)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Replica => "replica",
+            Role::RegionReplica => "region_replica",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Mariadb,
+    Mysql,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Mariadb => "mariadb",
+            Engine::Mysql => "mysql",
+        }
+    }
+
+    /// The largest semi-sync ack count the engine can wait for. MariaDB (10.11 and later) has
+    /// no `wait_for_slave_count`: a semi-sync commit waits for exactly one replica's ack.
+    pub fn max_semi_sync_ack_count(self) -> u32 {
+        match self {
+            Engine::Mariadb => 1,
+            Engine::Mysql => u32::MAX,
+        }
+    }
+
+    /// Default path of the config file the agent owns for this engine.
+    pub fn default_server_config_path(self) -> &'static str {
+        match self {
+            Engine::Mariadb => "/etc/mysql/mariadb.conf.d/90-strata.cnf",
+            Engine::Mysql => "/etc/mysql/mysql.conf.d/90-strata.cnf",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEndpoint {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationMode {
+    Async,
+    SemiSync,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    pub mode: ReplicationMode,
+    /// Replica acks a semi-sync commit waits for (ignored in async mode).
+    #[serde(default = "default_ack_count")]
+    pub ack_count: u32,
+    /// How long a semi-sync commit waits before the source falls back to async.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// The replication account's user name.
+    #[serde(default = "default_replication_user")]
+    pub user: String,
+    pub credential: CredentialRef,
+}
+
+/// Where the replication password lives. Only the location: the secret itself never appears
+/// in a NodeConfig, user-data, logs or state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRef {
+    /// SSM SecureString parameter name, e.g. "/strata/orders/replication-password".
+    pub ssm_parameter: String,
+    /// Region of the parameter (the home region, also for region replicas).
+    pub ssm_region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalServer {
+    /// TCP port the engine listens on (also the port replicas use to reach a source).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Unix socket the agent uses for its admin connection, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// The server config file the agent owns; engine default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_config_path: Option<String>,
+}
+
+impl Default for LocalServer {
+    fn default() -> Self {
+        LocalServer {
+            port: default_port(),
+            socket: None,
+            server_config_path: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Server certificate; the agent generates a self-signed one here when the file is missing.
+    #[serde(default = "default_cert_file")]
+    pub cert_file: String,
+    #[serde(default = "default_key_file")]
+    pub key_file: String,
+    /// CA a replica verifies its source's certificate with; without it the link is encrypted
+    /// but the source is not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            cert_file: default_cert_file(),
+            key_file: default_key_file(),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Block device of the data volume, e.g. "/dev/nvme1n1" or "/dev/xvdf".
+    pub device: String,
+    /// Where the data volume is mounted, e.g. "/var/lib/mysql".
+    pub mount_point: String,
+    /// The volume never grows beyond this.
+    pub max_size_gib: u64,
+    /// Grow when the filesystem is this full (1..=99).
+    pub grow_at_percent: u8,
+    /// Grow by this share of the current size (1..=100)...
+    pub grow_by_percent: u8,
+    /// ...but by at least this much.
+    pub min_step_gib: u64,
+}
+
+fn default_port() -> u16 {
+    3306
+}
+fn default_ack_count() -> u32 {
+    1
+}
+fn default_ack_timeout_ms() -> u64 {
+    10_000
+}
+fn default_replication_user() -> String {
+    "strata_repl".to_string()
+}
+fn default_cert_file() -> String {
+    "/etc/strata/tls/server.crt".to_string()
+}
+fn default_key_file() -> String {
+    "/etc/strata/tls/server.key".to_string()
+}
+
+/// Why a NodeConfig cannot be used. Each variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node config: invalid JSON: {0}")]
+    Json(String),
+    #[error(
+        "node config: schema version {found} is not supported (this build reads version {expected})"
+    )]
+    UnsupportedVersion { found: u32, expected: u32 },
+    #[error("node config: `{field}` must not be empty")]
+    Empty { field: &'static str },
+    #[error("node config: `server_id` must be between 1 and 4294967295 (0 disables replication)")]
+    ServerIdZero,
+    #[error("node config: role `{role}` needs a `source` endpoint to replicate from")]
+    ReplicaWithoutSource { role: Role },
+    #[error("node config: the source must not have a `source` endpoint")]
+    SourceWithSource,
+    #[error("node config: `replication.ack_count` must be at least 1 in semi_sync mode")]
+    AckCountZero,
+    #[error(
+        "node config: `replication.ack_count` = {requested}, but {engine} waits for at most {max} replica ack(s) per commit (MariaDB has no wait-for-replica-count setting)"
+    )]
+    AckCountUnsupported {
+        engine: Engine,
+        requested: u32,
+        max: u32,
+    },
+    #[error("node config: `replication.ack_timeout_ms` must be at least 1 in semi_sync mode")]
+    AckTimeoutZero,
+    #[error("node config: `{field}` = {value} is out of range ({range})")]
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        range: &'static str,
+    },
+    #[error("node config: `{field}` must be an absolute path, got {value:?}")]
+    NotAbsolute { field: &'static str, value: String },
+    #[error("node config: `{field}` contains a character that is not allowed: {value:?}")]
+    BadCharacter { field: &'static str, value: String },
+}
+
+impl NodeConfig {
+    /// Parses and validates the JSON form (the content of `/etc/strata/node.json`).
+    pub fn from_json(json: &str) -> Result<NodeConfig, ConfigError> {
+        // Read the version first so an old agent reading a newer config says "version" rather
+        // than tripping over a field it does not know.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<u32>,
+        }
+        let probe: VersionOnly =
+            serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let found = probe.version.unwrap_or(0);
+        if found != SCHEMA_VERSION {
+            return Err(ConfigError::UnsupportedVersion {
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        let cfg: NodeConfig =
+            serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The canonical JSON form (pretty, stable field order).
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks everything that can be checked without talking to a server.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != SCHEMA_VERSION {
+            return Err(ConfigError::UnsupportedVersion {
+                found: self.version,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        non_empty("cluster_id", &self.cluster_id)?;
+        non_empty("node_id", &self.node_id)?;
+        non_empty("node_name", &self.node_name)?;
+        non_empty("region", &self.region)?;
+        non_empty("engine_version", &self.engine_version)?;
+        if self.server_id == 0 {
+            return Err(ConfigError::ServerIdZero);
+        }
+        match (&self.source, self.role) {
+            (None, role) if role.is_replica() => {
+                return Err(ConfigError::ReplicaWithoutSource { role });
+            }
+            (Some(_), Role::Source) => return Err(ConfigError::SourceWithSource),
+            (Some(src), _) => {
+                non_empty("source.host", &src.host)?;
+                // The host ends up inside a quoted SQL literal; keep it to host-name characters.
+                if !src
+                    .host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+                {
+                    return Err(ConfigError::BadCharacter {
+                        field: "source.host",
+                        value: src.host.clone(),
+                    });
+                }
+                if src.port == 0 {
+                    return Err(ConfigError::OutOfRange {
+                        field: "source.port",
+                        value: 0,
+                        range: "1..=65535",
+                    });
+                }
+            }
+            (None, _) => {}
+        }
+        let r = &self.replication;
+        non_empty("replication.user", &r.user)?;
+        if r.user.len() > 32
+            || !r
+                .user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::BadCharacter {
+                field: "replication.user",
+                value: r.user.clone(),
+            });
+        }
+        non_empty(
+            "replication.credential.ssm_parameter",
+            &r.credential.ssm_parameter,
+        )?;
+        non_empty(
+            "replication.credential.ssm_region",
+            &r.credential.ssm_region,
+        )?;
+        if r.mode == ReplicationMode::SemiSync {
+            if r.ack_count == 0 {
+                return Err(ConfigError::AckCountZero);
+            }
+            let max = self.engine.max_semi_sync_ack_count();
+            if r.ack_count > max {
+                return Err(ConfigError::AckCountUnsupported {
+                    engine: self.engine,
+                    requested: r.ack_count,
+                    max,
+                });
+            }
+            if r.ack_timeout_ms == 0 {
+                return Err(ConfigError::AckTimeoutZero);
+            }
+        }
+        if self.local.port == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "local.port",
+                value: 0,
+                range: "1..=65535",
+            });
+        }
+        absolute("tls.cert_file", &self.tls.cert_file)?;
+        absolute("tls.key_file", &self.tls.key_file)?;
+        if let Some(ca) = &self.tls.ca_file {
+            absolute("tls.ca_file", ca)?;
+        }
+        if let Some(p) = &self.local.server_config_path {
+            absolute("local.server_config_path", p)?;
+        }
+        let s = &self.storage;
+        absolute("storage.device", &s.device)?;
+        absolute("storage.mount_point", &s.mount_point)?;
+        if s.max_size_gib == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "storage.max_size_gib",
+                value: 0,
+                range: "1..=65536",
+            });
+        }
+        if !(1..=99).contains(&s.grow_at_percent) {
+            return Err(ConfigError::OutOfRange {
+                field: "storage.grow_at_percent",
+                value: s.grow_at_percent.into(),
+                range: "1..=99",
+            });
+        }
+        if !(1..=100).contains(&s.grow_by_percent) {
+            return Err(ConfigError::OutOfRange {
+                field: "storage.grow_by_percent",
+                value: s.grow_by_percent.into(),
+                range: "1..=100",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this node takes part in semi-sync (the source and home replicas of a semi-sync
+    /// cluster; region replicas are always asynchronous).
+    pub fn semi_sync(&self) -> bool {
+        self.replication.mode == ReplicationMode::SemiSync && self.role != Role::RegionReplica
+    }
+
+    /// The server config file the agent owns on this node.
+    pub fn server_config_path(&self) -> &str {
+        self.local
+            .server_config_path
+            .as_deref()
+            .unwrap_or(self.engine.default_server_config_path())
+    }
+}
+
+fn non_empty(field: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.trim().is_empty() {
+        Err(ConfigError::Empty { field })
+    } else {
+        Ok(())
+    }
+}
+
+fn absolute(field: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::NotAbsolute {
+            field,
+            value: v.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_replica() -> NodeConfig {
+        NodeConfig {
+            version: SCHEMA_VERSION,
+            cluster_id: "orders".into(),
+            node_id: "i-0abc".into(),
+            node_name: "orders-replica-1".into(),
+            role: Role::Replica,
+            region: "us-east-1".into(),
+            engine: Engine::Mariadb,
+            engine_version: "10.11".into(),
+            server_id: 2,
+            source: Some(SourceEndpoint {
+                host: "10.0.1.10".into(),
+                port: 3306,
+            }),
+            replication: Replication {
+                mode: ReplicationMode::SemiSync,
+                ack_count: 1,
+                ack_timeout_ms: 10_000,
+                user: "strata_repl".into(),
+                credential: CredentialRef {
+                    ssm_parameter: "/strata/orders/replication-password".into(),
+                    ssm_region: "us-east-1".into(),
+                },
+            },
+            local: LocalServer::default(),
+            tls: Tls::default(),
+            storage: Storage {
+                device: "/dev/xvdf".into(),
+                mount_point: "/var/lib/mysql".into(),
+                max_size_gib: 2000,
+                grow_at_percent: 80,
+                grow_by_percent: 20,
+                min_step_gib: 10,
+            },
+            tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
+        }
+    }
+
+    /// The JSON form both sides read. If this test fails, the provider and the agent no longer
+    /// agree: bump SCHEMA_VERSION rather than editing the string to match.
+    const GOLDEN: &str = r#"{
+  "version": 1,
+  "cluster_id": "orders",
+  "node_id": "i-0abc",
+  "node_name": "orders-replica-1",
+  "role": "replica",
+  "region": "us-east-1",
+  "engine": "mariadb",
+  "engine_version": "10.11",
+  "server_id": 2,
+  "source": {
+    "host": "10.0.1.10",
+    "port": 3306
+  },
+  "replication": {
+    "mode": "semi_sync",
+    "ack_count": 1,
+    "ack_timeout_ms": 10000,
+    "user": "strata_repl",
+    "credential": {
+      "ssm_parameter": "/strata/orders/replication-password",
+      "ssm_region": "us-east-1"
+    }
+  },
+  "local": {
+    "port": 3306
+  },
+  "tls": {
+    "cert_file": "/etc/strata/tls/server.crt",
+    "key_file": "/etc/strata/tls/server.key"
+  },
+  "storage": {
+    "device": "/dev/xvdf",
+    "mount_point": "/var/lib/mysql",
+    "max_size_gib": 2000,
+    "grow_at_percent": 80,
+    "grow_by_percent": 20,
+    "min_step_gib": 10
+  },
+  "tags": {
+    "team": "payments"
+  }
+}"#;
+
+    #[test]
+    fn json_form_is_pinned() {
+        assert_eq!(sample_replica().to_json(), GOLDEN);
+        assert_eq!(NodeConfig::from_json(GOLDEN).unwrap(), sample_replica());
+    }
+
+    #[test]
+    fn defaults_fill_optional_fields() {
+        let json = r#"{"version":1,"cluster_id":"c","node_id":"n","node_name":"n","role":"source",
+            "region":"us-east-1","engine":"mysql","engine_version":"8.4","server_id":1,
+            "replication":{"mode":"async","credential":{"ssm_parameter":"/p","ssm_region":"us-east-1"}},
+            "storage":{"device":"/dev/xvdf","mount_point":"/data","max_size_gib":10,
+                       "grow_at_percent":80,"grow_by_percent":10,"min_step_gib":1}}"#;
+        let cfg = NodeConfig::from_json(json).unwrap();
+        assert_eq!(cfg.replication.user, "strata_repl");
+        assert_eq!(cfg.replication.ack_timeout_ms, 10_000);
+        assert_eq!(cfg.local.port, 3306);
+        assert_eq!(
+            cfg.server_config_path(),
+            "/etc/mysql/mysql.conf.d/90-strata.cnf"
+        );
+    }
+
+    #[test]
+    fn unknown_engine_and_fields_are_rejected() {
+        let bad_engine = GOLDEN.replace("\"mariadb\"", "\"postgres\"");
+        let err = NodeConfig::from_json(&bad_engine).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `postgres`"),
+            "{err}"
+        );
+        let extra = GOLDEN.replace("\"version\": 1,", "\"version\": 1, \"password\": \"x\",");
+        let err = NodeConfig::from_json(&extra).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `password`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_versions_are_rejected_by_version() {
+        let v2 = GOLDEN.replace("\"version\": 1", "\"version\": 2");
+        assert_eq!(
+            NodeConfig::from_json(&v2).unwrap_err(),
+            ConfigError::UnsupportedVersion {
+                found: 2,
+                expected: 1
+            }
+        );
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut c = sample_replica();
+        c.server_id = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ServerIdZero));
+
+        let mut c = sample_replica();
+        c.source = None;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ReplicaWithoutSource {
+                role: Role::Replica
+            })
+        );
+
+        let mut c = sample_replica();
+        c.role = Role::Source;
+        assert_eq!(c.validate(), Err(ConfigError::SourceWithSource));
+
+        let mut c = sample_replica();
+        c.replication.ack_count = 0;
+        assert_eq!(c.validate(), Err(ConfigError::AckCountZero));
+
+        let mut c = sample_replica();
+        c.replication.ack_count = 2;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::AckCountUnsupported {
+                requested: 2,
+                max: 1,
+                ..
+            })
+        ));
+        c.engine = Engine::Mysql;
+        assert_eq!(c.validate(), Ok(()));
+
+        // Async mode ignores the ack settings.
+        let mut c = sample_replica();
+        c.replication.mode = ReplicationMode::Async;
+        c.replication.ack_count = 0;
+        assert_eq!(c.validate(), Ok(()));
+
+        let mut c = sample_replica();
+        c.source.as_mut().unwrap().host = "x'; DROP".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BadCharacter { .. })
+        ));
+
+        let mut c = sample_replica();
+        c.storage.grow_at_percent = 100;
+        assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn region_replicas_never_semi_sync() {
+        let mut c = sample_replica();
+        assert!(c.semi_sync());
+        c.role = Role::RegionReplica;
+        assert!(!c.semi_sync());
+    }
+}

@@ -1,0 +1,365 @@
+//! Test harness: real `mariadbd` processes on 127.0.0.1, each with its own datadir, port,
+//! socket and the config file the agent renders. Processes are killed by PID on drop.
+#![allow(dead_code)]
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use strata_topology::{
+    CredentialRef, Engine, LocalServer, NodeConfig, Replication, ReplicationMode, Role,
+    SCHEMA_VERSION, SourceEndpoint, Storage, Tls,
+};
+
+pub const MARIADBD: &str = "/usr/sbin/mariadbd";
+pub const PASSWORD: &str = "repl-s3cret'\\pw";
+
+/// Tests in one binary share two cores with everything else: one topology at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn mariadbd() -> PathBuf {
+    let p = std::env::var("STRATA_MARIADBD").unwrap_or_else(|_| MARIADBD.to_string());
+    let p = PathBuf::from(p);
+    assert!(
+        p.exists(),
+        "mariadbd not found at {} (install it with scripts/install-mariadb, or set STRATA_MARIADBD)",
+        p.display()
+    );
+    p
+}
+
+/// An initialized, empty datadir, made once per test binary and copied for each server.
+fn template_datadir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let _ = mariadbd();
+        let base = tempfile::Builder::new()
+            .prefix("strata-template-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let data = base.join("data");
+        let out = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db")
+            .arg("--user=root")
+            .output()
+            .expect("mariadb-install-db must be installed (scripts/install-mariadb)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        data
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub cfg: NodeConfig,
+    pub child: Option<Child>,
+}
+
+pub fn node_config(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    server_id: u32,
+    port: u16,
+    source_port: Option<u16>,
+    mode: ReplicationMode,
+    ack_timeout_ms: u64,
+) -> NodeConfig {
+    NodeConfig {
+        version: SCHEMA_VERSION,
+        cluster_id: "test".into(),
+        node_id: name.into(),
+        node_name: name.into(),
+        role,
+        region: "us-east-1".into(),
+        engine: Engine::Mariadb,
+        engine_version: "10.11".into(),
+        server_id,
+        source: source_port.map(|p| SourceEndpoint {
+            host: "127.0.0.1".into(),
+            port: p,
+        }),
+        replication: Replication {
+            mode,
+            ack_count: 1,
+            ack_timeout_ms,
+            user: "strata_repl".into(),
+            credential: CredentialRef {
+                ssm_parameter: "/strata/test/replication-password".into(),
+                ssm_region: "us-east-1".into(),
+            },
+        },
+        local: LocalServer {
+            port,
+            socket: Some(dir.join("s.sock").display().to_string()),
+            server_config_path: Some(dir.join("strata.cnf").display().to_string()),
+        },
+        tls: Tls {
+            cert_file: dir.join("tls/server.crt").display().to_string(),
+            key_file: dir.join("tls/server.key").display().to_string(),
+            ca_file: None,
+        },
+        storage: Storage {
+            device: "/dev/null".into(),
+            mount_point: dir.join("data").display().to_string(),
+            max_size_gib: 10,
+            grow_at_percent: 80,
+            grow_by_percent: 20,
+            min_step_gib: 1,
+        },
+        tags: BTreeMap::new(),
+    }
+}
+
+impl Node {
+    /// A node with a fresh datadir; `make` builds its config from (dir, port).
+    pub fn new(make: impl FnOnce(&Path, u16) -> NodeConfig) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-node-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let cfg = make(dir.path(), port);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(template_datadir())
+            .arg(dir.path().join("data"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::write(dir.path().join("node.json"), cfg.to_json()).unwrap();
+        std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
+        // What the image's first boot does before the server starts: the agent's files.
+        strata_agent::prepare_server_files(&cfg).unwrap();
+        Node {
+            dir,
+            cfg,
+            child: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.cfg.local.port
+    }
+    pub fn socket(&self) -> String {
+        self.cfg.local.socket.clone().unwrap()
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("node.json")
+    }
+    pub fn password_path(&self) -> PathBuf {
+        self.dir.path().join("password")
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("stderr.log"))
+            .unwrap();
+        let child = Command::new(mariadbd())
+            .arg(format!("--defaults-file={}", self.cfg.server_config_path()))
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--port={}", self.port()))
+            .arg(format!("--socket={}", self.socket()))
+            .arg(format!("--pid-file={}", d.join("mariadbd.pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--user=root")
+            .arg("--skip-name-resolve")
+            .arg("--innodb-buffer-pool-size=16M")
+            .arg("--innodb-log-file-size=16M")
+            .arg("--performance-schema=OFF")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn mariadbd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "mariadbd {} exited with {status}:\n{}",
+                    self.cfg.node_name,
+                    self.error_log_tail()
+                );
+            }
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd {} did not start:\n{}",
+                self.cfg.node_name,
+                self.error_log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn error_log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Clean shutdown (SIGTERM to our PID), waiting for exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Crash: SIGKILL to our PID.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn root(&self) -> Conn {
+        Conn::new(
+            OptsBuilder::default()
+                .socket(Some(self.socket()))
+                .user(Some("root"))
+                .prefer_socket(false),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn as_user(&self, user: &str, pw: &str) -> Conn {
+        Conn::new(
+            OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(self.port())
+                .user(Some(user))
+                .pass(Some(pw))
+                .prefer_socket(false),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Runs the real binary with this node's config; returns (success, stdout, stderr).
+    pub fn agent(&self, sub: &str, config: &Path, extra: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata-agent"))
+            .arg(sub)
+            .arg("--config")
+            .arg(config)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--credential-file")
+            .arg(self.password_path())
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `bootstrap` that must succeed; returns the report as JSON.
+    pub fn bootstrap(&self) -> serde_json::Value {
+        let (ok, out, err) = self.agent("bootstrap", &self.config_path(), &[]);
+        assert!(
+            ok,
+            "bootstrap of {} failed:\n{err}\n{out}",
+            self.cfg.node_name
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (ok, out, err) = self.agent("status", &self.config_path(), &[]);
+        assert!(ok, "status of {} failed:\n{err}", self.cfg.node_name);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// Steps of a bootstrap report that changed something.
+pub fn changes(report: &serde_json::Value) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["changed"].as_bool() == Some(true))
+        .map(|s| format!("{}: {}", s["step"], s["detail"]))
+        .collect()
+}
+
+pub async fn count(conn: &mut Conn, table: &str) -> u64 {
+    conn.query_first::<u64, _>(format!("SELECT COUNT(*) FROM {table}"))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Polls until `table` has `n` rows on `node`, or panics after `within`.
+pub async fn wait_rows(node: &Node, table: &str, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut conn = node.root().await;
+    loop {
+        let have = conn
+            .query_first::<u64, _>(format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        if have == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {have} rows in {table}, expected {n}",
+            node.cfg.node_name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
