@@ -9,5 +9,6 @@
 pub mod aws;
 pub mod cty;
 pub mod framework;
+pub mod provider;
 pub mod resources;
 pub mod tfplugin;

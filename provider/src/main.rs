@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
     }
 
     let provider =
-        strata_provider::framework::ProviderServer::new(strata_provider::resources::StrataProvider);
+        strata_provider::framework::ProviderServer::new(strata_provider::provider::StrataProvider);
 
     let options = ServeOptions {
         mode,

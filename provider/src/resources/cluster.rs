@@ -1,0 +1,495 @@
+//! `strata_cluster`: the home region of a replicated database. Its source node, security
+//! group, instance profile and replication credential (see `aws::cluster`). The source's
+//! user-data carries its `NodeConfig`, which is also how Strata reads the engine and
+//! replication settings back (import included).
+
+use std::time::Duration;
+
+use strata_topology::{Engine, ReplicationMode, Role, render_user_data};
+
+use super::common::*;
+use super::nodes::{self, ClusterSettings};
+use crate::aws::{self, ClusterInfo, ClusterSpec, Clients};
+use crate::cty::{AttributePath, Value};
+use crate::framework::{
+    ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
+    NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
+    validators,
+};
+
+pub const TYPE_NAME: &str = "strata_cluster";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// Settings a running cluster cannot change in place yet: the agent reads them at boot.
+const REPLICATION_ATTRS: [&str; 3] = [
+    "replication_mode",
+    "semi_sync_wait_for_replica_count",
+    "semi_sync_timeout_ms",
+];
+
+pub struct ClusterResource;
+
+fn name_ok(v: &Value) -> Result<(), String> {
+    let Some(s) = v.as_str() else { return Ok(()) };
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid cluster name: use 1 to 40 lowercase letters, digits and \
+             hyphens, not starting or ending with a hyphen"
+        ))
+    }
+}
+
+pub fn schema() -> Schema {
+    let computed = |name: &str, ty: Type, what: &str| {
+        Attr::of(name, ty)
+            .computed_only()
+            .use_state_for_unknown()
+            .description(what)
+    };
+    Schema::builder(0)
+        .description(
+            "The home region of a replicated MySQL-compatible database: a source node (an EC2 \
+             instance running the engine and the Strata agent), its security group, an \
+             instance profile for the agent, and the replication credential in an SSM \
+             SecureString parameter. Add `strata_replica`, `strata_region` and \
+             `strata_storage_segment` resources to grow it.",
+        )
+        .attribute(
+            Attr::string("name")
+                .required()
+                .requires_replace()
+                .validate(validators::custom("a cluster name", name_ok))
+                .description("Cluster name: 1-40 lowercase letters, digits and hyphens. It is the cluster's id and its `strata:cluster` tag."),
+        )
+        .attribute(
+            Attr::string("engine")
+                .optional()
+                .default("mariadb")
+                .requires_replace()
+                .validate(validators::one_of(&["mariadb", "mysql"]))
+                .description("Database engine: `mariadb` or `mysql`."),
+        )
+        .attribute(
+            Attr::string("engine_version")
+                .optional()
+                .computed()
+                .requires_replace()
+                .description("Engine version. Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
+        )
+        .attribute(
+            Attr::string("instance_type")
+                .required()
+                .description("EC2 instance type of the source node, e.g. `r7g.large`. Changed in place: the instance is stopped, modified and started."),
+        )
+        .attribute(
+            Attr::string("ami_id")
+                .optional()
+                .computed()
+                .requires_replace()
+                .use_state_for_unknown()
+                .description("AMI of the source node. Defaults to the latest Amazon Linux 2023 image for the instance type's architecture."),
+        )
+        .attribute(
+            Attr::string("subnet_id")
+                .required()
+                .requires_replace()
+                .description("Subnet of the source node; the security group is made in its VPC."),
+        )
+        .attribute(
+            Attr::set("allowed_cidr_blocks", Type::String)
+                .optional()
+                .description("Client CIDR blocks allowed to reach the engine port. Cluster members always reach each other."),
+        )
+        .attribute(
+            Attr::set("allowed_security_group_ids", Type::String)
+                .optional()
+                .description("Client security groups allowed to reach the engine port."),
+        )
+        .attribute(
+            Attr::string("replication_mode")
+                .optional()
+                .default("async")
+                .validate(validators::one_of(&["async", "semi_sync"]))
+                .description("`async`, or `semi_sync`: a commit on the source waits for `semi_sync_wait_for_replica_count` home replicas to acknowledge it, for at most `semi_sync_timeout_ms`, then falls back to async. Fixed once the cluster exists (the nodes read it at boot)."),
+        )
+        .attribute(
+            Attr::number("semi_sync_wait_for_replica_count")
+                .optional()
+                .default(Value::number_i64(1))
+                .validate(validators::int_range(1, 15))
+                .description("Replica acknowledgements a semi-sync commit waits for. MariaDB supports only 1."),
+        )
+        .attribute(
+            Attr::number("semi_sync_timeout_ms")
+                .optional()
+                .default(Value::number_i64(10_000))
+                .validate(validators::int_range(1, 3_600_000))
+                .description("How long a semi-sync commit waits for acknowledgements before the source falls back to async."),
+        )
+        .attribute(
+            Attr::string("instance_profile_name")
+                .optional()
+                .computed()
+                .requires_replace()
+                .use_state_for_unknown()
+                .description("An existing instance profile for the nodes. By default Strata makes one whose policy allows exactly what the agent needs."),
+        )
+        .attribute(Attr::map("tags", Type::String).optional().description("Tags for every AWS object of the cluster."))
+        .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
+        .attribute(computed("id", Type::String, "The cluster's id: its name."))
+        .attribute(computed("source_node_id", Type::String, "Instance id of the source node."))
+        .attribute(computed("source_private_ip", Type::String, "Private IP of the source node."))
+        .attribute(computed("writer_endpoint", Type::String, "Where clients write: `<source private ip>:<port>`."))
+        .attribute(computed("port", Type::Number, "The engine port."))
+        .attribute(computed("security_group_id", Type::String, "The cluster's security group."))
+        .attribute(computed("vpc_id", Type::String, "VPC of the subnet."))
+        .attribute(computed("availability_zone", Type::String, "Availability zone of the source node."))
+        .attribute(computed("replication_parameter_name", Type::String, "SSM SecureString parameter holding the replication credential."))
+        .attribute(
+            Attr::string("replication_password")
+                .computed_only()
+                .sensitive()
+                .use_state_for_unknown()
+                .description("The generated replication credential (sensitive; also in the SSM parameter)."),
+        )
+        .block(timeouts_block())
+        .build()
+}
+
+fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics> {
+    let name = required_str(v, "name")?;
+    let engine_s = str_attr(v, "engine").unwrap_or_else(|| "mariadb".into());
+    let engine = nodes::engine_from(&engine_s).ok_or_else(|| {
+        Diagnostics::from(
+            Diagnostic::error("Invalid engine", "engine must be mariadb or mysql")
+                .at(AttributePath::attr("engine")),
+        )
+    })?;
+    let mode = nodes::mode_from(&str_attr(v, "replication_mode").unwrap_or_else(|| "async".into()))
+        .unwrap_or(ReplicationMode::Async);
+    Ok(ClusterSettings {
+        parameter_name: aws::replication_parameter_name(&name),
+        cluster_id: name,
+        home_region: home_region.to_string(),
+        engine,
+        engine_version: str_attr(v, "engine_version")
+            .unwrap_or_else(|| nodes::default_engine_version(engine).to_string()),
+        mode,
+        ack_count: i64_attr(v, "semi_sync_wait_for_replica_count").unwrap_or(1) as u32,
+        ack_timeout_ms: i64_attr(v, "semi_sync_timeout_ms").unwrap_or(10_000) as u64,
+    })
+}
+
+fn spec(clients: &Clients, v: &Value, user_data: String, op: Op) -> Result<ClusterSpec, Diagnostics> {
+    let name = required_str(v, "name")?;
+    let mut spec = ClusterSpec::new(
+        name.clone(),
+        aws::creation_token(&[TYPE_NAME, &name]),
+        required_str(v, "subnet_id")?,
+        required_str(v, "instance_type")?,
+    );
+    spec.resource = format!("{TYPE_NAME}.{name}");
+    spec.ami = str_attr(v, "ami_id");
+    spec.allowed_cidrs = string_list(v, "allowed_cidr_blocks");
+    spec.allowed_security_group_ids = string_list(v, "allowed_security_group_ids");
+    spec.instance_profile = str_attr(v, "instance_profile_name");
+    spec.user_data = user_data;
+    spec.tags = string_map(v, "tags");
+    spec.timeout = timeout(v, op, DEFAULT_TIMEOUT);
+    let _ = clients;
+    Ok(spec)
+}
+
+/// Null when the configuration had it null and AWS has nothing; the AWS values otherwise.
+fn set_like_prior(prior: &Value, name: &str, items: &[String]) -> Value {
+    let was_null = prior.get_attr(name).is_none_or(Value::is_null);
+    if was_null && items.is_empty() {
+        Value::null()
+    } else {
+        set_value(items)
+    }
+}
+
+fn state(
+    clients: &Clients,
+    info: &ClusterInfo,
+    cfg: Option<&strata_topology::NodeConfig>,
+    prior: &Value,
+    password: Option<String>,
+) -> Value {
+    let tags = info.tags.clone();
+    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
+        Value::null()
+    } else {
+        map_value(&tags)
+    };
+    let keep = |n: &str| prior.get_attr(n).cloned().unwrap_or_else(Value::null);
+    let (engine, version, mode, acks, ack_timeout) = match cfg {
+        Some(c) => (
+            Value::string(c.engine.as_str()),
+            Value::string(c.engine_version.clone()),
+            Value::string(nodes::mode_str(c.replication.mode)),
+            Value::number_i64(i64::from(c.replication.ack_count)),
+            Value::number_i64(c.replication.ack_timeout_ms as i64),
+        ),
+        None => (
+            keep("engine"),
+            keep("engine_version"),
+            keep("replication_mode"),
+            keep("semi_sync_wait_for_replica_count"),
+            keep("semi_sync_timeout_ms"),
+        ),
+    };
+    Value::object([
+        ("id", Value::string(info.cluster_id.clone())),
+        ("name", Value::string(info.cluster_id.clone())),
+        ("engine", engine),
+        ("engine_version", version),
+        ("instance_type", Value::string(info.instance_type.clone())),
+        ("ami_id", opt_string(info.ami.as_deref())),
+        ("subnet_id", Value::string(info.subnet_id.clone())),
+        ("allowed_cidr_blocks", set_like_prior(prior, "allowed_cidr_blocks", &info.allowed_cidrs)),
+        (
+            "allowed_security_group_ids",
+            set_like_prior(prior, "allowed_security_group_ids", &info.allowed_security_group_ids),
+        ),
+        ("replication_mode", mode),
+        ("semi_sync_wait_for_replica_count", acks),
+        ("semi_sync_timeout_ms", ack_timeout),
+        ("instance_profile_name", Value::string(info.instance_profile.clone())),
+        ("tags", tags_v),
+        ("tags_all", map_value(&tags_all(Some(clients), &tags))),
+        ("source_node_id", Value::string(info.source_instance_id.clone())),
+        ("source_private_ip", opt_string(info.private_ip.as_deref())),
+        ("writer_endpoint", opt_string(info.writer_endpoint.as_deref())),
+        ("port", Value::number_i64(i64::from(info.port))),
+        ("security_group_id", Value::string(info.security_group_id.clone())),
+        ("vpc_id", Value::string(info.vpc_id.clone())),
+        ("availability_zone", Value::string(info.availability_zone.clone())),
+        ("replication_parameter_name", Value::string(info.parameter_name.clone())),
+        ("replication_password", opt_string(password.as_deref())),
+        ("timeouts", keep("timeouts")),
+    ])
+}
+
+async fn read_password(clients: &Clients, name: &str) -> Option<String> {
+    let rc = clients.home().await.ok()?;
+    let out = rc
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ok()?;
+    out.parameter()?.value().map(str::to_string)
+}
+
+#[async_trait]
+impl Resource for ClusterResource {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut d = Diagnostics::new();
+        let engine = str_attr(config, "engine").unwrap_or_else(|| "mariadb".into());
+        let acks = i64_attr(config, "semi_sync_wait_for_replica_count");
+        if engine == "mariadb" && acks.is_some_and(|n| n > 1) {
+            d.push(
+                Diagnostic::error(
+                    "MariaDB waits for one replica acknowledgement",
+                    "MariaDB's semi-sync replication has no wait-for-replica-count setting: a \
+                     commit waits for exactly one replica. Set semi_sync_wait_for_replica_count \
+                     = 1, or use engine = \"mysql\" for larger ack counts.",
+                )
+                .at(AttributePath::attr("semi_sync_wait_for_replica_count")),
+            );
+        }
+        d
+    }
+
+    async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if plan.planned.get_attr("engine_version").is_some_and(|v| !v.is_known()) {
+            if let Some(e) = str_attr(&plan.planned, "engine").as_deref().and_then(nodes::engine_from) {
+                set_attr(
+                    &mut plan.planned,
+                    "engine_version",
+                    Value::string(nodes::default_engine_version(e)),
+                );
+            }
+        }
+        if !plan.is_create() {
+            let mut d = Diagnostics::new();
+            for a in REPLICATION_ATTRS {
+                let (p, n) = (plan.prior.get_attr(a), plan.planned.get_attr(a));
+                if let (Some(p), Some(n)) = (p, n)
+                    && n.is_known()
+                    && !p.is_null()
+                    && p != n
+                {
+                    d.push(
+                        Diagnostic::error(
+                            format!("{a} cannot change on a running cluster"),
+                            format!(
+                                "The nodes read {a} when they boot, and changing it in place is \
+                                 not supported yet. Set it back to {p}, or create a new cluster \
+                                 with the new setting and move to it."
+                            ),
+                        )
+                        .at(AttributePath::attr(a)),
+                    );
+                }
+            }
+            if d.has_errors() {
+                return Err(d);
+            }
+        }
+        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
+            && tags.is_wholly_known()
+        {
+            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
+            set_attr(&mut plan.planned, "tags_all", map_value(&all));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let home = c.default_region().to_string();
+        let s = settings(&req.planned, &home)?;
+        let name = s.cluster_id.clone();
+        let cfg = nodes::node_config(
+            &s,
+            Role::Source,
+            &format!("{name}-source"),
+            &home,
+            server_id_for(&format!("{name}/source")),
+            None,
+        );
+        cfg.validate().map_err(|e| {
+            ApplyFailure::from(Diagnostic::error(format!("{TYPE_NAME}.{name}: invalid node configuration"), e.to_string()))
+        })?;
+        let spec = spec(c, &req.planned, render_user_data(&cfg), Op::Create)?;
+        let created = aws::create_cluster(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        Ok(NewState::new(state(
+            c,
+            &created.info,
+            Some(&cfg),
+            &req.planned,
+            Some(created.replication_password.expose().to_string()),
+        )))
+    }
+
+    async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.state, "id")?;
+        let info = match aws::read_cluster(c, None, &id).await {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(aws_diag(&format!("{TYPE_NAME}.{id}"), "read", &e)),
+        };
+        let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
+        let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read user-data", &e))?;
+        let password = match str_attr(&req.state, "replication_password") {
+            Some(p) => Some(p),
+            None => read_password(c, &info.parameter_name).await,
+        };
+        Ok(Some(NewState::new(state(c, &info, cfg.as_ref(), &req.state, password))))
+    }
+
+    async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let spec = spec(c, &req.planned, String::new(), Op::Update)?;
+        let info = aws::update_cluster(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        let rc = c.home().await.map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
+        let password = str_attr(&req.prior, "replication_password");
+        Ok(NewState::new(state(c, &info, cfg.as_ref(), &req.planned, password)))
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        aws::delete_cluster(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "delete", &e))
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
+        if name_ok(&Value::string(req.id.clone())).is_err() {
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("import a strata_cluster by its name, e.g. `orders`; got {:?}", req.id),
+            )
+            .into());
+        }
+        let mut attrs: Vec<(&str, Value)> = schema_attr_names()
+            .into_iter()
+            .map(|n| (n, Value::null()))
+            .collect();
+        attrs.push(("id", Value::string(req.id.clone())));
+        Ok(NewState::new(Value::object(attrs)))
+    }
+}
+
+/// Every top-level attribute and block name, for building all-null objects.
+fn schema_attr_names() -> Vec<&'static str> {
+    vec![
+        "id", "name", "engine", "engine_version", "instance_type", "ami_id", "subnet_id",
+        "allowed_cidr_blocks", "allowed_security_group_ids", "replication_mode",
+        "semi_sync_wait_for_replica_count", "semi_sync_timeout_ms", "instance_profile_name",
+        "tags", "tags_all", "source_node_id", "source_private_ip", "writer_endpoint", "port",
+        "security_group_id", "vpc_id", "availability_zone", "replication_parameter_name",
+        "replication_password", "timeouts",
+    ]
+}
+
+/// Used by `strata_replica` and `strata_region`: the cluster and the settings its source runs.
+pub async fn cluster_and_settings(
+    c: &Clients,
+    cluster_id: &str,
+) -> Result<(ClusterInfo, ClusterSettings), Diagnostics> {
+    let what = format!("cluster {cluster_id:?}");
+    let info = aws::read_cluster(c, None, cluster_id).await.map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error(
+                format!("Cannot find {what}"),
+                format!("{e}. Check cluster_id: it is the strata_cluster's id (its name)."),
+            )
+            .at(AttributePath::attr("cluster_id")),
+        )
+    })?;
+    let rc = c.home().await.map_err(|e| aws_diag(&what, "read", &e))?;
+    let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+        .await
+        .map_err(|e| aws_diag(&what, "read the source's user-data", &e))?
+        .ok_or_else(|| {
+            Diagnostics::from(Diagnostic::error(
+                format!("{what} has no Strata node config"),
+                "the source instance's user-data is not Strata's; was it replaced outside Terraform?",
+            ))
+        })?;
+    let _ = Engine::Mariadb;
+    Ok((info, ClusterSettings::from_source(&cfg)))
+}

@@ -1,0 +1,293 @@
+//! `strata_region`: a read-only region. Replicas in another AWS region replicating
+//! asynchronously (over TLS) from the home source, their own security group there, and an
+//! engine-port rule on the home group open to that subnet's CIDR only.
+
+use std::time::Duration;
+
+use strata_topology::{Role, render_user_data};
+
+use super::cluster::cluster_and_settings;
+use super::common::*;
+use super::nodes;
+use crate::aws::{self, Clients, RegionInfo, RegionSpec};
+use crate::cty::{AttributePath, Value};
+use crate::framework::{
+    ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
+    NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
+    validators,
+};
+
+pub const TYPE_NAME: &str = "strata_region";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+pub struct RegionResource;
+
+pub fn schema() -> Schema {
+    let computed = |name: &str, ty: Type, what: &str| {
+        Attr::of(name, ty).computed_only().description(what)
+    };
+    Schema::builder(0)
+        .description(
+            "A read-only region: replicas in another AWS region that replicate asynchronously \
+             from the home source over TLS. The home security group's engine port is opened to \
+             this region's subnet CIDR only (the two VPCs must be routable, e.g. peered). \
+             Changing `replica_count` adds or removes replicas in place.",
+        )
+        .attribute(Attr::string("cluster_id").required().requires_replace().description("The `strata_cluster`'s id."))
+        .attribute(
+            Attr::string("region")
+                .required()
+                .requires_replace()
+                .validate(validators::custom("an AWS region name", |v| match v.as_str() {
+                    Some(s) if !(s.len() >= 9 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) => {
+                        Err(format!("{s:?} is not an AWS region name such as eu-west-1"))
+                    }
+                    _ => Ok(()),
+                }))
+                .description("The other AWS region, e.g. `eu-west-1`."),
+        )
+        .attribute(Attr::string("subnet_id").required().requires_replace().description("A subnet in that region for the replicas."))
+        .attribute(
+            Attr::number("replica_count")
+                .optional()
+                .default(Value::number_i64(1))
+                .validate(validators::int_range(0, 15))
+                .description("How many replicas the region runs (0-15). Changed in place; removing takes the highest-numbered replicas first."),
+        )
+        .attribute(
+            Attr::string("instance_type")
+                .optional()
+                .computed()
+                .use_state_for_unknown()
+                .description("EC2 instance type of the region's replicas. Defaults to the cluster's. Changed in place, one replica at a time."),
+        )
+        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the region's AWS objects."))
+        .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())
+        .attribute(computed("id", Type::String, "`<cluster_id>/<region>`.").use_state_for_unknown())
+        .attribute(computed("security_group_id", Type::String, "The region's security group.").use_state_for_unknown())
+        .attribute(computed("replica_node_ids", Type::List(Box::new(Type::String)), "Instance ids of the region's replicas, by index."))
+        .attribute(computed("replica_private_ips", Type::List(Box::new(Type::String)), "Private IPs of the region's replicas, by index."))
+        .block(timeouts_block())
+        .build()
+}
+
+fn resource_name(cluster: &str, region: &str) -> String {
+    format!("{TYPE_NAME}.{cluster}.{region}")
+}
+
+fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior: &Value) -> Value {
+    let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
+    let tags = spec.tags.clone();
+    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
+        Value::null()
+    } else {
+        map_value(&tags)
+    };
+    let instance_type = info
+        .replicas
+        .first()
+        .map(|n| Value::string(n.instance_type.clone()))
+        .unwrap_or_else(|| keep("instance_type"));
+    Value::object([
+        ("id", Value::string(format!("{cluster}/{}", info.region))),
+        ("cluster_id", Value::string(cluster.to_string())),
+        ("region", Value::string(info.region.clone())),
+        ("subnet_id", Value::string(info.subnet_id.clone())),
+        ("replica_count", Value::number_i64(info.replicas.len() as i64)),
+        ("instance_type", instance_type),
+        ("tags", tags_v),
+        ("tags_all", map_value(&tags_all(Some(c), &tags))),
+        ("security_group_id", Value::string(info.security_group_id.clone())),
+        (
+            "replica_node_ids",
+            Value::list(info.replicas.iter().map(|n| Value::string(n.instance_id.clone()))),
+        ),
+        (
+            "replica_private_ips",
+            Value::list(info.replicas.iter().map(|n| opt_string(n.private_ip.as_deref()))),
+        ),
+        ("timeouts", keep("timeouts")),
+    ])
+}
+
+/// The full spec for a create or update: the cluster's group, profile, source and settings,
+/// and one rendered user-data per replica index (each with its own server id).
+async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics> {
+    let cluster_id = required_str(v, "cluster_id")?;
+    let region = required_str(v, "region")?;
+    let (cluster, settings) = cluster_and_settings(c, &cluster_id).await?;
+    let count = i64_attr(v, "replica_count").unwrap_or(1);
+    let count = u32::try_from(count).map_err(|_| {
+        Diagnostics::from(
+            Diagnostic::error("Invalid replica_count", "replica_count must be 0 to 15")
+                .at(AttributePath::attr("replica_count")),
+        )
+    })?;
+    let source_ip = cluster.private_ip.clone().ok_or_else(|| {
+        Diagnostics::from(Diagnostic::error(
+            format!("{TYPE_NAME}: the cluster's source has no private IP yet"),
+            "apply again once the source instance is running",
+        ))
+    })?;
+    let mut user_data = Vec::new();
+    for i in 0..count.max(1) {
+        let cfg = nodes::node_config(
+            &settings,
+            Role::RegionReplica,
+            &format!("{cluster_id}-{region}-{i}"),
+            &region,
+            server_id_for(&format!("{cluster_id}/region/{region}/{i}")),
+            Some(&source_ip),
+        );
+        cfg.validate().map_err(|e| {
+            Diagnostics::from(Diagnostic::error(format!("{TYPE_NAME}: invalid node configuration"), e.to_string()))
+        })?;
+        user_data.push(render_user_data(&cfg));
+    }
+    Ok(RegionSpec {
+        cluster: cluster_id.clone(),
+        resource: resource_name(&cluster_id, &region),
+        creation_token: aws::creation_token(&[TYPE_NAME, &cluster_id, &region]),
+        region,
+        subnet_id: required_str(v, "subnet_id")?,
+        replica_count: count,
+        instance_type: str_attr(v, "instance_type").unwrap_or(cluster.instance_type.clone()),
+        ami: None,
+        instance_profile: Some(cluster.instance_profile.clone()),
+        port: cluster.port,
+        home_region: Some(cluster.region.clone()),
+        home_security_group_id: cluster.security_group_id.clone(),
+        home_source_cidr: cluster.subnet_cidr.clone(),
+        allowed_cidrs: Vec::new(),
+        user_data,
+        tags: string_map(v, "tags"),
+        root_volume_size_gib: 20,
+        timeout: timeout(v, op, DEFAULT_TIMEOUT),
+    })
+}
+
+fn split_id(id: &str) -> Option<(String, String)> {
+    let (c, r) = id.split_once('/')?;
+    (!c.is_empty() && !r.is_empty()).then(|| (c.to_string(), r.to_string()))
+}
+
+#[async_trait]
+impl Resource for RegionResource {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
+            && tags.is_wholly_known()
+        {
+            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
+            set_attr(&mut plan.planned, "tags_all", map_value(&all));
+        }
+        // The replica lists change exactly when the count or the instance type does.
+        if !plan.is_create() {
+            let same = |a: &str| plan.prior.get_attr(a) == plan.planned.get_attr(a);
+            if same("replica_count") && same("instance_type") {
+                for a in ["replica_node_ids", "replica_private_ips"] {
+                    if let Some(v) = plan.prior.get_attr(a).cloned() {
+                        set_attr(&mut plan.planned, a, v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let spec = spec(c, &req.planned, Op::Create).await?;
+        let info = aws::create_region(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        Ok(NewState::new(state(c, &spec.cluster, &info, &spec, &req.planned)))
+    }
+
+    async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.state, "id")?;
+        let Some((cluster, region)) = split_id(&id) else {
+            return Err(Diagnostic::error("Invalid id", format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>")).into());
+        };
+        let (mut spec, info) =
+            match aws::discover_region(c, None, &cluster, &region, &resource_name(&cluster, &region)).await {
+                Ok(x) => x,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(aws_diag(&resource_name(&cluster, &region), "read", &e)),
+            };
+        if spec.replica_count == 0 {
+            spec.tags = string_map(&req.state, "tags");
+        }
+        let mut info = info;
+        if info.subnet_id.is_empty()
+            && let Some(s) = str_attr(&req.state, "subnet_id")
+        {
+            info.subnet_id = s;
+        }
+        Ok(Some(NewState::new(state(c, &cluster, &info, &spec, &req.state))))
+    }
+
+    async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let spec = spec(c, &req.planned, Op::Update).await?;
+        let info = aws::update_region(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        Ok(NewState::new(state(c, &spec.cluster, &info, &spec, &req.planned)))
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        let Some((cluster, region)) = split_id(&id) else {
+            return Err(Diagnostic::error("Invalid id", format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>")).into());
+        };
+        let resource = resource_name(&cluster, &region);
+        let (mut spec, _) = match aws::discover_region(c, None, &cluster, &region, &resource).await {
+            Ok(x) => x,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(aws_diag(&resource, "delete", &e)),
+        };
+        if spec.subnet_id.is_empty()
+            && let Some(s) = str_attr(&req.prior, "subnet_id")
+        {
+            spec.subnet_id = s;
+        }
+        spec.timeout = timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT);
+        aws::delete_region(c, &spec)
+            .await
+            .map_err(|e| aws_diag(&resource, "delete", &e))
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
+        if split_id(&req.id).is_none() {
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("import a strata_region as <cluster_id>/<region>, e.g. `orders/eu-west-1`; got {:?}", req.id),
+            )
+            .into());
+        }
+        Ok(NewState::new(Value::object([
+            ("id", Value::string(req.id.clone())),
+            ("cluster_id", Value::null()),
+            ("region", Value::null()),
+            ("subnet_id", Value::null()),
+            ("replica_count", Value::null()),
+            ("instance_type", Value::null()),
+            ("tags", Value::null()),
+            ("tags_all", Value::null()),
+            ("security_group_id", Value::null()),
+            ("replica_node_ids", Value::null()),
+            ("replica_private_ips", Value::null()),
+            ("timeouts", Value::null()),
+        ])))
+    }
+}

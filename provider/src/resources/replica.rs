@@ -1,0 +1,248 @@
+//! `strata_replica`: a read-only replica in the home region, replicating from the cluster's
+//! source (a semi-sync participant when the cluster is semi-sync).
+
+use std::time::Duration;
+
+use strata_topology::{ReplicationMode, Role, render_user_data};
+
+use super::cluster::cluster_and_settings;
+use super::common::*;
+use super::nodes;
+use crate::aws::{self, Clients, NodeInfo, ReplicaSpec};
+use crate::cty::Value;
+use crate::framework::{
+    ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
+    NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
+};
+
+pub const TYPE_NAME: &str = "strata_replica";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+pub struct ReplicaResource;
+
+pub fn schema() -> Schema {
+    let computed = |name: &str, ty: Type, what: &str| {
+        Attr::of(name, ty)
+            .computed_only()
+            .use_state_for_unknown()
+            .description(what)
+    };
+    Schema::builder(0)
+        .description(
+            "A read-only replica in the cluster's home region, replicating from the source with \
+             GTID positioning; semi-sync when the cluster is. Put replicas in different \
+             availability zones through their subnets.",
+        )
+        .attribute(
+            Attr::string("cluster_id")
+                .required()
+                .requires_replace()
+                .description("The `strata_cluster`'s id."),
+        )
+        .attribute(
+            Attr::string("subnet_id")
+                .required()
+                .requires_replace()
+                .description("Subnet (and so availability zone) of the replica, in the cluster's VPC."),
+        )
+        .attribute(
+            Attr::string("instance_type")
+                .optional()
+                .computed()
+                .use_state_for_unknown()
+                .description("EC2 instance type. Defaults to the cluster's. Changed in place (stop, modify, start)."),
+        )
+        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the replica's AWS objects."))
+        .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
+        .attribute(computed("id", Type::String, "The replica's instance id."))
+        .attribute(computed("node_id", Type::String, "The replica's instance id (the id `strata_storage_segment.node_id` takes)."))
+        .attribute(computed("private_ip", Type::String, "Private IP of the replica."))
+        .attribute(computed("availability_zone", Type::String, "Availability zone of the replica."))
+        .attribute(computed("server_id", Type::Number, "The replica's replication server id, unique in the cluster."))
+        .attribute(computed("semi_sync", Type::Bool, "Whether the replica acknowledges semi-sync commits."))
+        .block(timeouts_block())
+        .build()
+}
+
+fn state(c: &Clients, n: &NodeInfo, cfg: Option<&strata_topology::NodeConfig>, prior: &Value) -> Value {
+    let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
+    let tags = n.user_tags();
+    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
+        Value::null()
+    } else {
+        map_value(&tags)
+    };
+    Value::object([
+        ("id", Value::string(n.instance_id.clone())),
+        ("node_id", Value::string(n.instance_id.clone())),
+        (
+            "cluster_id",
+            n.tags
+                .get("strata:cluster")
+                .map(|s| Value::string(s.clone()))
+                .unwrap_or_else(|| keep("cluster_id")),
+        ),
+        ("subnet_id", opt_string(n.subnet_id.as_deref())),
+        ("instance_type", Value::string(n.instance_type.clone())),
+        ("tags", tags_v),
+        ("tags_all", map_value(&tags_all(Some(c), &tags))),
+        ("private_ip", opt_string(n.private_ip.as_deref())),
+        ("availability_zone", opt_string(n.availability_zone.as_deref())),
+        (
+            "server_id",
+            cfg.map(|c| Value::number_i64(i64::from(c.server_id)))
+                .unwrap_or_else(|| keep("server_id")),
+        ),
+        (
+            "semi_sync",
+            cfg.map(|c| Value::bool(c.replication.mode == ReplicationMode::SemiSync))
+                .unwrap_or_else(|| keep("semi_sync")),
+        ),
+        ("timeouts", keep("timeouts")),
+    ])
+}
+
+fn spec_base(v: &Value, cluster: &str, instance_type: String) -> Result<ReplicaSpec, Diagnostics> {
+    let mut s = ReplicaSpec::new(
+        cluster.to_string(),
+        format!("{TYPE_NAME}.{cluster}"),
+        String::new(),
+        required_str(v, "subnet_id")?,
+        instance_type,
+    );
+    s.tags = string_map(v, "tags");
+    s.role = "replica".into();
+    Ok(s)
+}
+
+#[async_trait]
+impl Resource for ReplicaResource {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if plan.is_create() {
+            // One token per planned create: retries within this apply find what an earlier
+            // attempt launched.
+            plan.private = new_creation_token().into_bytes();
+        }
+        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
+            && tags.is_wholly_known()
+        {
+            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
+            set_attr(&mut plan.planned, "tags_all", map_value(&all));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let cluster_id = required_str(&req.planned, "cluster_id")?;
+        let (cluster, settings) = cluster_and_settings(c, &cluster_id).await?;
+        let token = String::from_utf8(req.private.clone())
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(new_creation_token);
+        let server_id = server_id_for(&format!("{cluster_id}/replica/{token}"));
+        let source_ip = cluster.private_ip.clone().ok_or_else(|| {
+            ApplyFailure::from(Diagnostic::error(
+                format!("{TYPE_NAME}: the cluster's source has no private IP yet"),
+                "apply again once the source instance is running",
+            ))
+        })?;
+        let cfg = nodes::node_config(
+            &settings,
+            Role::Replica,
+            &format!("{cluster_id}-replica-{}", &token[..8.min(token.len())]),
+            c.default_region(),
+            server_id,
+            Some(&source_ip),
+        );
+        cfg.validate().map_err(|e| {
+            ApplyFailure::from(Diagnostic::error(format!("{TYPE_NAME}: invalid node configuration"), e.to_string()))
+        })?;
+        let instance_type = str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
+        let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
+        spec.creation_token = token;
+        spec.ami = cluster.ami.clone();
+        spec.security_group_ids = vec![cluster.security_group_id.clone()];
+        spec.instance_profile = Some(cluster.instance_profile.clone());
+        spec.user_data = render_user_data(&cfg);
+        spec.timeout = timeout(&req.planned, Op::Create, DEFAULT_TIMEOUT);
+        let n = aws::create_replica(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        Ok(NewState::new(state(c, &n, Some(&cfg), &req.planned)))
+    }
+
+    async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.state, "id")?;
+        let n = match aws::read_replica(c, None, &id).await {
+            Ok(n) if n.is_gone() => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
+        };
+        let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
+        let cfg = nodes::read_node_config(&rc, &id)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read user-data", &e))?;
+        Ok(Some(NewState::new(state(c, &n, cfg.as_ref(), &req.state))))
+    }
+
+    async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        let cluster_id = required_str(&req.planned, "cluster_id")?;
+        let current = aws::read_replica(c, None, &id)
+            .await
+            .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "read", &e))?;
+        let instance_type = str_attr(&req.planned, "instance_type").unwrap_or(current.instance_type.clone());
+        let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
+        spec.timeout = timeout(&req.planned, Op::Update, DEFAULT_TIMEOUT);
+        let n = aws::update_replica(c, &id, &spec)
+            .await
+            .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;
+        let rc = c.home().await.map_err(|e| apply_failure(&id, "read", &e))?;
+        let cfg = nodes::read_node_config(&rc, &id).await.ok().flatten();
+        Ok(NewState::new(state(c, &n, cfg.as_ref(), &req.planned)))
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        aws::delete_replica(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
+        if !req.id.starts_with("i-") {
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("import a strata_replica by its instance id, e.g. `i-0123456789abcdef0`; got {:?}", req.id),
+            )
+            .into());
+        }
+        Ok(NewState::new(Value::object([
+            ("id", Value::string(req.id.clone())),
+            ("node_id", Value::null()),
+            ("cluster_id", Value::null()),
+            ("subnet_id", Value::null()),
+            ("instance_type", Value::null()),
+            ("tags", Value::null()),
+            ("tags_all", Value::null()),
+            ("private_ip", Value::null()),
+            ("availability_zone", Value::null()),
+            ("server_id", Value::null()),
+            ("semi_sync", Value::null()),
+            ("timeouts", Value::null()),
+        ])))
+    }
+}

@@ -1,0 +1,487 @@
+//! `strata_storage_segment`: an EBS data volume attached to a node, with the autoscaling
+//! bounds the node agent grows it within. The agent's growth is not drift: `size_gib` stays
+//! what the configuration says (a floor), `current_size_gib` shows the volume's real size, and
+//! a plan never shrinks what the agent grew.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use super::common::*;
+use crate::aws::{self, Clients, SegmentInfo, SegmentSpec};
+use crate::cty::{AttributePath, Value};
+use crate::framework::{
+    ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
+    NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
+    validators,
+};
+
+pub const TYPE_NAME: &str = "strata_storage_segment";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The tag carrying the autoscaling bounds to the node agent.
+pub const TAG_AUTOSCALE: &str = "strata:autoscale";
+/// The tag the agent puts on a segment it added, naming the segment it grew from.
+pub const TAG_AUTOSCALED_FROM: &str = "strata:autoscaled-from";
+pub const TAG_LAST_GROW: &str = "strata:last-grow";
+/// The largest gp3/io2 volume.
+const EBS_MAX_GIB: i64 = 16_384;
+
+pub struct SegmentResource;
+
+pub fn schema() -> Schema {
+    let computed = |name: &str, ty: Type, what: &str| {
+        Attr::of(name, ty).computed_only().description(what)
+    };
+    Schema::builder(0)
+        .description(
+            "A storage segment: an EBS data volume attached to a node, which the node's agent \
+             grows before it fills (ModifyVolume, then the filesystem online) up to \
+             `max_size_gib`; during EBS's six-hour modification cooldown it adds a new segment \
+             instead. Growth by the agent is not drift. EBS volumes cannot shrink.",
+        )
+        .attribute(
+            Attr::string("node_id")
+                .required()
+                .description("Instance id of the node (`strata_cluster.source_node_id`, `strata_replica.node_id`). Another node in the same availability zone: detached and attached in place; another zone: a new volume."),
+        )
+        .attribute(
+            Attr::number("size_gib")
+                .required()
+                .validate(validators::int_range(1, EBS_MAX_GIB))
+                .description("Size in GiB. A larger value grows the volume in place; a smaller one is an error (EBS cannot shrink). The agent may grow the volume beyond it: see `current_size_gib`."),
+        )
+        .attribute(
+            Attr::number("max_size_gib")
+                .optional()
+                .computed()
+                .validate(validators::int_range(1, EBS_MAX_GIB))
+                .description("The agent never grows the node's data storage beyond this (all its segments together). Defaults to 4 x `size_gib`, at most 16384."),
+        )
+        .attribute(
+            Attr::number("grow_at_percent")
+                .optional()
+                .default(Value::number_i64(80))
+                .validate(validators::int_range(50, 95))
+                .description("The agent grows the storage when the filesystem is this full."),
+        )
+        .attribute(
+            Attr::number("grow_by_percent")
+                .optional()
+                .default(Value::number_i64(20))
+                .validate(validators::int_range(5, 100))
+                .description("Each growth adds this share of the current size..."),
+        )
+        .attribute(
+            Attr::number("min_grow_step_gib")
+                .optional()
+                .default(Value::number_i64(10))
+                .validate(validators::int_range(1, EBS_MAX_GIB))
+                .description("...but at least this many GiB."),
+        )
+        .attribute(
+            Attr::string("volume_type")
+                .optional()
+                .default("gp3")
+                .requires_replace()
+                .validate(validators::one_of(&["gp3", "gp2", "io2"]))
+                .description("EBS volume type: `gp3` (default), `gp2` or `io2`."),
+        )
+        .attribute(Attr::number("iops").optional().computed().use_state_for_unknown().description("Provisioned IOPS (gp3, io2). Changed in place."))
+        .attribute(Attr::number("throughput").optional().computed().use_state_for_unknown().description("Throughput in MiB/s (gp3 only). Changed in place."))
+        .attribute(Attr::bool("encrypted").optional().default(true).requires_replace().description("Encrypt the volume (default true)."))
+        .attribute(Attr::string("kms_key_id").optional().requires_replace().description("KMS key for encryption; the account's default EBS key when unset."))
+        .attribute(Attr::string("device_name").optional().computed().requires_replace().use_state_for_unknown().description("Device name on the node, e.g. `/dev/sdf`. The first free of `/dev/sdf`-`/dev/sdp` by default."))
+        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the volume."))
+        .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())
+        .attribute(computed("id", Type::String, "The EBS volume id.").use_state_for_unknown())
+        .attribute(computed("volume_id", Type::String, "The EBS volume id.").use_state_for_unknown())
+        .attribute(computed("current_size_gib", Type::Number, "The volume's size now, including what the agent grew."))
+        .attribute(computed("availability_zone", Type::String, "Availability zone of the volume (the node's).").use_state_for_unknown())
+        .attribute(computed("cluster_id", Type::String, "The cluster of the node.").use_state_for_unknown())
+        .attribute(computed("autoscaled", Type::Bool, "Whether the agent has grown this segment."))
+        .attribute(computed("added_segment_ids", Type::List(Box::new(Type::String)), "Volumes the agent added to this node's storage, grown from this segment, while this one was in its modification cooldown."))
+        .block(timeouts_block())
+        .build()
+}
+
+fn autoscale_tag(v: &Value) -> String {
+    format!(
+        "max={},at={},by={},step={}",
+        i64_attr(v, "max_size_gib").unwrap_or(EBS_MAX_GIB),
+        i64_attr(v, "grow_at_percent").unwrap_or(80),
+        i64_attr(v, "grow_by_percent").unwrap_or(20),
+        i64_attr(v, "min_grow_step_gib").unwrap_or(10),
+    )
+}
+
+/// Parses `strata:autoscale` back, for import and drift.
+fn parse_autoscale(tag: &str) -> BTreeMap<String, i64> {
+    tag.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn default_max(size: i64) -> i64 {
+    (size.saturating_mul(4)).min(EBS_MAX_GIB).max(size)
+}
+
+async fn added_segments(c: &Clients, volume_id: &str) -> Result<Vec<String>, aws::AwsError> {
+    let rc = c.home().await?;
+    let out = rc
+        .ec2
+        .describe_volumes()
+        .filters(Filter::builder().name(format!("tag:{TAG_AUTOSCALED_FROM}")).values(volume_id).build())
+        .send()
+        .await
+        .map_err(|e| aws::AwsError::from_sdk(e, "ec2:DescribeVolumes", volume_id))?;
+    let mut ids: Vec<String> = out
+        .volumes()
+        .iter()
+        .filter(|v| !matches!(v.state().map(|s| s.as_str()), Some("deleting" | "deleted")))
+        .filter_map(|v| v.volume_id().map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+async fn set_autoscale_tag(c: &Clients, volume_id: &str, value: &str) -> Result<(), aws::AwsError> {
+    let rc = c.home().await?;
+    rc.ec2
+        .create_tags()
+        .resources(volume_id)
+        .tags(Tag::builder().key(TAG_AUTOSCALE).value(value).build())
+        .send()
+        .await
+        .map_err(|e| aws::AwsError::from_sdk(e, "ec2:CreateTags", volume_id))?;
+    Ok(())
+}
+
+fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> Value {
+    let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
+    let tags = info.user_tags();
+    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
+        Value::null()
+    } else {
+        map_value(&tags)
+    };
+    let bounds = info.tags.get(TAG_AUTOSCALE).map(|t| parse_autoscale(t)).unwrap_or_default();
+    let bound = |k: &str, attr: &str| {
+        bounds
+            .get(k)
+            .map(|n| Value::number_i64(*n))
+            .unwrap_or_else(|| keep(attr))
+    };
+    let current = i64::from(info.size_gib);
+    // The configured size is a floor the agent may have grown past: keep it unless the volume
+    // is somehow smaller (then show the truth, and the plan grows it back).
+    let size = match i64_attr(prior, "size_gib") {
+        Some(p) if p <= current => Value::number_i64(p),
+        _ => Value::number_i64(current),
+    };
+    let autoscaled = info.tags.contains_key(TAG_LAST_GROW)
+        || i64_attr(prior, "size_gib").is_some_and(|p| current > p)
+        || !added.is_empty();
+    Value::object([
+        ("id", Value::string(info.volume_id.clone())),
+        ("volume_id", Value::string(info.volume_id.clone())),
+        (
+            "node_id",
+            info.attached_instance_id
+                .as_deref()
+                .map(Value::string)
+                .unwrap_or_else(|| keep("node_id")),
+        ),
+        ("size_gib", size),
+        ("max_size_gib", bound("max", "max_size_gib")),
+        ("grow_at_percent", bound("at", "grow_at_percent")),
+        ("grow_by_percent", bound("by", "grow_by_percent")),
+        ("min_grow_step_gib", bound("step", "min_grow_step_gib")),
+        ("volume_type", Value::string(info.volume_type.clone())),
+        ("iops", info.iops.map(|n| Value::number_i64(i64::from(n))).unwrap_or_else(Value::null)),
+        ("throughput", info.throughput.map(|n| Value::number_i64(i64::from(n))).unwrap_or_else(Value::null)),
+        ("encrypted", Value::bool(info.encrypted)),
+        (
+            "kms_key_id",
+            if prior.get_attr("kms_key_id").is_none_or(Value::is_null) {
+                Value::null()
+            } else {
+                opt_string(info.kms_key_id.as_deref())
+            },
+        ),
+        ("device_name", info.device_name.as_deref().map(Value::string).unwrap_or_else(|| keep("device_name"))),
+        ("tags", tags_v),
+        ("tags_all", map_value(&tags_all(Some(c), &tags))),
+        ("current_size_gib", Value::number_i64(current)),
+        ("availability_zone", Value::string(info.availability_zone.clone())),
+        (
+            "cluster_id",
+            info.tags.get("strata:cluster").map(|s| Value::string(s.clone())).unwrap_or_else(|| keep("cluster_id")),
+        ),
+        ("autoscaled", Value::bool(autoscaled)),
+        ("added_segment_ids", Value::list(added.into_iter().map(Value::string))),
+        ("timeouts", keep("timeouts")),
+    ])
+}
+
+fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
+    let node = required_str(v, "node_id")?;
+    let size = i64_attr(v, "size_gib").unwrap_or(0);
+    let mut s = SegmentSpec::new(
+        cluster.to_string(),
+        format!("{TYPE_NAME}.{cluster}"),
+        String::new(),
+        node,
+        i32::try_from(size).unwrap_or(i32::MAX),
+    );
+    s.volume_type = str_attr(v, "volume_type").unwrap_or_else(|| "gp3".into());
+    s.iops = i64_attr(v, "iops").and_then(|n| i32::try_from(n).ok());
+    s.throughput = i64_attr(v, "throughput").and_then(|n| i32::try_from(n).ok());
+    s.encrypted = bool_attr(v, "encrypted").unwrap_or(true);
+    s.kms_key_id = str_attr(v, "kms_key_id");
+    s.device_name = str_attr(v, "device_name");
+    s.tags = string_map(v, "tags");
+    s.timeout = timeout(v, op, DEFAULT_TIMEOUT);
+    Ok(s)
+}
+
+async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, Option<String>), Diagnostics> {
+    let n = aws::read_replica(c, None, node_id).await.map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error(
+                format!("Cannot find node {node_id}"),
+                format!("{e}. node_id must be the instance id of a Strata node in the provider's region."),
+            )
+            .at(AttributePath::attr("node_id")),
+        )
+    })?;
+    let cluster = n.tags.get("strata:cluster").cloned().ok_or_else(|| {
+        Diagnostics::from(
+            Diagnostic::error(
+                format!("{node_id} is not a Strata node"),
+                "node_id must be a node of a strata_cluster (its source_node_id, a strata_replica's node_id)",
+            )
+            .at(AttributePath::attr("node_id")),
+        )
+    })?;
+    Ok((cluster, n.availability_zone))
+}
+
+#[async_trait]
+impl Resource for SegmentResource {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut d = Diagnostics::new();
+        if let (Some(size), Some(max)) = (i64_attr(config, "size_gib"), i64_attr(config, "max_size_gib"))
+            && max < size
+        {
+            d.push(
+                Diagnostic::error(
+                    "max_size_gib is below size_gib",
+                    format!("max_size_gib ({max}) must be at least size_gib ({size})"),
+                )
+                .at(AttributePath::attr("max_size_gib")),
+            );
+        }
+        if str_attr(config, "volume_type").is_some_and(|t| t != "gp3")
+            && config.get_attr("throughput").is_some_and(|v| !v.is_null())
+        {
+            d.push(
+                Diagnostic::error("throughput is for gp3 only", "remove throughput or use volume_type = \"gp3\"")
+                    .at(AttributePath::attr("throughput")),
+            );
+        }
+        d
+    }
+
+    async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if plan.is_create() {
+            plan.private = new_creation_token().into_bytes();
+        }
+        let size = i64_attr(&plan.planned, "size_gib");
+        if plan.planned.get_attr("max_size_gib").is_some_and(|v| !v.is_known())
+            && let Some(size) = size
+        {
+            let keep_prior = i64_attr(&plan.config, "max_size_gib").is_none()
+                && i64_attr(&plan.prior, "size_gib") == Some(size);
+            let max = match (keep_prior, i64_attr(&plan.prior, "max_size_gib")) {
+                (true, Some(p)) => p,
+                _ => default_max(size),
+            };
+            set_attr(&mut plan.planned, "max_size_gib", Value::number_i64(max));
+        }
+        if plan.is_create() {
+            return Ok(());
+        }
+        let prior_size = i64_attr(&plan.prior, "size_gib");
+        if let (Some(new), Some(old)) = (size, prior_size)
+            && new < old
+        {
+            return Err(Diagnostic::error(
+                "EBS volumes cannot shrink",
+                format!(
+                    "size_gib would go from {old} to {new} GiB. EBS volumes only grow: set \
+                     size_gib to {old} or more, or replace the segment (data is lost) with \
+                     `tofu apply -replace=...`."
+                ),
+            )
+            .at(AttributePath::attr("size_gib"))
+            .into());
+        }
+        // The real size changes only when the configured size passes it.
+        let current = i64_attr(&plan.prior, "current_size_gib");
+        let grows = matches!((size, current), (Some(s), Some(c)) if s > c) || size.is_none();
+        for a in ["current_size_gib", "autoscaled", "added_segment_ids"] {
+            let v = if grows && a == "current_size_gib" {
+                Value::unknown()
+            } else {
+                plan.prior.get_attr(a).cloned().unwrap_or_else(Value::null)
+            };
+            set_attr(&mut plan.planned, a, v);
+        }
+        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
+            && tags.is_wholly_known()
+        {
+            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
+            set_attr(&mut plan.planned, "tags_all", map_value(&all));
+        }
+        // Moving to a node in another availability zone needs a new volume.
+        if let (Some(old), Some(new)) = (str_attr(&plan.prior, "node_id"), str_attr(&plan.planned, "node_id"))
+            && old != new
+            && let Ok(c) = clients(&plan.ctx)
+        {
+            let (_, new_az) = node_cluster(c, &new).await?;
+            let old_az = str_attr(&plan.prior, "availability_zone");
+            if new_az.is_some() && new_az != old_az {
+                plan.requires_replace.push(AttributePath::attr("node_id"));
+                for a in ["id", "volume_id", "current_size_gib", "availability_zone", "device_name", "cluster_id", "autoscaled", "added_segment_ids"] {
+                    set_attr(&mut plan.planned, a, Value::unknown());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let node = required_str(&req.planned, "node_id")?;
+        let (cluster, _) = node_cluster(c, &node).await?;
+        let mut spec = spec(&req.planned, &cluster, Op::Create)?;
+        spec.creation_token = String::from_utf8(req.private.clone())
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(new_creation_token);
+        let info = aws::create_segment(c, &spec)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        let tag = autoscale_tag(&req.planned);
+        if let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await {
+            // The volume exists: keep it in state (tainted) rather than orphan it.
+            let partial = state(c, &info, Vec::new(), &req.planned);
+            return Err(ApplyFailure {
+                diagnostics: aws_diag(&spec.resource, "tag the autoscaling bounds", &e),
+                partial_state: Some(partial),
+            });
+        }
+        let mut info = info;
+        info.tags.insert(TAG_AUTOSCALE.into(), tag);
+        Ok(NewState::new(state(c, &info, Vec::new(), &req.planned)))
+    }
+
+    async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.state, "id")?;
+        let info = match aws::read_segment(c, None, &id).await {
+            Ok(i) if matches!(i.state.as_str(), "deleting" | "deleted") => return Ok(None),
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
+        };
+        let added = added_segments(c, &id)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
+        Ok(Some(NewState::new(state(c, &info, added, &req.state))))
+    }
+
+    async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        let cluster = str_attr(&req.prior, "cluster_id").unwrap_or_default();
+        let spec = spec(&req.planned, &cluster, Op::Update)?;
+        let info = aws::update_segment(c, &id, &spec)
+            .await
+            .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;
+        let tag = autoscale_tag(&req.planned);
+        set_autoscale_tag(c, &id, &tag)
+            .await
+            .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "tag the autoscaling bounds", &e))?;
+        let mut info = info;
+        info.tags.insert(TAG_AUTOSCALE.into(), tag);
+        let added = added_segments(c, &id).await.unwrap_or_default();
+        Ok(NewState::new(state(c, &info, added, &req.planned)))
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
+        let c = clients(&req.ctx)?;
+        let id = required_str(&req.prior, "id")?;
+        aws::delete_segment(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
+        if !req.id.starts_with("vol-") {
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("import a strata_storage_segment by its volume id, e.g. `vol-0123456789abcdef0`; got {:?}", req.id),
+            )
+            .into());
+        }
+        let names = [
+            "volume_id", "node_id", "size_gib", "max_size_gib", "grow_at_percent", "grow_by_percent",
+            "min_grow_step_gib", "volume_type", "iops", "throughput", "encrypted", "kms_key_id",
+            "device_name", "tags", "tags_all", "current_size_gib", "availability_zone", "cluster_id",
+            "autoscaled", "added_segment_ids", "timeouts",
+        ];
+        let mut attrs: Vec<(&str, Value)> = names.iter().map(|n| (*n, Value::null())).collect();
+        attrs.push(("id", Value::string(req.id.clone())));
+        Ok(NewState::new(Value::object(attrs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autoscale_tag_round_trip() {
+        let v = Value::object([
+            ("max_size_gib", Value::number_i64(2000)),
+            ("grow_at_percent", Value::number_i64(80)),
+            ("grow_by_percent", Value::number_i64(25)),
+            ("min_grow_step_gib", Value::number_i64(10)),
+        ]);
+        let t = autoscale_tag(&v);
+        assert_eq!(t, "max=2000,at=80,by=25,step=10");
+        let m = parse_autoscale(&t);
+        assert_eq!(m["max"], 2000);
+        assert_eq!(m["by"], 25);
+    }
+
+    #[test]
+    fn default_max_is_four_times_capped() {
+        assert_eq!(default_max(100), 400);
+        assert_eq!(default_max(10_000), 16_384);
+        assert_eq!(default_max(16_384), 16_384);
+    }
+}
