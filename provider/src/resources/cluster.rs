@@ -225,12 +225,8 @@ fn state(
     prior: &Value,
     password: Option<String>,
 ) -> Value {
-    let tags = info.tags.clone();
-    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
-        Value::null()
-    } else {
-        map_value(&tags)
-    };
+    let tags = own_tags(clients, &info.tags, prior);
+    let tags_v = tags_value(&tags, prior);
     let keep = |n: &str| prior.get_attr(n).cloned().unwrap_or_else(Value::null);
     let (engine, version, mode, acks, ack_timeout) = match cfg {
         Some(c) => (

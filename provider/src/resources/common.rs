@@ -88,6 +88,34 @@ pub fn tags_all(clients: Option<&Clients>, tags: &BTreeMap<String, String>) -> B
     all
 }
 
+/// The tags that belong in `tags`: an object's tags without the `strata:*` ones, the `Name`
+/// Strata sets itself, and the provider's default tags, unless the configuration (`prior`:
+/// the planned or prior state) names them itself.
+pub fn own_tags(
+    clients: &Clients,
+    raw: &BTreeMap<String, String>,
+    prior: &Value,
+) -> BTreeMap<String, String> {
+    let configured = string_map(prior, "tags");
+    raw.iter()
+        .filter(|(k, _)| !k.starts_with("strata:"))
+        .filter(|(k, v)| {
+            configured.contains_key(*k)
+                || !(k.as_str() == "Name" || clients.default_tags().get(*k) == Some(*v))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `tags` as state holds it: null when the configuration had none and the object has none.
+pub fn tags_value(tags: &BTreeMap<String, String>, prior: &Value) -> Value {
+    if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
+        Value::null()
+    } else {
+        map_value(tags)
+    }
+}
+
 /// The `timeouts { create update delete }` block every resource has.
 pub fn timeouts_block() -> NestedBlock {
     let attr = |n: &str, what: &str| {

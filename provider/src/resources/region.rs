@@ -77,12 +77,8 @@ fn resource_name(cluster: &str, region: &str) -> String {
 
 fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior: &Value) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = spec.tags.clone();
-    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
-        Value::null()
-    } else {
-        map_value(&tags)
-    };
+    let tags = own_tags(c, &spec.tags, prior);
+    let tags_v = tags_value(&tags, prior);
     let instance_type = info
         .replicas
         .first()

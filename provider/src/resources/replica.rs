@@ -66,12 +66,8 @@ pub fn schema() -> Schema {
 
 fn state(c: &Clients, n: &NodeInfo, cfg: Option<&strata_topology::NodeConfig>, prior: &Value) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = n.user_tags();
-    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
-        Value::null()
-    } else {
-        map_value(&tags)
-    };
+    let tags = own_tags(c, &n.user_tags(), prior);
+    let tags_v = tags_value(&tags, prior);
     Value::object([
         ("id", Value::string(n.instance_id.clone())),
         ("node_id", Value::string(n.instance_id.clone())),

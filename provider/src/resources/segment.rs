@@ -162,12 +162,8 @@ async fn set_autoscale_tag(c: &Clients, volume_id: &str, value: &str) -> Result<
 
 fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = info.user_tags();
-    let tags_v = if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {
-        Value::null()
-    } else {
-        map_value(&tags)
-    };
+    let tags = own_tags(c, &info.user_tags(), prior);
+    let tags_v = tags_value(&tags, prior);
     let bounds = info.tags.get(TAG_AUTOSCALE).map(|t| parse_autoscale(t)).unwrap_or_default();
     let bound = |k: &str, attr: &str| {
         bounds
