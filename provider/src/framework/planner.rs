@@ -91,6 +91,9 @@ fn child_of<'a>(v: &'a Value, key: &ChildKey) -> Option<&'a Value> {
     }
 }
 
+/// Called per nested object with its block, config and prior objects.
+type NestedFn<'a> = dyn FnMut(&Block, &Value, Option<&Value>, &mut Value) + 'a;
+
 /// Runs `f` on each nested object of a nested attribute or block, with the corresponding
 /// config and prior objects. Set elements are paired with config by their user-set
 /// attributes and with prior by equality (an unchanged element keeps its prior values).
@@ -100,7 +103,7 @@ fn each_nested(
     config: &Value,
     prior: Option<&Value>,
     planned: &mut Value,
-    f: &mut dyn FnMut(&Block, &Value, Option<&Value>, &mut Value),
+    f: &mut NestedFn<'_>,
 ) {
     if planned.is_null() || !planned.is_known() {
         return;
