@@ -31,6 +31,9 @@ const DELAYS: Delays = Delays {
     create_attach_join: 120,
 };
 
+/// Fill rate in GiB per second at second t, given the simulation's state.
+type FillModel = Box<dyn Fn(u64, &State) -> f64>;
+
 struct Scenario {
     name: &'static str,
     initial_gib: u64,
@@ -38,7 +41,7 @@ struct Scenario {
     bounds: Bounds,
     duration_s: u64,
     /// Fill rate in GiB per second at time t (seconds) given the sim's state.
-    fill: Box<dyn Fn(u64, &State) -> f64>,
+    fill: FillModel,
     describe_fill: &'static str,
     /// False only for a load no reactive scaler can absorb with these bounds (the burst
     /// outruns headroom / reaction time); it is shown to make that limit visible.
