@@ -28,7 +28,7 @@ fn mariadbd() -> PathBuf {
     let p = PathBuf::from(p);
     assert!(
         p.exists(),
-        "mariadbd not found at {} (install it with scripts/install-mariadb, or set STRATA_MARIADBD)",
+        "mariadbd not found at {} (install it with scripts/install-packages, or set STRATA_MARIADBD)",
         p.display()
     );
     p
@@ -52,7 +52,7 @@ fn template_datadir() -> &'static Path {
             .arg("--skip-test-db")
             .arg("--user=root")
             .output()
-            .expect("mariadb-install-db must be installed (scripts/install-mariadb)");
+            .expect("mariadb-install-db must be installed (scripts/install-packages)");
         assert!(
             out.status.success(),
             "mariadb-install-db failed: {}",
