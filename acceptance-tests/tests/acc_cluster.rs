@@ -1,0 +1,265 @@
+//! Acceptance: what `strata_cluster`, `strata_storage_segment`, `strata_replica` and
+//! `strata_region` create in LocalStack, checked through the AWS SDK, and that destroy leaves
+//! nothing tagged with the cluster.
+
+mod acc_support;
+
+use acc_support::{Acc, tag};
+use aws_sdk_ec2::types::{HttpTokensState, VolumeAttachmentState, VolumeType};
+use strata_topology::Role;
+
+fn cluster_hcl(acc: &Acc, extra: &str) -> String {
+    format!(
+        r#"
+resource "strata_cluster" "c" {{
+  name                = "{name}"
+  instance_type       = "t3.medium"
+  subnet_id           = "{subnet}"
+  allowed_cidr_blocks = ["10.50.0.0/16"]
+  replication_mode    = "semi_sync"
+  {extra}
+}}
+"#,
+        name = acc.name,
+        subnet = acc.subnet(0),
+    )
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn cluster_with_one_segment() {
+    let mut acc = Acc::new("seg");
+    let body = format!(
+        "{}\nresource \"strata_storage_segment\" \"data\" {{\n  node_id  = strata_cluster.c.source_node_id\n  size_gib = 20\n}}\n",
+        cluster_hcl(&acc, "")
+    );
+    acc.write(&body);
+    acc.apply();
+
+    let c = acc.resource("strata_cluster.c");
+    let source_id = c["source_node_id"].as_str().unwrap().to_string();
+    let sg_id = c["security_group_id"].as_str().unwrap().to_string();
+    let param = c["replication_parameter_name"].as_str().unwrap().to_string();
+    assert_eq!(c["id"], acc.name.as_str());
+    assert_eq!(param, format!("/strata/{}/replication", acc.name));
+    assert_eq!(
+        c["writer_endpoint"].as_str().unwrap(),
+        format!("{}:3306", c["source_private_ip"].as_str().unwrap())
+    );
+
+    // The source instance: tags, IMDSv2, encrypted root.
+    let inst = acc.instance(&acc.ec2, &source_id);
+    assert_eq!(tag(inst.tags(), "strata:cluster"), Some(acc.name.as_str()));
+    assert_eq!(tag(inst.tags(), "strata:role"), Some("source"));
+    assert!(
+        tag(inst.tags(), "strata:resource").is_some_and(|r| r.contains("strata_cluster")),
+        "strata:resource tag: {:?}",
+        inst.tags()
+    );
+    assert_eq!(
+        inst.metadata_options().and_then(|m| m.http_tokens()),
+        Some(&HttpTokensState::Required),
+        "IMDSv2 must be required: {:?}",
+        inst.metadata_options()
+    );
+    assert_eq!(inst.subnet_id(), Some(acc.subnet(0)));
+    assert!(inst.security_groups().iter().any(|g| g.group_id() == Some(sg_id.as_str())));
+    let root_dev = inst.root_device_name().unwrap_or("/dev/sda1").to_string();
+    let root_vol = inst
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root_dev.as_str()))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_id())
+        .unwrap_or_else(|| panic!("no root volume at {root_dev}: {:?}", inst.block_device_mappings()))
+        .to_string();
+    assert_eq!(
+        acc.volume(&root_vol).encrypted(),
+        Some(true),
+        "root volume {root_vol} not encrypted"
+    );
+
+    // Security group: the engine port only, from itself and the allowed CIDR.
+    let sg = acc.security_group(&acc.ec2, &sg_id);
+    assert_eq!(tag(sg.tags(), "strata:cluster"), Some(acc.name.as_str()));
+    let mut from_self = false;
+    let mut cidrs = Vec::new();
+    for p in sg.ip_permissions() {
+        assert_eq!(p.ip_protocol(), Some("tcp"), "rule {p:?}");
+        assert_eq!((p.from_port(), p.to_port()), (Some(3306), Some(3306)), "rule {p:?}");
+        for g in p.user_id_group_pairs() {
+            assert_eq!(g.group_id(), Some(sg_id.as_str()), "foreign group in {p:?}");
+            from_self = true;
+        }
+        cidrs.extend(p.ip_ranges().iter().filter_map(|r| r.cidr_ip().map(str::to_string)));
+        assert!(p.ipv6_ranges().is_empty(), "IPv6 rule {p:?}");
+    }
+    assert!(from_self, "no member rule: {:?}", sg.ip_permissions());
+    assert_eq!(cidrs, vec!["10.50.0.0/16".to_string()], "client CIDRs");
+
+    // The replication credential: a SecureString, and its value is the state's sensitive one.
+    let p = acc
+        .block(acc.ssm.get_parameter().name(&param).with_decryption(true).send())
+        .unwrap();
+    let p = p.parameter().unwrap();
+    assert_eq!(p.r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+    let password = p.value().unwrap().to_string();
+    assert!(password.len() >= 16, "weak generated password");
+    assert_eq!(c["replication_password"].as_str(), Some(password.as_str()));
+
+    // The data volume.
+    let s = acc.resource("strata_storage_segment.data");
+    let vol_id = s["id"].as_str().unwrap().to_string();
+    let vol = acc.volume(&vol_id);
+    assert_eq!(vol.volume_type(), Some(&VolumeType::Gp3));
+    assert_eq!(vol.encrypted(), Some(true));
+    assert_eq!(vol.size(), Some(20));
+    assert_eq!(s["current_size_gib"], 20);
+    assert_eq!(s["max_size_gib"], 80);
+    assert_eq!(tag(vol.tags(), "strata:cluster"), Some(acc.name.as_str()));
+    assert!(tag(vol.tags(), "strata:resource").is_some(), "{:?}", vol.tags());
+    let att = vol.attachments().first().expect("segment is not attached");
+    assert_eq!(att.instance_id(), Some(source_id.as_str()));
+    assert_eq!(att.state(), Some(&VolumeAttachmentState::Attached));
+
+    // Issue 4: the source's user-data carries its NodeConfig and no secret.
+    let (script, cfg) = acc.user_data(&source_id);
+    assert_eq!(cfg.role, Role::Source);
+    assert_eq!(cfg.cluster_id, acc.name);
+    assert_eq!(cfg.replication.credential.ssm_parameter, param);
+    assert!(cfg.source.is_none(), "a source has no upstream: {:?}", cfg.source);
+    assert!(cfg.semi_sync(), "cluster is semi_sync: {:?}", cfg.replication);
+    assert!(
+        !script.contains(&password),
+        "the replication password is in the user-data"
+    );
+
+    acc.destroy_and_check();
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn cluster_with_two_replicas_in_two_azs() {
+    let mut acc = Acc::new("rep");
+    let body = format!(
+        r#"{}
+resource "strata_replica" "a" {{
+  cluster_id = strata_cluster.c.id
+  subnet_id  = "{}"
+}}
+resource "strata_replica" "b" {{
+  cluster_id = strata_cluster.c.id
+  subnet_id  = "{}"
+}}
+"#,
+        cluster_hcl(&acc, ""),
+        acc.subnet(0),
+        acc.subnet(1)
+    );
+    acc.write(&body);
+    acc.apply();
+
+    let source_ip = acc.attr_str("strata_cluster.c", "source_private_ip");
+    let mut azs = Vec::new();
+    let mut server_ids = Vec::new();
+    for r in ["strata_replica.a", "strata_replica.b"] {
+        let st = acc.resource(r);
+        let id = st["id"].as_str().unwrap().to_string();
+        let inst = acc.instance(&acc.ec2, &id);
+        let az = inst
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap()
+            .to_string();
+        assert_eq!(st["availability_zone"].as_str(), Some(az.as_str()));
+        assert_eq!(st["private_ip"].as_str(), inst.private_ip_address());
+        assert_eq!(tag(inst.tags(), "strata:cluster"), Some(acc.name.as_str()));
+        assert_eq!(tag(inst.tags(), "strata:role"), Some("replica"));
+        let (_, cfg) = acc.user_data(&id);
+        assert_eq!(cfg.role, Role::Replica, "{r}");
+        assert_eq!(cfg.cluster_id, acc.name);
+        let src = cfg.source.as_ref().expect("a replica names its source");
+        assert_eq!(src.host, source_ip, "{r} replicates from the source");
+        assert_eq!(src.port, 3306);
+        azs.push(az);
+        server_ids.push(cfg.server_id);
+    }
+    assert_ne!(azs[0], azs[1], "replicas in the same AZ: {azs:?}");
+    assert_eq!(azs, acc.net.home_availability_zones);
+    assert_ne!(server_ids[0], server_ids[1], "server ids collide");
+    assert_eq!(acc.live_instances(&acc.ec2).len(), 3);
+
+    acc.destroy_and_check();
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn cluster_with_a_read_only_region() {
+    let mut acc = Acc::new("reg");
+    let region_hcl = format!(
+        r#"
+resource "strata_region" "eu" {{
+  cluster_id    = strata_cluster.c.id
+  region        = "eu-west-1"
+  subnet_id     = "{}"
+  replica_count = 2
+}}
+"#,
+        acc.eu_subnet()
+    );
+    acc.write(&format!("{}{region_hcl}", cluster_hcl(&acc, "")));
+    acc.apply();
+
+    let r = acc.resource("strata_region.eu");
+    assert_eq!(r["id"].as_str(), Some(format!("{}/eu-west-1", acc.name).as_str()));
+    let ids: Vec<String> = r["replica_node_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let live = acc.live_instances(&acc.ec2_eu);
+    let mut live_ids: Vec<String> = live
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    live_ids.sort();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(live_ids, sorted, "eu-west-1 instances vs state");
+    for i in &live {
+        assert_eq!(tag(i.tags(), "strata:cluster"), Some(acc.name.as_str()));
+        assert!(tag(i.tags(), "strata:resource").is_some(), "{:?}", i.tags());
+        assert_eq!(i.subnet_id(), Some(acc.eu_subnet()));
+    }
+    let eu_sg_id = r["security_group_id"].as_str().unwrap().to_string();
+    let eu_sg = acc.security_group(&acc.ec2_eu, &eu_sg_id);
+    assert_eq!(tag(eu_sg.tags(), "strata:cluster"), Some(acc.name.as_str()));
+
+    let eu_cidr = acc.subnet_cidr(&acc.ec2_eu, acc.eu_subnet());
+    let home_sg = acc.attr_str("strata_cluster.c", "security_group_id");
+    let has_eu_rule = |acc: &Acc| {
+        acc.security_group(&acc.ec2, &home_sg)
+            .ip_permissions()
+            .iter()
+            .any(|p| {
+                p.from_port() == Some(3306)
+                    && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(eu_cidr.as_str()))
+            })
+    };
+    assert!(has_eu_rule(&acc), "home group has no rule from {eu_cidr}");
+
+    // Destroying only the region closes the home rule and removes its replicas.
+    acc.write(&cluster_hcl(&acc, ""));
+    acc.apply();
+    assert!(!has_eu_rule(&acc), "home rule from {eu_cidr} survives the region's destroy");
+    assert!(acc.live_instances(&acc.ec2_eu).is_empty(), "eu replicas left");
+    let gone = acc
+        .block(acc.ec2_eu.describe_security_groups().group_ids(&eu_sg_id).send())
+        .map(|o| o.security_groups().is_empty())
+        .unwrap_or(true);
+    assert!(gone, "eu security group {eu_sg_id} left");
+
+    acc.destroy_and_check();
+}

@@ -1,0 +1,514 @@
+//! Shared steps of the `acc_*` acceptance tests: one [`Acc`] per test owns a scratch folder, a
+//! unique cluster name, the SDK clients for both LocalStack regions, and the apply/plan/destroy
+//! cycle with its checks (every apply is followed by an empty plan; every test ends with a
+//! destroy and an SDK sweep for anything still tagged with its cluster).
+
+#![allow(dead_code)]
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::Filter;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use strata_acceptance_tests::network::{self, Network};
+use strata_acceptance_tests::{Tofu, localstack_endpoint, localstack_lock, require_localstack};
+
+pub const HOME: &str = network::HOME_REGION;
+pub const EU: &str = network::READ_ONLY_REGION;
+
+/// Panics with a clear message unless `TF_ACC=1`, as Terraform acceptance tests do.
+pub fn require_tf_acc() {
+    if std::env::var("TF_ACC").ok().as_deref() != Some("1") {
+        panic!(
+            "acceptance test: set TF_ACC=1 (it creates objects in LocalStack with the real tofu); \
+             run via scripts/test"
+        );
+    }
+}
+
+/// A cluster name no other test (or earlier run) uses: `acc-<label>-<pid><n><time>`.
+fn unique_name(label: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = format!(
+        "acc-{label}-{:x}{n}{:x}",
+        std::process::id() & 0xfff,
+        nanos & 0xffff
+    );
+    assert!(name.len() <= 40, "cluster name too long: {name}");
+    name
+}
+
+pub struct Acc {
+    pub name: String,
+    pub scratch: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub tofu: Tofu,
+    pub net: Network,
+    pub endpoint: String,
+    pub rt: tokio::runtime::Runtime,
+    pub ec2: aws_sdk_ec2::Client,
+    pub ec2_eu: aws_sdk_ec2::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
+    initialised: bool,
+    destroyed: bool,
+}
+
+fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "strata-acc"),
+        ))
+        .build()
+}
+
+impl Acc {
+    pub fn new(label: &str) -> Self {
+        require_tf_acc();
+        require_localstack().unwrap();
+        let endpoint = localstack_endpoint();
+        let net = {
+            let _g = localstack_lock();
+            network::ensure_blocking(&endpoint, network::DEFAULT_NETWORK_NAME).unwrap()
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("config");
+        std::fs::create_dir_all(&dir).unwrap();
+        let tofu = Tofu::setup(scratch.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let home = sdk_config(&endpoint, HOME);
+        let eu = sdk_config(&endpoint, EU);
+        Self {
+            name: unique_name(label),
+            dir,
+            tofu,
+            net,
+            ec2: aws_sdk_ec2::Client::new(&home),
+            ec2_eu: aws_sdk_ec2::Client::new(&eu),
+            ssm: aws_sdk_ssm::Client::new(&home),
+            iam: aws_sdk_iam::Client::new(&home),
+            endpoint,
+            rt,
+            scratch,
+            initialised: false,
+            destroyed: false,
+        }
+    }
+
+    /// The `terraform` and `provider` blocks every config starts with.
+    pub fn provider_hcl(&self) -> String {
+        format!(
+            r#"terraform {{
+  required_providers {{
+    strata = {{ source = "strata/strata" }}
+  }}
+}}
+
+provider "strata" {{
+  region                      = "{HOME}"
+  access_key                  = "test"
+  secret_key                  = "test"
+  skip_credentials_validation = true
+  endpoints {{
+    ec2 = "{e}"
+    ssm = "{e}"
+    iam = "{e}"
+    sts = "{e}"
+  }}
+}}
+"#,
+            e = self.endpoint
+        )
+    }
+
+    pub fn subnet(&self, i: usize) -> &str {
+        &self.net.home_subnet_ids[i]
+    }
+
+    pub fn eu_subnet(&self) -> &str {
+        &self.net.read_only_subnet_id
+    }
+
+    /// Writes `main.tf` = provider blocks + `body` into this test's config folder.
+    pub fn write(&self, body: &str) {
+        write_config(&self.dir, &self.provider_hcl(), body);
+    }
+
+    pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
+        self.tofu.run(dir, args).unwrap()
+    }
+
+    pub fn run_ok(&self, dir: &Path, args: &[&str]) -> String {
+        self.tofu.run_ok(dir, args).unwrap()
+    }
+
+    pub fn init_in(&self, dir: &Path) {
+        self.run_ok(dir, &["init", "-input=false", "-no-color"]);
+    }
+
+    fn ensure_init(&mut self) {
+        if !self.initialised {
+            let d = self.dir.clone();
+            self.init_in(&d);
+            self.initialised = true;
+        }
+    }
+
+    /// `apply`, then a plan that must be empty.
+    pub fn apply(&mut self) -> String {
+        self.ensure_init();
+        let d = self.dir.clone();
+        let out = self.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+        self.assert_plan_empty_in(&d);
+        out
+    }
+
+    /// `plan -detailed-exitcode`: returns tofu's exit code and both streams.
+    pub fn plan_in(&self, dir: &Path) -> (i32, String, String) {
+        let out = self.run(
+            dir,
+            &["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn plan(&mut self) -> (i32, String, String) {
+        self.ensure_init();
+        let d = self.dir.clone();
+        self.plan_in(&d)
+    }
+
+    pub fn assert_plan_empty_in(&self, dir: &Path) {
+        let (code, out, err) = self.plan_in(dir);
+        assert_eq!(
+            code, 0,
+            "plan right after apply/import is not empty (exit {code}):\n--- stdout\n{out}\n--- stderr\n{err}"
+        );
+    }
+
+    /// The resources in state, from `tofu show -json`.
+    pub fn state_in(&self, dir: &Path) -> Value {
+        let s = self.run_ok(dir, &["show", "-json", "-no-color"]);
+        serde_json::from_str(&s).unwrap()
+    }
+
+    /// The attribute values of one resource in state (`strata_cluster.c`).
+    pub fn resource(&self, address: &str) -> Value {
+        resource_in(&self.state_in(&self.dir), address)
+    }
+
+    pub fn attr(&self, address: &str, attr: &str) -> Value {
+        let r = self.resource(address);
+        r.get(attr)
+            .cloned()
+            .unwrap_or_else(|| panic!("{address} has no {attr} in state: {r}"))
+    }
+
+    pub fn attr_str(&self, address: &str, attr: &str) -> String {
+        let v = self.attr(address, attr);
+        v.as_str()
+            .unwrap_or_else(|| panic!("{address}.{attr} is not a string: {v}"))
+            .to_string()
+    }
+
+    pub fn destroy_in(&self, dir: &Path) {
+        self.run_ok(dir, &["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    }
+
+    /// Destroys, then checks through the SDK that nothing tagged with the cluster is left.
+    pub fn destroy_and_check(&mut self) {
+        if self.initialised {
+            let d = self.dir.clone();
+            self.destroy_in(&d);
+        }
+        self.destroyed = true;
+        let left = self.block(leftovers(self));
+        assert!(
+            left.is_empty(),
+            "after destroy, objects of cluster {} are left: {left:#?}",
+            self.name
+        );
+    }
+
+    /// Marks the config folder as already destroyed elsewhere (import test: another folder owns
+    /// the objects now).
+    pub fn forget(&mut self) {
+        self.destroyed = true;
+    }
+
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    // ---- SDK views -------------------------------------------------------------------------
+
+    pub fn instance(&self, region_client: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
+        let out = self
+            .block(region_client.describe_instances().instance_ids(id).send())
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .cloned()
+            .unwrap_or_else(|| panic!("instance {id} not found"))
+    }
+
+    /// Instances of this cluster in a region that are not terminated.
+    pub fn live_instances(&self, region_client: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
+        self.block(live_instances(region_client, &self.name)).unwrap()
+    }
+
+    /// The NodeConfig in an instance's user-data, as EC2 returns it (base64).
+    pub fn user_data(&self, id: &str) -> (String, strata_topology::NodeConfig) {
+        let out = self
+            .block(
+                self.ec2
+                    .describe_instance_attribute()
+                    .instance_id(id)
+                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                    .send(),
+            )
+            .unwrap();
+        let b64 = out
+            .user_data()
+            .and_then(|u| u.value())
+            .unwrap_or_else(|| panic!("instance {id} has no user-data"))
+            .to_string();
+        let cfg = strata_topology::parse_user_data(&b64)
+            .unwrap_or_else(|e| panic!("user-data of {id} does not parse: {e}"));
+        use base64_decode::decode;
+        (decode(&b64), cfg)
+    }
+
+    pub fn volume(&self, id: &str) -> aws_sdk_ec2::types::Volume {
+        let out = self
+            .block(self.ec2.describe_volumes().volume_ids(id).send())
+            .unwrap();
+        out.volumes()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("volume {id} not found"))
+    }
+
+    pub fn security_group(&self, client: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::SecurityGroup {
+        let out = self
+            .block(client.describe_security_groups().group_ids(id).send())
+            .unwrap();
+        out.security_groups()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("security group {id} not found"))
+    }
+
+    pub fn subnet_cidr(&self, client: &aws_sdk_ec2::Client, id: &str) -> String {
+        let out = self
+            .block(client.describe_subnets().subnet_ids(id).send())
+            .unwrap();
+        out.subnets()
+            .first()
+            .and_then(|s| s.cidr_block())
+            .unwrap_or_else(|| panic!("subnet {id} has no CIDR"))
+            .to_string()
+    }
+}
+
+impl Drop for Acc {
+    /// A failed test still tries to destroy what it made, so LocalStack does not fill up.
+    fn drop(&mut self) {
+        if !self.destroyed && self.initialised {
+            let _ = self.tofu.run(
+                &self.dir,
+                &["destroy", "-auto-approve", "-input=false", "-no-color"],
+            );
+        }
+    }
+}
+
+/// A minimal base64 decoder for reading user-data text in assertions (the parse itself goes
+/// through `strata_topology::parse_user_data`, which decodes on its own).
+mod base64_decode {
+    pub fn decode(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits: u32 = 0;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in s.bytes() {
+            let Some(v) = A.iter().position(|&a| a == c) else {
+                continue;
+            };
+            bits = (bits << 6) | v as u32;
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+                bits &= (1 << n) - 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+pub fn write_config(dir: &Path, provider: &str, body: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("main.tf"), format!("{provider}\n{body}")).unwrap();
+}
+
+pub fn resource_in(state: &Value, address: &str) -> Value {
+    let mut all = Vec::new();
+    collect_resources(state.pointer("/values/root_module"), &mut all);
+    all.into_iter()
+        .find(|r| r.get("address").and_then(Value::as_str) == Some(address))
+        .and_then(|r| r.get("values").cloned())
+        .unwrap_or_else(|| panic!("{address} not in state: {state}"))
+}
+
+fn collect_resources(module: Option<&Value>, out: &mut Vec<Value>) {
+    let Some(m) = module else { return };
+    if let Some(rs) = m.get("resources").and_then(Value::as_array) {
+        out.extend(rs.iter().cloned());
+    }
+    if let Some(children) = m.get("child_modules").and_then(Value::as_array) {
+        for c in children {
+            collect_resources(Some(c), out);
+        }
+    }
+}
+
+fn cluster_filter(name: &str) -> Filter {
+    Filter::builder()
+        .name("tag:strata:cluster")
+        .values(name)
+        .build()
+}
+
+pub async fn live_instances(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
+    let out = ec2
+        .describe_instances()
+        .filters(cluster_filter(name))
+        .send()
+        .await
+        .context("DescribeInstances")?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            i.state().and_then(|s| s.name())
+                != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
+        })
+        .cloned()
+        .collect())
+}
+
+/// Everything of cluster `acc.name` still in LocalStack, described for the failure message.
+async fn leftovers(acc: &Acc) -> Vec<String> {
+    let mut left = Vec::new();
+    match sweep(acc, &mut left).await {
+        Ok(()) => left,
+        Err(e) => vec![format!("the sweep itself failed: {e:#}")],
+    }
+}
+
+async fn sweep(acc: &Acc, left: &mut Vec<String>) -> Result<()> {
+    let name = &acc.name;
+    for (region, ec2) in [(HOME, &acc.ec2), (EU, &acc.ec2_eu)] {
+        for i in live_instances(ec2, name).await? {
+            left.push(format!(
+                "{region} instance {} ({:?})",
+                i.instance_id().unwrap_or("?"),
+                i.state().and_then(|s| s.name())
+            ));
+        }
+        let vols = ec2
+            .describe_volumes()
+            .filters(cluster_filter(name))
+            .send()
+            .await
+            .context("DescribeVolumes")?;
+        for v in vols.volumes() {
+            left.push(format!(
+                "{region} volume {} ({:?})",
+                v.volume_id().unwrap_or("?"),
+                v.state()
+            ));
+        }
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(cluster_filter(name))
+            .send()
+            .await
+            .context("DescribeSecurityGroups")?;
+        for g in sgs.security_groups() {
+            left.push(format!(
+                "{region} security group {} {}",
+                g.group_id().unwrap_or("?"),
+                g.group_name().unwrap_or("?")
+            ));
+        }
+    }
+    let params = acc
+        .ssm
+        .get_parameters_by_path()
+        .path(format!("/strata/{name}/"))
+        .recursive(true)
+        .send()
+        .await
+        .context("GetParametersByPath")?;
+    for p in params.parameters() {
+        left.push(format!("SSM parameter {}", p.name().unwrap_or("?")));
+    }
+    let prefix = format!("strata-{name}-");
+    let profiles = acc
+        .iam
+        .list_instance_profiles()
+        .max_items(1000)
+        .send()
+        .await
+        .context("ListInstanceProfiles")?;
+    for p in profiles.instance_profiles() {
+        if p.instance_profile_name().starts_with(&prefix) {
+            left.push(format!("instance profile {}", p.instance_profile_name()));
+        }
+    }
+    let roles = acc
+        .iam
+        .list_roles()
+        .max_items(1000)
+        .send()
+        .await
+        .context("ListRoles")?;
+    for r in roles.roles() {
+        if r.role_name().starts_with(&prefix) {
+            left.push(format!("IAM role {}", r.role_name()));
+        }
+    }
+    Ok(())
+}
+
+/// Tag value of an EC2 object.
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
