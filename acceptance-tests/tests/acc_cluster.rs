@@ -39,7 +39,10 @@ fn cluster_with_one_segment() {
     let c = acc.resource("strata_cluster.c");
     let source_id = c["source_node_id"].as_str().unwrap().to_string();
     let sg_id = c["security_group_id"].as_str().unwrap().to_string();
-    let param = c["replication_parameter_name"].as_str().unwrap().to_string();
+    let param = c["replication_parameter_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(c["id"], acc.name.as_str());
     assert_eq!(param, format!("/strata/{}/replication", acc.name));
     assert_eq!(
@@ -63,7 +66,11 @@ fn cluster_with_one_segment() {
         inst.metadata_options()
     );
     assert_eq!(inst.subnet_id(), Some(acc.subnet(0)));
-    assert!(inst.security_groups().iter().any(|g| g.group_id() == Some(sg_id.as_str())));
+    assert!(
+        inst.security_groups()
+            .iter()
+            .any(|g| g.group_id() == Some(sg_id.as_str()))
+    );
     let root_dev = inst.root_device_name().unwrap_or("/dev/sda1").to_string();
     let root_vol = inst
         .block_device_mappings()
@@ -71,7 +78,12 @@ fn cluster_with_one_segment() {
         .find(|m| m.device_name() == Some(root_dev.as_str()))
         .and_then(|m| m.ebs())
         .and_then(|e| e.volume_id())
-        .unwrap_or_else(|| panic!("no root volume at {root_dev}: {:?}", inst.block_device_mappings()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no root volume at {root_dev}: {:?}",
+                inst.block_device_mappings()
+            )
+        })
         .to_string();
     assert_eq!(
         acc.volume(&root_vol).encrypted(),
@@ -86,12 +98,20 @@ fn cluster_with_one_segment() {
     let mut cidrs = Vec::new();
     for p in sg.ip_permissions() {
         assert_eq!(p.ip_protocol(), Some("tcp"), "rule {p:?}");
-        assert_eq!((p.from_port(), p.to_port()), (Some(3306), Some(3306)), "rule {p:?}");
+        assert_eq!(
+            (p.from_port(), p.to_port()),
+            (Some(3306), Some(3306)),
+            "rule {p:?}"
+        );
         for g in p.user_id_group_pairs() {
             assert_eq!(g.group_id(), Some(sg_id.as_str()), "foreign group in {p:?}");
             from_self = true;
         }
-        cidrs.extend(p.ip_ranges().iter().filter_map(|r| r.cidr_ip().map(str::to_string)));
+        cidrs.extend(
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip().map(str::to_string)),
+        );
         assert!(p.ipv6_ranges().is_empty(), "IPv6 rule {p:?}");
     }
     assert!(from_self, "no member rule: {:?}", sg.ip_permissions());
@@ -99,10 +119,19 @@ fn cluster_with_one_segment() {
 
     // The replication credential: a SecureString, and its value is the state's sensitive one.
     let p = acc
-        .block(acc.ssm.get_parameter().name(&param).with_decryption(true).send())
+        .block(
+            acc.ssm
+                .get_parameter()
+                .name(&param)
+                .with_decryption(true)
+                .send(),
+        )
         .unwrap();
     let p = p.parameter().unwrap();
-    assert_eq!(p.r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+    assert_eq!(
+        p.r#type(),
+        Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+    );
     let password = p.value().unwrap().to_string();
     assert!(password.len() >= 16, "weak generated password");
     assert_eq!(c["replication_password"].as_str(), Some(password.as_str()));
@@ -117,7 +146,11 @@ fn cluster_with_one_segment() {
     assert_eq!(s["current_size_gib"], 20);
     assert_eq!(s["max_size_gib"], 80);
     assert_eq!(tag(vol.tags(), "strata:cluster"), Some(acc.name.as_str()));
-    assert!(tag(vol.tags(), "strata:resource").is_some(), "{:?}", vol.tags());
+    assert!(
+        tag(vol.tags(), "strata:resource").is_some(),
+        "{:?}",
+        vol.tags()
+    );
     let att = vol.attachments().first().expect("segment is not attached");
     assert_eq!(att.instance_id(), Some(source_id.as_str()));
     assert_eq!(att.state(), Some(&VolumeAttachmentState::Attached));
@@ -127,8 +160,16 @@ fn cluster_with_one_segment() {
     assert_eq!(cfg.role, Role::Source);
     assert_eq!(cfg.cluster_id, acc.name);
     assert_eq!(cfg.replication.credential.ssm_parameter, param);
-    assert!(cfg.source.is_none(), "a source has no upstream: {:?}", cfg.source);
-    assert!(cfg.semi_sync(), "cluster is semi_sync: {:?}", cfg.replication);
+    assert!(
+        cfg.source.is_none(),
+        "a source has no upstream: {:?}",
+        cfg.source
+    );
+    assert!(
+        cfg.semi_sync(),
+        "cluster is semi_sync: {:?}",
+        cfg.replication
+    );
     assert!(
         !script.contains(&password),
         "the replication password is in the user-data"
@@ -211,7 +252,10 @@ resource "strata_region" "eu" {{
     acc.apply();
 
     let r = acc.resource("strata_region.eu");
-    assert_eq!(r["id"].as_str(), Some(format!("{}/eu-west-1", acc.name).as_str()));
+    assert_eq!(
+        r["id"].as_str(),
+        Some(format!("{}/eu-west-1", acc.name).as_str())
+    );
     let ids: Vec<String> = r["replica_node_ids"]
         .as_array()
         .unwrap()
@@ -245,7 +289,9 @@ resource "strata_region" "eu" {{
             .iter()
             .any(|p| {
                 p.from_port() == Some(3306)
-                    && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(eu_cidr.as_str()))
+                    && p.ip_ranges()
+                        .iter()
+                        .any(|r| r.cidr_ip() == Some(eu_cidr.as_str()))
             })
     };
     assert!(has_eu_rule(&acc), "home group has no rule from {eu_cidr}");
@@ -253,10 +299,21 @@ resource "strata_region" "eu" {{
     // Destroying only the region closes the home rule and removes its replicas.
     acc.write(&cluster_hcl(&acc, ""));
     acc.apply();
-    assert!(!has_eu_rule(&acc), "home rule from {eu_cidr} survives the region's destroy");
-    assert!(acc.live_instances(&acc.ec2_eu).is_empty(), "eu replicas left");
+    assert!(
+        !has_eu_rule(&acc),
+        "home rule from {eu_cidr} survives the region's destroy"
+    );
+    assert!(
+        acc.live_instances(&acc.ec2_eu).is_empty(),
+        "eu replicas left"
+    );
     let gone = acc
-        .block(acc.ec2_eu.describe_security_groups().group_ids(&eu_sg_id).send())
+        .block(
+            acc.ec2_eu
+                .describe_security_groups()
+                .group_ids(&eu_sg_id)
+                .send(),
+        )
         .map(|o| o.security_groups().is_empty())
         .unwrap_or(true);
     assert!(gone, "eu security group {eu_sg_id} left");

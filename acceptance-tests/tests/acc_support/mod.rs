@@ -229,7 +229,10 @@ provider "strata" {{
     }
 
     pub fn destroy_in(&self, dir: &Path) {
-        self.run_ok(dir, &["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        self.run_ok(
+            dir,
+            &["destroy", "-auto-approve", "-input=false", "-no-color"],
+        );
     }
 
     /// Destroys, then checks through the SDK that nothing tagged with the cluster is left.
@@ -251,6 +254,7 @@ provider "strata" {{
     /// the objects now).
     pub fn forget(&mut self) {
         self.destroyed = true;
+        self.initialised = false;
     }
 
     pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -259,7 +263,11 @@ provider "strata" {{
 
     // ---- SDK views -------------------------------------------------------------------------
 
-    pub fn instance(&self, region_client: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
+    pub fn instance(
+        &self,
+        region_client: &aws_sdk_ec2::Client,
+        id: &str,
+    ) -> aws_sdk_ec2::types::Instance {
         let out = self
             .block(region_client.describe_instances().instance_ids(id).send())
             .unwrap();
@@ -272,8 +280,12 @@ provider "strata" {{
     }
 
     /// Instances of this cluster in a region that are not terminated.
-    pub fn live_instances(&self, region_client: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
-        self.block(live_instances(region_client, &self.name)).unwrap()
+    pub fn live_instances(
+        &self,
+        region_client: &aws_sdk_ec2::Client,
+    ) -> Vec<aws_sdk_ec2::types::Instance> {
+        self.block(live_instances(region_client, &self.name))
+            .unwrap()
     }
 
     /// The NodeConfig in an instance's user-data, as EC2 returns it (base64).
@@ -308,7 +320,11 @@ provider "strata" {{
             .unwrap_or_else(|| panic!("volume {id} not found"))
     }
 
-    pub fn security_group(&self, client: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::SecurityGroup {
+    pub fn security_group(
+        &self,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+    ) -> aws_sdk_ec2::types::SecurityGroup {
         let out = self
             .block(client.describe_security_groups().group_ids(id).send())
             .unwrap();

@@ -1,0 +1,200 @@
+//! Acceptance: in-place updates (segment grow, instance type, region replica count) keep the
+//! AWS objects' ids, and an object deleted outside Terraform is planned again and recreated.
+
+mod acc_support;
+
+use acc_support::Acc;
+
+fn cluster_hcl(acc: &Acc, instance_type: &str) -> String {
+    format!(
+        r#"
+resource "strata_cluster" "c" {{
+  name          = "{name}"
+  instance_type = "{instance_type}"
+  subnet_id     = "{subnet}"
+}}
+"#,
+        name = acc.name,
+        subnet = acc.subnet(0),
+    )
+}
+
+fn segment_hcl(size: u32) -> String {
+    format!(
+        "resource \"strata_storage_segment\" \"data\" {{\n  node_id  = strata_cluster.c.source_node_id\n  size_gib = {size}\n}}\n"
+    )
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn segment_grows_and_instance_type_changes_in_place() {
+    let mut acc = Acc::new("grow");
+    acc.write(&format!(
+        "{}{}",
+        cluster_hcl(&acc, "t3.medium"),
+        segment_hcl(20)
+    ));
+    acc.apply();
+    let vol_id = acc.attr_str("strata_storage_segment.data", "id");
+    let source_id = acc.attr_str("strata_cluster.c", "source_node_id");
+    assert_eq!(acc.volume(&vol_id).size(), Some(20));
+
+    acc.write(&format!(
+        "{}{}",
+        cluster_hcl(&acc, "t3.medium"),
+        segment_hcl(30)
+    ));
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("strata_storage_segment.data will be updated in-place"),
+        "growing must be in place:\n{out}"
+    );
+    acc.apply();
+    assert_eq!(acc.attr_str("strata_storage_segment.data", "id"), vol_id);
+    assert_eq!(acc.volume(&vol_id).size(), Some(30), "volume not grown");
+    assert_eq!(
+        acc.attr("strata_storage_segment.data", "current_size_gib"),
+        30
+    );
+
+    acc.write(&format!(
+        "{}{}",
+        cluster_hcl(&acc, "t3.large"),
+        segment_hcl(30)
+    ));
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("strata_cluster.c will be updated in-place"),
+        "instance type must change in place:\n{out}"
+    );
+    acc.apply();
+    assert_eq!(
+        acc.attr_str("strata_cluster.c", "source_node_id"),
+        source_id
+    );
+    let inst = acc.instance(&acc.ec2, &source_id);
+    assert_eq!(
+        inst.instance_type().map(|t| t.as_str()),
+        Some("t3.large"),
+        "instance type not changed"
+    );
+    assert_eq!(
+        inst.state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("running"),
+        "instance not started again after the type change"
+    );
+    // The segment is still attached to the same instance after stop/modify/start.
+    let vol = acc.volume(&vol_id);
+    assert_eq!(
+        vol.attachments().first().and_then(|a| a.instance_id()),
+        Some(source_id.as_str())
+    );
+
+    acc.destroy_and_check();
+}
+
+fn region_hcl(acc: &Acc, count: u32) -> String {
+    format!(
+        r#"
+resource "strata_region" "eu" {{
+  cluster_id    = strata_cluster.c.id
+  region        = "eu-west-1"
+  subnet_id     = "{}"
+  replica_count = {count}
+}}
+"#,
+        acc.eu_subnet()
+    )
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn region_replica_count_up_then_down() {
+    let mut acc = Acc::new("count");
+    let mut sg = None;
+    let mut kept: Vec<String> = Vec::new();
+    for count in [2u32, 3, 1] {
+        acc.write(&format!(
+            "{}{}",
+            cluster_hcl(&acc, "t3.medium"),
+            region_hcl(&acc, count)
+        ));
+        if sg.is_some() {
+            let (code, out, err) = acc.plan();
+            assert_eq!(code, 2, "{out}{err}");
+            assert!(
+                out.contains("strata_region.eu will be updated in-place"),
+                "replica_count must change in place:\n{out}"
+            );
+        }
+        acc.apply();
+        let r = acc.resource("strata_region.eu");
+        assert_eq!(
+            r["id"].as_str(),
+            Some(format!("{}/eu-west-1", acc.name).as_str())
+        );
+        let group = r["security_group_id"].as_str().unwrap().to_string();
+        if let Some(prev) = &sg {
+            assert_eq!(&group, prev, "region security group replaced");
+        }
+        sg = Some(group);
+        let ids: Vec<String> = r["replica_node_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), count as usize, "state replica_node_ids");
+        let live = acc.live_instances(&acc.ec2_eu);
+        assert_eq!(
+            live.len(),
+            count as usize,
+            "eu-west-1 instances at count {count}"
+        );
+        // Replicas that stay are kept, not replaced.
+        let still: Vec<&String> = kept.iter().filter(|k| ids.contains(k)).collect();
+        assert_eq!(
+            still.len(),
+            kept.len().min(count as usize),
+            "existing replicas were replaced: before {kept:?}, now {ids:?}"
+        );
+        kept = ids;
+    }
+    acc.destroy_and_check();
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn replica_deleted_out_of_band_is_planned_again() {
+    let mut acc = Acc::new("oob");
+    acc.write(&format!(
+        "{}\nresource \"strata_replica\" \"r\" {{\n  cluster_id = strata_cluster.c.id\n  subnet_id  = \"{}\"\n}}\n",
+        cluster_hcl(&acc, "t3.medium"),
+        acc.subnet(1)
+    ));
+    acc.apply();
+    let old = acc.attr_str("strata_replica.r", "id");
+    acc.block(acc.ec2.terminate_instances().instance_ids(&old).send())
+        .unwrap();
+
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 2, "plan after out-of-band delete:\n{out}{err}");
+    assert!(
+        out.contains("strata_replica.r will be created"),
+        "the terminated replica must be planned for creation:\n{out}"
+    );
+    assert!(
+        out.contains("Plan: 1 to add, 0 to change, 0 to destroy"),
+        "only the replica should change:\n{out}"
+    );
+    acc.apply();
+    let new = acc.attr_str("strata_replica.r", "id");
+    assert_ne!(new, old);
+    let live = acc.live_instances(&acc.ec2);
+    assert!(live.iter().any(|i| i.instance_id() == Some(new.as_str())));
+    assert_eq!(live.len(), 2, "source + the new replica");
+
+    acc.destroy_and_check();
+}
