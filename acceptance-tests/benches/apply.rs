@@ -115,10 +115,21 @@ fn main() -> Result<()> {
             )?;
             tofu.run_ok(&dir, &["init", "-input=false", "-no-color"])
                 .context("tofu init")?;
-            applies.push(timed(&tofu, &dir, &["apply", "-auto-approve", "-input=false", "-no-color"])?);
-            plans.push(timed(&tofu, &dir, &["plan", "-detailed-exitcode", "-input=false", "-no-color"])?);
-            tofu.run_ok(&dir, &["destroy", "-auto-approve", "-input=false", "-no-color"])
-                .context("tofu destroy")?;
+            applies.push(timed(
+                &tofu,
+                &dir,
+                &["apply", "-auto-approve", "-input=false", "-no-color"],
+            )?);
+            plans.push(timed(
+                &tofu,
+                &dir,
+                &["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+            )?);
+            tofu.run_ok(
+                &dir,
+                &["destroy", "-auto-approve", "-input=false", "-no-color"],
+            )
+            .context("tofu destroy")?;
         }
         let resources = 1 + replicas + usize::from(*region > 0);
         println!(

@@ -420,7 +420,7 @@ async fn ensure_replica_link(
             && l.gtid_positioning
             && l.ssl == tls
             // A link that is failing to log in holds an old password: re-point it.
-            && !(l.last_io_errno == 1045 && !l.io_running())
+            && (l.last_io_errno != 1045 || l.io_running())
     });
     if !matches {
         if current.is_some() {

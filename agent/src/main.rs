@@ -161,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
             let cfg = c.load()?;
             let creds = c.creds();
             let opts = c.options(&cfg)?;
+            let autoscaler = tokio::spawn(storage_autoscaling(cfg.clone(), interval));
             let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
             loop {
                 tokio::select! {
@@ -176,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                     Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),
                 }
             }
+            autoscaler.abort();
         }
         Cmd::RenderServerConfig { config } => {
             let text = std::fs::read_to_string(&config)
@@ -185,4 +187,54 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Storage autoscaling for `run`: waits until Terraform has attached a storage segment (found
+/// by this instance's id; bounds from its `strata:autoscale` tag), then runs the autoscaler on
+/// the data mount. Failures are logged and retried: storage growth must never stop bootstrap.
+async fn storage_autoscaling(cfg: NodeConfig, interval: u64) {
+    use strata_agent::storage::{
+        AutoscaleConfig, AutoscaleStatus, Ec2Client, LinuxBlockStorage, SystemClock, discover,
+        run_autoscaler,
+    };
+    let every = Duration::from_secs(interval.max(1));
+    loop {
+        let found = async {
+            let instance = discover::own_instance_id().await?;
+            let ec2 = Ec2Client::connect(&cfg.region, None, &cfg.cluster_id).await;
+            let segments = discover::segments_of(ec2.client(), &instance).await?;
+            Ok::<_, discover::DiscoverError>(segments.map(|s| (ec2, s)))
+        }
+        .await;
+        match found {
+            Ok(Some((ec2, (volume_ids, bounds)))) => {
+                let mount = std::path::PathBuf::from(&cfg.storage.mount_point);
+                let storage = match LinuxBlockStorage::detect(&mount).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, mount = %mount.display(), "data filesystem not ready; retrying");
+                        tokio::time::sleep(every).await;
+                        continue;
+                    }
+                };
+                tracing::info!(?volume_ids, "storage autoscaling started");
+                let (tx, _rx) = tokio::sync::watch::channel(AutoscaleStatus::default());
+                let ac = AutoscaleConfig {
+                    data_mount: mount,
+                    volume_ids,
+                    bounds,
+                    region: cfg.region.clone(),
+                    endpoint: None,
+                    cluster_id: cfg.cluster_id.clone(),
+                    interval: every,
+                };
+                if let Err(e) = run_autoscaler(ac, ec2, storage, SystemClock, tx).await {
+                    tracing::warn!(error = %e, "storage autoscaling stopped; restarting");
+                }
+            }
+            Ok(None) => tracing::debug!("no storage segment attached yet"),
+            Err(e) => tracing::warn!(error = %e, "storage segments not found; retrying"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -1,5 +1,9 @@
 //! A region replica over TLS, and bootstraps the agent must refuse without touching the node.
 
+// The std Mutex guard serializes whole tests (they share ports and CPU); holding it across
+// awaits is the point, and nothing else locks it.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use common::*;

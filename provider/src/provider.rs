@@ -104,14 +104,11 @@ pub fn provider_schema() -> Schema {
 /// The provider block as an `AwsConfig`.
 pub fn aws_config(config: &Value) -> Result<AwsConfig, Diagnostics> {
     let block = |name: &str| config.get_attr(name).filter(|v| !v.is_null()).cloned();
-    let assume_role = match block("assume_role") {
-        Some(b) => Some(AssumeRole {
-            role_arn: str_attr(&b, "role_arn").unwrap_or_default(),
-            session_name: str_attr(&b, "session_name"),
-            external_id: str_attr(&b, "external_id"),
-        }),
-        None => None,
-    };
+    let assume_role = block("assume_role").map(|b| AssumeRole {
+        role_arn: str_attr(&b, "role_arn").unwrap_or_default(),
+        session_name: str_attr(&b, "session_name"),
+        external_id: str_attr(&b, "external_id"),
+    });
     let endpoints = block("endpoints")
         .map(|b| Endpoints {
             ec2: str_attr(&b, "ec2"),

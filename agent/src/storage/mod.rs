@@ -7,6 +7,7 @@
 pub mod autoscaler;
 pub mod block;
 pub mod decide;
+pub mod discover;
 pub mod ec2;
 
 pub use autoscaler::{

@@ -84,6 +84,7 @@ pub struct Node {
     pub child: Option<Child>,
 }
 
+#[allow(clippy::too_many_arguments)] // a test builder: one argument per NodeConfig knob
 pub fn node_config(
     dir: &Path,
     name: &str,

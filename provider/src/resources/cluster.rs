@@ -9,7 +9,7 @@ use strata_topology::{Engine, ReplicationMode, Role, render_user_data};
 
 use super::common::*;
 use super::nodes::{self, ClusterSettings};
-use crate::aws::{self, ClusterInfo, ClusterSpec, Clients};
+use crate::aws::{self, Clients, ClusterInfo, ClusterSpec};
 use crate::cty::{AttributePath, Value};
 use crate::framework::{
     ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
@@ -188,7 +188,12 @@ fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics
     })
 }
 
-fn spec(clients: &Clients, v: &Value, user_data: String, op: Op) -> Result<ClusterSpec, Diagnostics> {
+fn spec(
+    clients: &Clients,
+    v: &Value,
+    user_data: String,
+    op: Op,
+) -> Result<ClusterSpec, Diagnostics> {
     let name = required_str(v, "name")?;
     let mut spec = ClusterSpec::new(
         name.clone(),
@@ -252,25 +257,50 @@ fn state(
         ("instance_type", Value::string(info.instance_type.clone())),
         ("ami_id", opt_string(info.ami.as_deref())),
         ("subnet_id", Value::string(info.subnet_id.clone())),
-        ("allowed_cidr_blocks", set_like_prior(prior, "allowed_cidr_blocks", &info.allowed_cidrs)),
+        (
+            "allowed_cidr_blocks",
+            set_like_prior(prior, "allowed_cidr_blocks", &info.allowed_cidrs),
+        ),
         (
             "allowed_security_group_ids",
-            set_like_prior(prior, "allowed_security_group_ids", &info.allowed_security_group_ids),
+            set_like_prior(
+                prior,
+                "allowed_security_group_ids",
+                &info.allowed_security_group_ids,
+            ),
         ),
         ("replication_mode", mode),
         ("semi_sync_wait_for_replica_count", acks),
         ("semi_sync_timeout_ms", ack_timeout),
-        ("instance_profile_name", Value::string(info.instance_profile.clone())),
+        (
+            "instance_profile_name",
+            Value::string(info.instance_profile.clone()),
+        ),
         ("tags", tags_v),
         ("tags_all", map_value(&tags_all(Some(clients), &tags))),
-        ("source_node_id", Value::string(info.source_instance_id.clone())),
+        (
+            "source_node_id",
+            Value::string(info.source_instance_id.clone()),
+        ),
         ("source_private_ip", opt_string(info.private_ip.as_deref())),
-        ("writer_endpoint", opt_string(info.writer_endpoint.as_deref())),
+        (
+            "writer_endpoint",
+            opt_string(info.writer_endpoint.as_deref()),
+        ),
         ("port", Value::number_i64(i64::from(info.port))),
-        ("security_group_id", Value::string(info.security_group_id.clone())),
+        (
+            "security_group_id",
+            Value::string(info.security_group_id.clone()),
+        ),
         ("vpc_id", Value::string(info.vpc_id.clone())),
-        ("availability_zone", Value::string(info.availability_zone.clone())),
-        ("replication_parameter_name", Value::string(info.parameter_name.clone())),
+        (
+            "availability_zone",
+            Value::string(info.availability_zone.clone()),
+        ),
+        (
+            "replication_parameter_name",
+            Value::string(info.parameter_name.clone()),
+        ),
         ("replication_password", opt_string(password.as_deref())),
         ("timeouts", keep("timeouts")),
     ])
@@ -318,14 +348,19 @@ impl Resource for ClusterResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
-        if plan.planned.get_attr("engine_version").is_some_and(|v| !v.is_known()) {
-            if let Some(e) = str_attr(&plan.planned, "engine").as_deref().and_then(nodes::engine_from) {
-                set_attr(
-                    &mut plan.planned,
-                    "engine_version",
-                    Value::string(nodes::default_engine_version(e)),
-                );
-            }
+        if plan
+            .planned
+            .get_attr("engine_version")
+            .is_some_and(|v| !v.is_known())
+            && let Some(e) = str_attr(&plan.planned, "engine")
+                .as_deref()
+                .and_then(nodes::engine_from)
+        {
+            set_attr(
+                &mut plan.planned,
+                "engine_version",
+                Value::string(nodes::default_engine_version(e)),
+            );
         }
         if !plan.is_create() {
             let mut d = Diagnostics::new();
@@ -376,7 +411,10 @@ impl Resource for ClusterResource {
             None,
         );
         cfg.validate().map_err(|e| {
-            ApplyFailure::from(Diagnostic::error(format!("{TYPE_NAME}.{name}: invalid node configuration"), e.to_string()))
+            ApplyFailure::from(Diagnostic::error(
+                format!("{TYPE_NAME}.{name}: invalid node configuration"),
+                e.to_string(),
+            ))
         })?;
         let spec = spec(c, &req.planned, render_user_data(&cfg), Op::Create)?;
         let created = aws::create_cluster(c, &spec)
@@ -407,7 +445,13 @@ impl Resource for ClusterResource {
             Some(p) => Some(p),
             None => read_password(c, &info.parameter_name).await,
         };
-        Ok(Some(NewState::new(state(c, &info, cfg.as_ref(), &req.state, password))))
+        Ok(Some(NewState::new(state(
+            c,
+            &info,
+            cfg.as_ref(),
+            &req.state,
+            password,
+        ))))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -416,27 +460,44 @@ impl Resource for ClusterResource {
         let info = aws::update_cluster(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        let rc = c.home().await.map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        let rc = c
+            .home()
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
         let password = str_attr(&req.prior, "replication_password");
-        Ok(NewState::new(state(c, &info, cfg.as_ref(), &req.planned, password)))
+        Ok(NewState::new(state(
+            c,
+            &info,
+            cfg.as_ref(),
+            &req.planned,
+            password,
+        )))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
-        aws::delete_cluster(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
-            .await
-            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "delete", &e))
+        aws::delete_cluster(
+            c,
+            None,
+            &id,
+            timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT),
+        )
+        .await
+        .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "delete", &e))
     }
 
     async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
         if name_ok(&Value::string(req.id.clone())).is_err() {
             return Err(Diagnostic::error(
                 "Invalid import id",
-                format!("import a strata_cluster by its name, e.g. `orders`; got {:?}", req.id),
+                format!(
+                    "import a strata_cluster by its name, e.g. `orders`; got {:?}",
+                    req.id
+                ),
             )
             .into());
         }
@@ -452,12 +513,31 @@ impl Resource for ClusterResource {
 /// Every top-level attribute and block name, for building all-null objects.
 fn schema_attr_names() -> Vec<&'static str> {
     vec![
-        "id", "name", "engine", "engine_version", "instance_type", "ami_id", "subnet_id",
-        "allowed_cidr_blocks", "allowed_security_group_ids", "replication_mode",
-        "semi_sync_wait_for_replica_count", "semi_sync_timeout_ms", "instance_profile_name",
-        "tags", "tags_all", "source_node_id", "source_private_ip", "writer_endpoint", "port",
-        "security_group_id", "vpc_id", "availability_zone", "replication_parameter_name",
-        "replication_password", "timeouts",
+        "id",
+        "name",
+        "engine",
+        "engine_version",
+        "instance_type",
+        "ami_id",
+        "subnet_id",
+        "allowed_cidr_blocks",
+        "allowed_security_group_ids",
+        "replication_mode",
+        "semi_sync_wait_for_replica_count",
+        "semi_sync_timeout_ms",
+        "instance_profile_name",
+        "tags",
+        "tags_all",
+        "source_node_id",
+        "source_private_ip",
+        "writer_endpoint",
+        "port",
+        "security_group_id",
+        "vpc_id",
+        "availability_zone",
+        "replication_parameter_name",
+        "replication_password",
+        "timeouts",
     ]
 }
 

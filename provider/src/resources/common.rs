@@ -82,8 +82,13 @@ pub fn set_attr(obj: &mut Value, name: &str, v: Value) {
 }
 
 /// The user's tags merged over the provider's default tags: what `tags_all` shows.
-pub fn tags_all(clients: Option<&Clients>, tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut all = clients.map(|c| c.default_tags().clone()).unwrap_or_default();
+pub fn tags_all(
+    clients: Option<&Clients>,
+    tags: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut all = clients
+        .map(|c| c.default_tags().clone())
+        .unwrap_or_default();
     all.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     all
 }
@@ -166,7 +171,8 @@ pub fn timeout(v: &Value, op: Op, default: Duration) -> Duration {
 
 /// Parses `90s`, `20m`, `1h30m`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration: use a number with a unit, such as 30s, 20m or 1h");
+    let bad =
+        || format!("{s:?} is not a duration: use a number with a unit, such as 30s, 20m or 1h");
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -252,7 +258,11 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("m10").is_err());
-        assert!(parse_duration("10d").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("10d")
+                .unwrap_err()
+                .contains("not a duration")
+        );
     }
 
     #[test]

@@ -23,9 +23,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub struct RegionResource;
 
 pub fn schema() -> Schema {
-    let computed = |name: &str, ty: Type, what: &str| {
-        Attr::of(name, ty).computed_only().description(what)
-    };
+    let computed =
+        |name: &str, ty: Type, what: &str| Attr::of(name, ty).computed_only().description(what);
     Schema::builder(0)
         .description(
             "A read-only region: replicas in another AWS region that replicate asynchronously \
@@ -89,18 +88,32 @@ fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior
         ("cluster_id", Value::string(cluster.to_string())),
         ("region", Value::string(info.region.clone())),
         ("subnet_id", Value::string(info.subnet_id.clone())),
-        ("replica_count", Value::number_i64(info.replicas.len() as i64)),
+        (
+            "replica_count",
+            Value::number_i64(info.replicas.len() as i64),
+        ),
         ("instance_type", instance_type),
         ("tags", tags_v),
         ("tags_all", map_value(&tags_all(Some(c), &tags))),
-        ("security_group_id", Value::string(info.security_group_id.clone())),
+        (
+            "security_group_id",
+            Value::string(info.security_group_id.clone()),
+        ),
         (
             "replica_node_ids",
-            Value::list(info.replicas.iter().map(|n| Value::string(n.instance_id.clone()))),
+            Value::list(
+                info.replicas
+                    .iter()
+                    .map(|n| Value::string(n.instance_id.clone())),
+            ),
         ),
         (
             "replica_private_ips",
-            Value::list(info.replicas.iter().map(|n| opt_string(n.private_ip.as_deref()))),
+            Value::list(
+                info.replicas
+                    .iter()
+                    .map(|n| opt_string(n.private_ip.as_deref())),
+            ),
         ),
         ("timeouts", keep("timeouts")),
     ])
@@ -136,7 +149,10 @@ async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics>
             Some(&source_ip),
         );
         cfg.validate().map_err(|e| {
-            Diagnostics::from(Diagnostic::error(format!("{TYPE_NAME}: invalid node configuration"), e.to_string()))
+            Diagnostics::from(Diagnostic::error(
+                format!("{TYPE_NAME}: invalid node configuration"),
+                e.to_string(),
+            ))
         })?;
         user_data.push(render_user_data(&cfg));
     }
@@ -204,21 +220,38 @@ impl Resource for RegionResource {
         let info = aws::create_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        Ok(NewState::new(state(c, &spec.cluster, &info, &spec, &req.planned)))
+        Ok(NewState::new(state(
+            c,
+            &spec.cluster,
+            &info,
+            &spec,
+            &req.planned,
+        )))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.state, "id")?;
         let Some((cluster, region)) = split_id(&id) else {
-            return Err(Diagnostic::error("Invalid id", format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>")).into());
+            return Err(Diagnostic::error(
+                "Invalid id",
+                format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>"),
+            )
+            .into());
         };
-        let (mut spec, info) =
-            match aws::discover_region(c, None, &cluster, &region, &resource_name(&cluster, &region)).await {
-                Ok(x) => x,
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(aws_diag(&resource_name(&cluster, &region), "read", &e)),
-            };
+        let (mut spec, info) = match aws::discover_region(
+            c,
+            None,
+            &cluster,
+            &region,
+            &resource_name(&cluster, &region),
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(aws_diag(&resource_name(&cluster, &region), "read", &e)),
+        };
         if spec.replica_count == 0 {
             spec.tags = string_map(&req.state, "tags");
         }
@@ -228,7 +261,9 @@ impl Resource for RegionResource {
         {
             info.subnet_id = s;
         }
-        Ok(Some(NewState::new(state(c, &cluster, &info, &spec, &req.state))))
+        Ok(Some(NewState::new(state(
+            c, &cluster, &info, &spec, &req.state,
+        ))))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -237,17 +272,28 @@ impl Resource for RegionResource {
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        Ok(NewState::new(state(c, &spec.cluster, &info, &spec, &req.planned)))
+        Ok(NewState::new(state(
+            c,
+            &spec.cluster,
+            &info,
+            &spec,
+            &req.planned,
+        )))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
         let Some((cluster, region)) = split_id(&id) else {
-            return Err(Diagnostic::error("Invalid id", format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>")).into());
+            return Err(Diagnostic::error(
+                "Invalid id",
+                format!("{TYPE_NAME} id {id:?} is not <cluster_id>/<region>"),
+            )
+            .into());
         };
         let resource = resource_name(&cluster, &region);
-        let (mut spec, _) = match aws::discover_region(c, None, &cluster, &region, &resource).await {
+        let (mut spec, _) = match aws::discover_region(c, None, &cluster, &region, &resource).await
+        {
             Ok(x) => x,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(aws_diag(&resource, "delete", &e)),

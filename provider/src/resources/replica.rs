@@ -64,7 +64,12 @@ pub fn schema() -> Schema {
         .build()
 }
 
-fn state(c: &Clients, n: &NodeInfo, cfg: Option<&strata_topology::NodeConfig>, prior: &Value) -> Value {
+fn state(
+    c: &Clients,
+    n: &NodeInfo,
+    cfg: Option<&strata_topology::NodeConfig>,
+    prior: &Value,
+) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
     let tags = own_tags(c, &n.user_tags(), prior);
     let tags_v = tags_value(&tags, prior);
@@ -83,7 +88,10 @@ fn state(c: &Clients, n: &NodeInfo, cfg: Option<&strata_topology::NodeConfig>, p
         ("tags", tags_v),
         ("tags_all", map_value(&tags_all(Some(c), &tags))),
         ("private_ip", opt_string(n.private_ip.as_deref())),
-        ("availability_zone", opt_string(n.availability_zone.as_deref())),
+        (
+            "availability_zone",
+            opt_string(n.availability_zone.as_deref()),
+        ),
         (
             "server_id",
             cfg.map(|c| Value::number_i64(i64::from(c.server_id)))
@@ -160,9 +168,13 @@ impl Resource for ReplicaResource {
             Some(&source_ip),
         );
         cfg.validate().map_err(|e| {
-            ApplyFailure::from(Diagnostic::error(format!("{TYPE_NAME}: invalid node configuration"), e.to_string()))
+            ApplyFailure::from(Diagnostic::error(
+                format!("{TYPE_NAME}: invalid node configuration"),
+                e.to_string(),
+            ))
         })?;
-        let instance_type = str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
+        let instance_type =
+            str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
         let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
         spec.creation_token = token;
         spec.ami = cluster.ami.clone();
@@ -199,7 +211,8 @@ impl Resource for ReplicaResource {
         let current = aws::read_replica(c, None, &id)
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "read", &e))?;
-        let instance_type = str_attr(&req.planned, "instance_type").unwrap_or(current.instance_type.clone());
+        let instance_type =
+            str_attr(&req.planned, "instance_type").unwrap_or(current.instance_type.clone());
         let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
         spec.timeout = timeout(&req.planned, Op::Update, DEFAULT_TIMEOUT);
         let n = aws::update_replica(c, &id, &spec)
@@ -213,9 +226,14 @@ impl Resource for ReplicaResource {
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
-        aws::delete_replica(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
-            .await
-            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
+        aws::delete_replica(
+            c,
+            None,
+            &id,
+            timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT),
+        )
+        .await
+        .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
     }
 
     async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {

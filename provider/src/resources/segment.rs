@@ -30,9 +30,8 @@ const EBS_MAX_GIB: i64 = 16_384;
 pub struct SegmentResource;
 
 pub fn schema() -> Schema {
-    let computed = |name: &str, ty: Type, what: &str| {
-        Attr::of(name, ty).computed_only().description(what)
-    };
+    let computed =
+        |name: &str, ty: Type, what: &str| Attr::of(name, ty).computed_only().description(what);
     Schema::builder(0)
         .description(
             "A storage segment: an EBS data volume attached to a node, which the node's agent \
@@ -134,7 +133,12 @@ async fn added_segments(c: &Clients, volume_id: &str) -> Result<Vec<String>, aws
     let out = rc
         .ec2
         .describe_volumes()
-        .filters(Filter::builder().name(format!("tag:{TAG_AUTOSCALED_FROM}")).values(volume_id).build())
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_AUTOSCALED_FROM}"))
+                .values(volume_id)
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| aws::AwsError::from_sdk(e, "ec2:DescribeVolumes", volume_id))?;
@@ -164,7 +168,11 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
     let tags = own_tags(c, &info.user_tags(), prior);
     let tags_v = tags_value(&tags, prior);
-    let bounds = info.tags.get(TAG_AUTOSCALE).map(|t| parse_autoscale(t)).unwrap_or_default();
+    let bounds = info
+        .tags
+        .get(TAG_AUTOSCALE)
+        .map(|t| parse_autoscale(t))
+        .unwrap_or_default();
     let bound = |k: &str, attr: &str| {
         bounds
             .get(k)
@@ -197,8 +205,18 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
         ("grow_by_percent", bound("by", "grow_by_percent")),
         ("min_grow_step_gib", bound("step", "min_grow_step_gib")),
         ("volume_type", Value::string(info.volume_type.clone())),
-        ("iops", info.iops.map(|n| Value::number_i64(i64::from(n))).unwrap_or_else(Value::null)),
-        ("throughput", info.throughput.map(|n| Value::number_i64(i64::from(n))).unwrap_or_else(Value::null)),
+        (
+            "iops",
+            info.iops
+                .map(|n| Value::number_i64(i64::from(n)))
+                .unwrap_or_else(Value::null),
+        ),
+        (
+            "throughput",
+            info.throughput
+                .map(|n| Value::number_i64(i64::from(n)))
+                .unwrap_or_else(Value::null),
+        ),
         ("encrypted", Value::bool(info.encrypted)),
         (
             "kms_key_id",
@@ -208,17 +226,32 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
                 opt_string(info.kms_key_id.as_deref())
             },
         ),
-        ("device_name", info.device_name.as_deref().map(Value::string).unwrap_or_else(|| keep("device_name"))),
+        (
+            "device_name",
+            info.device_name
+                .as_deref()
+                .map(Value::string)
+                .unwrap_or_else(|| keep("device_name")),
+        ),
         ("tags", tags_v),
         ("tags_all", map_value(&tags_all(Some(c), &tags))),
         ("current_size_gib", Value::number_i64(current)),
-        ("availability_zone", Value::string(info.availability_zone.clone())),
+        (
+            "availability_zone",
+            Value::string(info.availability_zone.clone()),
+        ),
         (
             "cluster_id",
-            info.tags.get("strata:cluster").map(|s| Value::string(s.clone())).unwrap_or_else(|| keep("cluster_id")),
+            info.tags
+                .get("strata:cluster")
+                .map(|s| Value::string(s.clone()))
+                .unwrap_or_else(|| keep("cluster_id")),
         ),
         ("autoscaled", Value::bool(autoscaled)),
-        ("added_segment_ids", Value::list(added.into_iter().map(Value::string))),
+        (
+            "added_segment_ids",
+            Value::list(added.into_iter().map(Value::string)),
+        ),
         ("timeouts", keep("timeouts")),
     ])
 }
@@ -278,8 +311,10 @@ impl Resource for SegmentResource {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut d = Diagnostics::new();
-        if let (Some(size), Some(max)) = (i64_attr(config, "size_gib"), i64_attr(config, "max_size_gib"))
-            && max < size
+        if let (Some(size), Some(max)) = (
+            i64_attr(config, "size_gib"),
+            i64_attr(config, "max_size_gib"),
+        ) && max < size
         {
             d.push(
                 Diagnostic::error(
@@ -293,8 +328,11 @@ impl Resource for SegmentResource {
             && config.get_attr("throughput").is_some_and(|v| !v.is_null())
         {
             d.push(
-                Diagnostic::error("throughput is for gp3 only", "remove throughput or use volume_type = \"gp3\"")
-                    .at(AttributePath::attr("throughput")),
+                Diagnostic::error(
+                    "throughput is for gp3 only",
+                    "remove throughput or use volume_type = \"gp3\"",
+                )
+                .at(AttributePath::attr("throughput")),
             );
         }
         d
@@ -305,7 +343,10 @@ impl Resource for SegmentResource {
             plan.private = new_creation_token().into_bytes();
         }
         let size = i64_attr(&plan.planned, "size_gib");
-        if plan.planned.get_attr("max_size_gib").is_some_and(|v| !v.is_known())
+        if plan
+            .planned
+            .get_attr("max_size_gib")
+            .is_some_and(|v| !v.is_known())
             && let Some(size) = size
         {
             let keep_prior = i64_attr(&plan.config, "max_size_gib").is_none()
@@ -352,15 +393,26 @@ impl Resource for SegmentResource {
             set_attr(&mut plan.planned, "tags_all", map_value(&all));
         }
         // Moving to a node in another availability zone needs a new volume.
-        if let (Some(old), Some(new)) = (str_attr(&plan.prior, "node_id"), str_attr(&plan.planned, "node_id"))
-            && old != new
+        if let (Some(old), Some(new)) = (
+            str_attr(&plan.prior, "node_id"),
+            str_attr(&plan.planned, "node_id"),
+        ) && old != new
             && let Ok(c) = clients(&plan.ctx)
         {
             let (_, new_az) = node_cluster(c, &new).await?;
             let old_az = str_attr(&plan.prior, "availability_zone");
             if new_az.is_some() && new_az != old_az {
                 plan.requires_replace.push(AttributePath::attr("node_id"));
-                for a in ["id", "volume_id", "current_size_gib", "availability_zone", "device_name", "cluster_id", "autoscaled", "added_segment_ids"] {
+                for a in [
+                    "id",
+                    "volume_id",
+                    "current_size_gib",
+                    "availability_zone",
+                    "device_name",
+                    "cluster_id",
+                    "autoscaled",
+                    "added_segment_ids",
+                ] {
                     set_attr(&mut plan.planned, a, Value::unknown());
                 }
             }
@@ -418,9 +470,13 @@ impl Resource for SegmentResource {
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;
         let tag = autoscale_tag(&req.planned);
-        set_autoscale_tag(c, &id, &tag)
-            .await
-            .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "tag the autoscaling bounds", &e))?;
+        set_autoscale_tag(c, &id, &tag).await.map_err(|e| {
+            apply_failure(
+                &format!("{TYPE_NAME} {id}"),
+                "tag the autoscaling bounds",
+                &e,
+            )
+        })?;
         let mut info = info;
         info.tags.insert(TAG_AUTOSCALE.into(), tag);
         let added = added_segments(c, &id).await.unwrap_or_default();
@@ -430,9 +486,14 @@ impl Resource for SegmentResource {
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
-        aws::delete_segment(c, None, &id, timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT))
-            .await
-            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
+        aws::delete_segment(
+            c,
+            None,
+            &id,
+            timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT),
+        )
+        .await
+        .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "delete", &e))
     }
 
     async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
@@ -444,10 +505,27 @@ impl Resource for SegmentResource {
             .into());
         }
         let names = [
-            "volume_id", "node_id", "size_gib", "max_size_gib", "grow_at_percent", "grow_by_percent",
-            "min_grow_step_gib", "volume_type", "iops", "throughput", "encrypted", "kms_key_id",
-            "device_name", "tags", "tags_all", "current_size_gib", "availability_zone", "cluster_id",
-            "autoscaled", "added_segment_ids", "timeouts",
+            "volume_id",
+            "node_id",
+            "size_gib",
+            "max_size_gib",
+            "grow_at_percent",
+            "grow_by_percent",
+            "min_grow_step_gib",
+            "volume_type",
+            "iops",
+            "throughput",
+            "encrypted",
+            "kms_key_id",
+            "device_name",
+            "tags",
+            "tags_all",
+            "current_size_gib",
+            "availability_zone",
+            "cluster_id",
+            "autoscaled",
+            "added_segment_ids",
+            "timeouts",
         ];
         let mut attrs: Vec<(&str, Value)> = names.iter().map(|n| (*n, Value::null())).collect();
         attrs.push(("id", Value::string(req.id.clone())));
