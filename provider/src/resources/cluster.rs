@@ -388,12 +388,7 @@ impl Resource for ClusterResource {
                 return Err(d);
             }
         }
-        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
-            && tags.is_wholly_known()
-        {
-            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
-            set_attr(&mut plan.planned, "tags_all", map_value(&all));
-        }
+        plan_tags_all(plan);
         Ok(())
     }
 

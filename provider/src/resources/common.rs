@@ -112,6 +112,16 @@ pub fn own_tags(
         .collect()
 }
 
+/// Plans `tags_all` (default tags under the resource's own) once the tags are known.
+pub fn plan_tags_all(plan: &mut crate::framework::PlanChange) {
+    if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
+        && tags.is_wholly_known()
+    {
+        let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
+        set_attr(&mut plan.planned, "tags_all", map_value(&all));
+    }
+}
+
 /// `tags` as state holds it: null when the configuration had none and the object has none.
 pub fn tags_value(tags: &BTreeMap<String, String>, prior: &Value) -> Value {
     if prior.get_attr("tags").is_none_or(Value::is_null) && tags.is_empty() {

@@ -194,12 +194,7 @@ impl Resource for RegionResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
-        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
-            && tags.is_wholly_known()
-        {
-            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
-            set_attr(&mut plan.planned, "tags_all", map_value(&all));
-        }
+        plan_tags_all(plan);
         // The replica lists change exactly when the count or the instance type does.
         if !plan.is_create() {
             let same = |a: &str| plan.prior.get_attr(a) == plan.planned.get_attr(a);

@@ -135,12 +135,7 @@ impl Resource for ReplicaResource {
             // attempt launched.
             plan.private = new_creation_token().into_bytes();
         }
-        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
-            && tags.is_wholly_known()
-        {
-            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
-            set_attr(&mut plan.planned, "tags_all", map_value(&all));
-        }
+        plan_tags_all(plan);
         Ok(())
     }
 

@@ -386,12 +386,7 @@ impl Resource for SegmentResource {
             };
             set_attr(&mut plan.planned, a, v);
         }
-        if let (Ok(c), Some(tags)) = (clients(&plan.ctx), plan.planned.get_attr("tags"))
-            && tags.is_wholly_known()
-        {
-            let all = tags_all(Some(c), &string_map(&plan.planned, "tags"));
-            set_attr(&mut plan.planned, "tags_all", map_value(&all));
-        }
+        plan_tags_all(plan);
         // Moving to a node in another availability zone needs a new volume.
         if let (Some(old), Some(new)) = (
             str_attr(&plan.prior, "node_id"),
