@@ -58,7 +58,7 @@ impl Env {
         std::fs::write(
             self.work.join("main.tf"),
             format!(
-                "terraform {{\n  required_providers {{\n    strata = {{ source = \"strata/strata\" }}\n  }}\n}}\nprovider \"strata\" {{}}\n{body}\n"
+                "terraform {{\n  required_providers {{\n    strata = {{ source = \"strata/strata\" }}\n  }}\n}}\nprovider \"strata\" {{\n  region = \"us-east-1\"\n  access_key = \"test\"\n  secret_key = \"test\"\n  skip_credentials_validation = true\n}}\n{body}\n"
             ),
         )
         .unwrap();

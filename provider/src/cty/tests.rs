@@ -447,20 +447,25 @@ fn go_cty_vectors_decode_to_the_values_they_describe() {
     assert_eq!(o.get_attr("ports"), Some(&Value::Null));
 }
 
-/// Writes generated values as go-cty test input (`CTY_DUMP=path cargo test ... -- --ignored`);
-/// testdata/gocty's `check` mode decodes them with go-cty and re-encodes them.
+/// Cross-checks our encoders against go-cty itself: generated values are written as msgpack and
+/// JSON, then testdata/gocty's `check` mode decodes them with go-cty, encodes them again and
+/// fails on any difference. Needs Go (scripts/test runs it; `cargo test` alone skips it as
+/// ignored). `CTY_DUMP=path` keeps the dump; `CTY_DUMP_COUNT` sets how many values (5000).
 #[test]
-#[ignore = "produces input for the go-cty cross-check, run by hand"]
-fn dump_generated_values_for_go_cty() {
+#[ignore = "needs Go and the go-cty module: run via scripts/test"]
+fn generated_values_round_trip_through_go_cty() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     use std::io::Write;
-    let path = std::env::var("CTY_DUMP").expect("CTY_DUMP names the output file");
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("CTY_DUMP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("values.jsonl"));
     let count: usize = std::env::var("CTY_DUMP_COUNT")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(5000);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     let mut runner = TestRunner::deterministic();
     let mut written = 0;
     while written < count {
@@ -476,6 +481,26 @@ fn dump_generated_values_for_go_cty() {
         });
         writeln!(out, "{line}").unwrap();
     }
+    out.flush().unwrap();
+    drop(out);
+    let checker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cty/testdata/gocty");
+    let result = std::process::Command::new("go")
+        .args(["run", ".", "check"])
+        .current_dir(&checker)
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .expect("this test needs `go` on PATH (scripts/test runs it where Go is installed)");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "go-cty disagrees with our encoders:\n{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with(&format!("checked {count}:")) && summary.ends_with("failures 0"),
+        "unexpected checker summary: {summary}"
+    );
 }
 
 /// Whether go-cty can hold `v` as it is: strings already in NFC (cty normalises every string;

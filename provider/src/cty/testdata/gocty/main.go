@@ -5,7 +5,7 @@
 // Regenerate: cd provider/src/cty/testdata/gocty && go run . > ../vectors.jsonl
 //
 // `go run . check < file` is the other direction: it reads values our encoders wrote (see
-// dump_generated_values_for_go_cty in ../../tests.rs), decodes them with go-cty, encodes them
+// generated_values_round_trip_through_go_cty in ../../tests.rs), decodes them with go-cty, encodes them
 // again and reports any difference.
 package main
 
