@@ -1,4 +1,5 @@
-//! Acceptance (issue 6): after the node agent's own EC2 code grows a segment in LocalStack,
+//! Acceptance (issue 6): the agent's discovery finds the segment Terraform attached, with its
+//! bounds; after the node agent's own EC2 code grows a segment in LocalStack,
 //! `tofu plan` is still empty, state shows the grown size as computed, a larger `size_gib`
 //! grows in place, and a smaller one is refused at plan naming `size_gib`.
 
@@ -6,6 +7,7 @@ mod acc_support;
 
 use acc_support::Acc;
 use std::time::Duration;
+use strata_agent::storage::discover;
 use strata_agent::storage::ec2::{Ec2Client, Ec2Volumes, TAG_LAST_GROW, WaitPolicy};
 
 fn config(acc: &Acc, size: u32) -> String {
@@ -34,6 +36,19 @@ fn agent_growth_is_not_drift() {
     acc.write(&config(&acc, 20));
     acc.apply();
     let vol_id = acc.attr_str("strata_storage_segment.data", "id");
+
+    // What `strata-agent run` on the source finds: this segment, by the instance's id, with the
+    // bounds written in HCL (max_size_gib) and the schema's defaults for the rest.
+    let source = acc.attr_str("strata_cluster.c", "source_node_id");
+    let (ids, bounds) = acc
+        .block(discover::segments_of(&acc.ec2, &source))
+        .unwrap()
+        .expect("the agent finds no segment attached to the source");
+    assert_eq!(ids, vec![vol_id.clone()]);
+    assert_eq!(bounds.max_size_gib, 200);
+    assert_eq!(bounds.grow_at_percent, 80);
+    assert_eq!(bounds.grow_by_percent, 20);
+    assert_eq!(bounds.min_step_gib, 10);
 
     // The agent's code path: ModifyVolume, wait for optimizing/completed, tag strata:last-grow.
     let agent = Ec2Client::new(acc.ec2.clone(), &acc.name).with_wait(WaitPolicy {

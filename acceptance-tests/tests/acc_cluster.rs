@@ -117,7 +117,7 @@ fn cluster_with_one_segment() {
     assert!(from_self, "no member rule: {:?}", sg.ip_permissions());
     assert_eq!(cidrs, vec!["10.50.0.0/16".to_string()], "client CIDRs");
 
-    // The replication credential: a SecureString, and its value is the state's sensitive one.
+    // The replication credential: a SecureString the provider generated ...
     let p = acc
         .block(
             acc.ssm
@@ -134,7 +134,13 @@ fn cluster_with_one_segment() {
     );
     let password = p.value().unwrap().to_string();
     assert!(password.len() >= 16, "weak generated password");
-    assert_eq!(c["replication_password"].as_str(), Some(password.as_str()));
+    // ... and it is nowhere in Terraform's state, not even as a sensitive value.
+    assert!(c.get("replication_password").is_none(), "{c}");
+    let raw_state = std::fs::read_to_string(acc.dir.join("terraform.tfstate")).unwrap();
+    assert!(
+        !raw_state.contains(&password),
+        "the replication credential is in terraform.tfstate"
+    );
 
     // The data volume.
     let s = acc.resource("strata_storage_segment.data");

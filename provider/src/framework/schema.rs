@@ -62,6 +62,28 @@ impl Schema {
         self.block.implied_type()
     }
 
+    /// An object of this schema's type with every attribute and block null except `set`: the
+    /// state `import` returns before Terraform reads the object. Built from the schema, so a
+    /// new attribute can never be forgotten here.
+    pub fn null_object_with<'a>(&self, set: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+        let mut attrs: BTreeMap<String, Value> = self
+            .block
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), Value::null()))
+            .chain(
+                self.block
+                    .blocks
+                    .iter()
+                    .map(|b| (b.name.clone(), Value::null())),
+            )
+            .collect();
+        for (k, v) in set {
+            attrs.insert(k.to_string(), v);
+        }
+        Value::object(attrs)
+    }
+
     pub fn to_proto(&self) -> pb::Schema {
         pb::Schema {
             version: self.version,

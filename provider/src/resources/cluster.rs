@@ -19,6 +19,8 @@ use crate::framework::{
 
 pub const TYPE_NAME: &str = "strata_cluster";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// 1: `replication_password` left the state (the credential lives only in SSM).
+const SCHEMA_VERSION: i64 = 1;
 
 /// Settings a running cluster cannot change in place yet: the agent reads them at boot.
 const REPLICATION_ATTRS: [&str; 3] = [
@@ -54,7 +56,7 @@ pub fn schema() -> Schema {
             .use_state_for_unknown()
             .description(what)
     };
-    Schema::builder(0)
+    Schema::builder(SCHEMA_VERSION)
         .description(
             "The home region of a replicated MySQL-compatible database: a source node (an EC2 \
              instance running the engine and the Strata agent), its security group, an \
@@ -152,14 +154,7 @@ pub fn schema() -> Schema {
         .attribute(computed("security_group_id", Type::String, "The cluster's security group."))
         .attribute(computed("vpc_id", Type::String, "VPC of the subnet."))
         .attribute(computed("availability_zone", Type::String, "Availability zone of the source node."))
-        .attribute(computed("replication_parameter_name", Type::String, "SSM SecureString parameter holding the replication credential."))
-        .attribute(
-            Attr::string("replication_password")
-                .computed_only()
-                .sensitive()
-                .use_state_for_unknown()
-                .description("The generated replication credential (sensitive; also in the SSM parameter)."),
-        )
+        .attribute(computed("replication_parameter_name", Type::String, "SSM SecureString parameter holding the replication credential the provider generated. The credential itself is never in Terraform state: read it from this parameter."))
         .block(timeouts_block())
         .build()
 }
@@ -228,7 +223,6 @@ fn state(
     info: &ClusterInfo,
     cfg: Option<&strata_topology::NodeConfig>,
     prior: &Value,
-    password: Option<String>,
 ) -> Value {
     let tags = own_tags(clients, &info.tags, prior);
     let tags_v = tags_value(&tags, prior);
@@ -301,22 +295,8 @@ fn state(
             "replication_parameter_name",
             Value::string(info.parameter_name.clone()),
         ),
-        ("replication_password", opt_string(password.as_deref())),
         ("timeouts", keep("timeouts")),
     ])
-}
-
-async fn read_password(clients: &Clients, name: &str) -> Option<String> {
-    let rc = clients.home().await.ok()?;
-    let out = rc
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .ok()?;
-    out.parameter()?.value().map(str::to_string)
 }
 
 #[async_trait]
@@ -420,7 +400,6 @@ impl Resource for ClusterResource {
             &created.info,
             Some(&cfg),
             &req.planned,
-            Some(created.replication_password.expose().to_string()),
         )))
     }
 
@@ -436,16 +415,11 @@ impl Resource for ClusterResource {
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read user-data", &e))?;
-        let password = match str_attr(&req.state, "replication_password") {
-            Some(p) => Some(p),
-            None => read_password(c, &info.parameter_name).await,
-        };
         Ok(Some(NewState::new(state(
             c,
             &info,
             cfg.as_ref(),
             &req.state,
-            password,
         ))))
     }
 
@@ -462,14 +436,7 @@ impl Resource for ClusterResource {
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
-        let password = str_attr(&req.prior, "replication_password");
-        Ok(NewState::new(state(
-            c,
-            &info,
-            cfg.as_ref(),
-            &req.planned,
-            password,
-        )))
+        Ok(NewState::new(state(c, &info, cfg.as_ref(), &req.planned)))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
@@ -485,6 +452,34 @@ impl Resource for ClusterResource {
         .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "delete", &e))
     }
 
+    /// Version 0 kept the replication credential in state as `replication_password`; it now
+    /// lives only in the SSM SecureString parameter, so the upgrade drops it.
+    fn upgrade_state(
+        &self,
+        from_version: i64,
+        raw: &serde_json::Value,
+    ) -> Result<Value, Diagnostics> {
+        if from_version != 0 {
+            return Err(Diagnostic::error(
+                "Cannot upgrade state",
+                format!("{TYPE_NAME} has no upgrade from schema version {from_version}"),
+            )
+            .into());
+        }
+        let mut raw = raw.clone();
+        if let Some(o) = raw.as_object_mut() {
+            o.remove("replication_password");
+        }
+        crate::cty::json::decode_state(raw.to_string().as_bytes(), &schema().implied_type())
+            .map_err(|e| {
+                Diagnostic::error(
+                    format!("Could not upgrade the stored state of {TYPE_NAME}"),
+                    format!("schema version 0 state: {e}"),
+                )
+                .into()
+            })
+    }
+
     async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
         if name_ok(&Value::string(req.id.clone())).is_err() {
             return Err(Diagnostic::error(
@@ -496,44 +491,10 @@ impl Resource for ClusterResource {
             )
             .into());
         }
-        let mut attrs: Vec<(&str, Value)> = schema_attr_names()
-            .into_iter()
-            .map(|n| (n, Value::null()))
-            .collect();
-        attrs.push(("id", Value::string(req.id.clone())));
-        Ok(NewState::new(Value::object(attrs)))
+        Ok(NewState::new(
+            schema().null_object_with([("id", Value::string(req.id.clone()))]),
+        ))
     }
-}
-
-/// Every top-level attribute and block name, for building all-null objects.
-fn schema_attr_names() -> Vec<&'static str> {
-    vec![
-        "id",
-        "name",
-        "engine",
-        "engine_version",
-        "instance_type",
-        "ami_id",
-        "subnet_id",
-        "allowed_cidr_blocks",
-        "allowed_security_group_ids",
-        "replication_mode",
-        "semi_sync_wait_for_replica_count",
-        "semi_sync_timeout_ms",
-        "instance_profile_name",
-        "tags",
-        "tags_all",
-        "source_node_id",
-        "source_private_ip",
-        "writer_endpoint",
-        "port",
-        "security_group_id",
-        "vpc_id",
-        "availability_zone",
-        "replication_parameter_name",
-        "replication_password",
-        "timeouts",
-    ]
 }
 
 /// Used by `strata_replica` and `strata_region`: the cluster and the settings its source runs.
@@ -563,4 +524,43 @@ pub async fn cluster_and_settings(
         })?;
     let _ = Engine::Mariadb;
     Ok((info, ClusterSettings::from_source(&cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_0_state_loses_the_password_and_keeps_the_rest() {
+        let mut raw = serde_json::Map::new();
+        for a in &schema().block.attributes {
+            raw.insert(a.name.clone(), serde_json::Value::Null);
+        }
+        raw.insert("id".into(), "orders".into());
+        raw.insert("name".into(), "orders".into());
+        raw.insert("source_node_id".into(), "i-0abc".into());
+        raw.insert("replication_password".into(), "s3cret-from-v0".into());
+        raw.insert("timeouts".into(), serde_json::Value::Null);
+        let raw = serde_json::Value::Object(raw);
+        let v = ClusterResource.upgrade_state(0, &raw).unwrap();
+        assert_eq!(v.get_attr("id"), Some(&Value::string("orders")));
+        assert_eq!(v.get_attr("source_node_id"), Some(&Value::string("i-0abc")));
+        assert_eq!(v.get_attr("replication_password"), None);
+        assert!(!format!("{v:?}").contains("s3cret"));
+        assert!(ClusterResource.upgrade_state(7, &raw).is_err());
+    }
+
+    #[test]
+    fn import_stub_has_every_schema_attribute() {
+        let ty = schema().implied_type();
+        let stub = schema().null_object_with([("id", Value::string("orders"))]);
+        let crate::cty::Type::Object { attrs, .. } = &ty else {
+            panic!("not an object type")
+        };
+        for name in attrs.keys() {
+            assert!(stub.get_attr(name).is_some(), "import stub lacks {name}");
+        }
+        assert_eq!(stub.get_attr("id"), Some(&Value::string("orders")));
+        crate::cty::msgpack::encode(&stub, &ty).expect("stub conforms to the schema type");
+    }
 }

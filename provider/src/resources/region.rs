@@ -312,19 +312,8 @@ impl Resource for RegionResource {
             )
             .into());
         }
-        Ok(NewState::new(Value::object([
-            ("id", Value::string(req.id.clone())),
-            ("cluster_id", Value::null()),
-            ("region", Value::null()),
-            ("subnet_id", Value::null()),
-            ("replica_count", Value::null()),
-            ("instance_type", Value::null()),
-            ("tags", Value::null()),
-            ("tags_all", Value::null()),
-            ("security_group_id", Value::null()),
-            ("replica_node_ids", Value::null()),
-            ("replica_private_ips", Value::null()),
-            ("timeouts", Value::null()),
-        ])))
+        Ok(NewState::new(
+            schema().null_object_with([("id", Value::string(req.id.clone()))]),
+        ))
     }
 }

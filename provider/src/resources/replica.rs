@@ -239,19 +239,8 @@ impl Resource for ReplicaResource {
             )
             .into());
         }
-        Ok(NewState::new(Value::object([
-            ("id", Value::string(req.id.clone())),
-            ("node_id", Value::null()),
-            ("cluster_id", Value::null()),
-            ("subnet_id", Value::null()),
-            ("instance_type", Value::null()),
-            ("tags", Value::null()),
-            ("tags_all", Value::null()),
-            ("private_ip", Value::null()),
-            ("availability_zone", Value::null()),
-            ("server_id", Value::null()),
-            ("semi_sync", Value::null()),
-            ("timeouts", Value::null()),
-        ])))
+        Ok(NewState::new(
+            schema().null_object_with([("id", Value::string(req.id.clone()))]),
+        ))
     }
 }

@@ -499,32 +499,9 @@ impl Resource for SegmentResource {
             )
             .into());
         }
-        let names = [
-            "volume_id",
-            "node_id",
-            "size_gib",
-            "max_size_gib",
-            "grow_at_percent",
-            "grow_by_percent",
-            "min_grow_step_gib",
-            "volume_type",
-            "iops",
-            "throughput",
-            "encrypted",
-            "kms_key_id",
-            "device_name",
-            "tags",
-            "tags_all",
-            "current_size_gib",
-            "availability_zone",
-            "cluster_id",
-            "autoscaled",
-            "added_segment_ids",
-            "timeouts",
-        ];
-        let mut attrs: Vec<(&str, Value)> = names.iter().map(|n| (*n, Value::null())).collect();
-        attrs.push(("id", Value::string(req.id.clone())));
-        Ok(NewState::new(Value::object(attrs)))
+        Ok(NewState::new(
+            schema().null_object_with([("id", Value::string(req.id.clone()))]),
+        ))
     }
 }
 
