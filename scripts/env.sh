@@ -5,4 +5,15 @@ STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STRATA_CACHE/target}"
 export LOCALSTACK_ENDPOINT="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
+# Called from inside `cargo test` (the acceptance harness runs scripts/package), the outer
+# cargo's per-package variables would leak into the nested cargo build and change crates'
+# fingerprints (ring's build reads CARGO_MANIFEST_DIR), so the nested build recompiled ring and
+# everything above it, and the next plain build recompiled them back. Drop them here.
+for _v in $(compgen -e); do
+  case "$_v" in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_EXE_* | CARGO_BIN_NAME | \
+      CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR) unset "$_v" ;;
+  esac
+done
+unset _v
 step() { printf '\n==> %s\n' "$*" >&2; }

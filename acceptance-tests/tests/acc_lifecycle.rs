@@ -198,3 +198,45 @@ fn replica_deleted_out_of_band_is_planned_again() {
 
     acc.destroy_and_check();
 }
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn segment_moves_to_another_node_in_the_same_az_in_place() {
+    let mut acc = Acc::new("move");
+    let head = format!(
+        "{}\nresource \"strata_replica\" \"r\" {{\n  cluster_id = strata_cluster.c.id\n  subnet_id  = \"{}\"\n}}\n",
+        cluster_hcl(&acc, "t3.medium"),
+        acc.subnet(0),
+    );
+    let body = |node: &str| {
+        format!(
+            "{head}resource \"strata_storage_segment\" \"data\" {{\n  node_id  = {node}\n  size_gib = 20\n}}\n"
+        )
+    };
+    acc.write(&body("strata_cluster.c.source_node_id"));
+    acc.apply();
+    let vol_id = acc.attr_str("strata_storage_segment.data", "id");
+    let replica_id = acc.attr_str("strata_replica.r", "node_id");
+
+    acc.write(&body("strata_replica.r.node_id"));
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("strata_storage_segment.data will be updated in-place"),
+        "a move within the AZ must be in place:\n{out}"
+    );
+    acc.apply();
+    assert_eq!(
+        acc.attr_str("strata_storage_segment.data", "id"),
+        vol_id,
+        "moved, not recreated"
+    );
+    let vol = acc.volume(&vol_id);
+    let attached: Vec<_> = vol
+        .attachments()
+        .iter()
+        .filter_map(|a| a.instance_id())
+        .collect();
+    assert_eq!(attached, vec![replica_id.as_str()]);
+    acc.destroy_and_check();
+}

@@ -2,29 +2,16 @@
 //! handshake, AutoMTLS with OpenTofu's own (P-521) client certificate, a Provider RPC, the
 //! controller's Shutdown, and our log lines at the right levels under `TF_LOG`.
 //!
-//! Needs the OpenTofu binary (`scripts/install-tofu`); set `STRATA_TOFU` to point elsewhere.
-//! Without it the test says so and passes vacuously.
+//! Needs the OpenTofu binary: `$TOFU`, else what `scripts/install-tofu` prints (it builds and
+//! caches OpenTofu on first use); when neither works the tests fail saying so.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+use common::tofu;
+
 const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
-/// The tofu CLI: `$TOFU` (scripts/test sets it), else what scripts/install-tofu prints.
-fn tofu() -> PathBuf {
-    if let Some(p) = std::env::var_os("TOFU") {
-        return PathBuf::from(p);
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/install-tofu"))
-        .output()
-        .expect("run scripts/install-tofu");
-    assert!(
-        out.status.success(),
-        "these tests need the tofu CLI and scripts/install-tofu failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Runs `tofu providers schema -json` against the plugin; returns (success, stderr).
 fn schema_run(tofu: &PathBuf, tf_log: &str, extra_env: &[(&str, &str)]) -> (bool, String) {

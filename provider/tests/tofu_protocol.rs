@@ -5,20 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
-const DEFAULT_TOFU: &str = "/root/.cache/strata/tofu/v1.10.10/tofu";
+mod common;
+use common::tofu;
 
-fn tofu() -> PathBuf {
-    let path = std::env::var_os("TOFU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_TOFU));
-    assert!(
-        path.exists(),
-        "the tofu CLI is missing at {}: run scripts/install-tofu (or set TOFU)",
-        path.display()
-    );
-    path
-}
+const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
 
 struct Env {
     _root: tempfile::TempDir,

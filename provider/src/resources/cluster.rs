@@ -68,8 +68,11 @@ pub fn schema() -> Schema {
             Attr::string("name")
                 .required()
                 .requires_replace()
-                .validate(validators::custom("a cluster name", name_ok))
-                .description("Cluster name: 1-40 lowercase letters, digits and hyphens. It is the cluster's id and its `strata:cluster` tag."),
+                .validate(validators::custom(
+                    "1 to 40 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
+                    name_ok,
+                ))
+                .description("Cluster name. It is the cluster's id and its `strata:cluster` tag."),
         )
         .attribute(
             Attr::string("engine")

@@ -69,14 +69,14 @@ pub fn schema() -> Schema {
                 .optional()
                 .default(Value::number_i64(20))
                 .validate(validators::int_range(5, 100))
-                .description("Each growth adds this share of the current size..."),
+                .description("Each growth adds this percentage of the current size, but never less than `min_grow_step_gib`."),
         )
         .attribute(
             Attr::number("min_grow_step_gib")
                 .optional()
                 .default(Value::number_i64(10))
                 .validate(validators::int_range(1, EBS_MAX_GIB))
-                .description("...but at least this many GiB."),
+                .description("The smallest growth in GiB, for small volumes where `grow_by_percent` would add little."),
         )
         .attribute(
             Attr::string("volume_type")
@@ -84,11 +84,11 @@ pub fn schema() -> Schema {
                 .default("gp3")
                 .requires_replace()
                 .validate(validators::one_of(&["gp3", "gp2", "io2"]))
-                .description("EBS volume type: `gp3` (default), `gp2` or `io2`."),
+                .description("EBS volume type."),
         )
         .attribute(Attr::number("iops").optional().computed().use_state_for_unknown().description("Provisioned IOPS (gp3, io2). Changed in place."))
         .attribute(Attr::number("throughput").optional().computed().use_state_for_unknown().description("Throughput in MiB/s (gp3 only). Changed in place."))
-        .attribute(Attr::bool("encrypted").optional().default(true).requires_replace().description("Encrypt the volume (default true)."))
+        .attribute(Attr::bool("encrypted").optional().default(true).requires_replace().description("Encrypt the volume."))
         .attribute(Attr::string("kms_key_id").optional().requires_replace().description("KMS key for encryption; the account's default EBS key when unset."))
         .attribute(Attr::string("device_name").optional().computed().requires_replace().use_state_for_unknown().description("Device name on the node, e.g. `/dev/sdf`. The first free of `/dev/sdf`-`/dev/sdp` by default."))
         .attribute(Attr::map("tags", Type::String).optional().description("Tags for the volume."))
