@@ -473,7 +473,7 @@ impl Resource for ClusterResource {
         if let Some(o) = raw.as_object_mut() {
             o.remove("replication_password");
         }
-        crate::cty::json::decode_state(raw.to_string().as_bytes(), &schema().implied_type())
+        crate::cty::json::decode_value(&raw, &schema().implied_type(), true)
             .map_err(|e| {
                 Diagnostic::error(
                     format!("Could not upgrade the stored state of {TYPE_NAME}"),
