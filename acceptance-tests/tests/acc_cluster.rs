@@ -283,6 +283,26 @@ resource "strata_region" "eu" {{
         assert!(tag(i.tags(), "strata:resource").is_some(), "{:?}", i.tags());
         assert_eq!(i.subnet_id(), Some(acc.eu_subnet()));
     }
+    // Issue 4: each region replica's user-data is a region_replica NodeConfig that replicates
+    // asynchronously from the home source, whatever the cluster's mode.
+    let source_ip = acc.attr_str("strata_cluster.c", "source_private_ip");
+    let mut server_ids = Vec::new();
+    for id in &ids {
+        let (_, cfg) = acc.user_data_in(&acc.ec2_eu, id);
+        assert_eq!(cfg.role, Role::RegionReplica, "{id}");
+        assert_eq!(cfg.cluster_id, acc.name);
+        assert_eq!(cfg.region, "eu-west-1");
+        assert_eq!(
+            cfg.source.as_ref().map(|s| s.host.as_str()),
+            Some(source_ip.as_str())
+        );
+        assert!(
+            !cfg.semi_sync(),
+            "{id}: a region replica must be asynchronous"
+        );
+        server_ids.push(cfg.server_id);
+    }
+    assert_ne!(server_ids[0], server_ids[1], "server ids collide");
     let eu_sg_id = r["security_group_id"].as_str().unwrap().to_string();
     let eu_sg = acc.security_group(&acc.ec2_eu, &eu_sg_id);
     assert_eq!(tag(eu_sg.tags(), "strata:cluster"), Some(acc.name.as_str()));

@@ -290,9 +290,18 @@ provider "strata" {{
 
     /// The NodeConfig in an instance's user-data, as EC2 returns it (base64).
     pub fn user_data(&self, id: &str) -> (String, strata_topology::NodeConfig) {
+        self.user_data_in(&self.ec2, id)
+    }
+
+    /// [`Acc::user_data`] of an instance in the region `client` talks to.
+    pub fn user_data_in(
+        &self,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+    ) -> (String, strata_topology::NodeConfig) {
         let out = self
             .block(
-                self.ec2
+                client
                     .describe_instance_attribute()
                     .instance_id(id)
                     .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)

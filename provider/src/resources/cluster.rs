@@ -473,14 +473,13 @@ impl Resource for ClusterResource {
         if let Some(o) = raw.as_object_mut() {
             o.remove("replication_password");
         }
-        crate::cty::json::decode_value(&raw, &schema().implied_type(), true)
-            .map_err(|e| {
-                Diagnostic::error(
-                    format!("Could not upgrade the stored state of {TYPE_NAME}"),
-                    format!("schema version 0 state: {e}"),
-                )
-                .into()
-            })
+        crate::cty::json::decode_value(&raw, &schema().implied_type(), true).map_err(|e| {
+            Diagnostic::error(
+                format!("Could not upgrade the stored state of {TYPE_NAME}"),
+                format!("schema version 0 state: {e}"),
+            )
+            .into()
+        })
     }
 
     async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
