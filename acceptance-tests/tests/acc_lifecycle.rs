@@ -240,3 +240,52 @@ fn segment_moves_to_another_node_in_the_same_az_in_place() {
     assert_eq!(attached, vec![replica_id.as_str()]);
     acc.destroy_and_check();
 }
+
+/// State written by the first provider release (cluster schema version 0) carried the
+/// replication credential as a sensitive attribute. The real tofu hands it to
+/// UpgradeResourceState, which drops it: the plan stays empty and the rewritten state has no
+/// credential.
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn cluster_state_from_schema_v0_upgrades_without_a_diff() {
+    let mut acc = Acc::new("upg");
+    acc.write(&cluster_hcl(&acc, "t3.medium"));
+    acc.apply();
+
+    let path = acc.dir.join("terraform.tfstate");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inst = state
+        .pointer_mut("/resources/0/instances/0")
+        .expect("one cluster instance in state");
+    assert_eq!(inst["schema_version"], 1);
+    inst["schema_version"] = 0.into();
+    inst["attributes"]["replication_password"] = "written-by-schema-v0".into();
+    inst["sensitive_attributes"] = serde_json::json!([[
+        {"type": "get_attr", "value": "replication_password"}
+    ]]);
+    state["serial"] = (state["serial"].as_u64().unwrap() + 1).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 0, "v0 state plans a change:\n{out}{err}");
+    let d = acc.dir.clone();
+    acc.run_ok(
+        &d,
+        &[
+            "apply",
+            "-refresh-only",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ],
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("written-by-schema-v0"),
+        "the old credential survived the upgrade:\n{text}"
+    );
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(state["resources"][0]["instances"][0]["schema_version"], 1);
+    acc.destroy_and_check();
+}
