@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
-use common::tofu;
+/// The tofu CLI: `$TOFU`, else what scripts/install-tofu prints; fails the test saying why.
+fn tofu() -> PathBuf {
+    strata_acceptance_tests::tofu_path().unwrap_or_else(|e| panic!("{e}"))
+}
 
 const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
 

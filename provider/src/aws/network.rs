@@ -141,40 +141,26 @@ pub fn rule_diff(
 fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
-        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
-        let from_port = p.from_port().unwrap_or(-1);
-        let to_port = p.to_port().unwrap_or(-1);
+        let rule = |source: RuleSource, description: Option<&str>| Rule {
+            protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+            from_port: p.from_port().unwrap_or(-1),
+            to_port: p.to_port().unwrap_or(-1),
+            source,
+            description: description.map(str::to_string),
+        };
         for r in p.ip_ranges() {
             if let Some(c) = r.cidr_ip() {
-                out.push(Rule {
-                    protocol: protocol.clone(),
-                    from_port,
-                    to_port,
-                    source: RuleSource::Cidr(c.to_string()),
-                    description: r.description().map(str::to_string),
-                });
+                out.push(rule(RuleSource::Cidr(c.to_string()), r.description()));
             }
         }
         for r in p.ipv6_ranges() {
             if let Some(c) = r.cidr_ipv6() {
-                out.push(Rule {
-                    protocol: protocol.clone(),
-                    from_port,
-                    to_port,
-                    source: RuleSource::Cidr(c.to_string()),
-                    description: r.description().map(str::to_string),
-                });
+                out.push(rule(RuleSource::Cidr(c.to_string()), r.description()));
             }
         }
         for g in p.user_id_group_pairs() {
             if let Some(id) = g.group_id() {
-                out.push(Rule {
-                    protocol: protocol.clone(),
-                    from_port,
-                    to_port,
-                    source: RuleSource::Group(id.to_string()),
-                    description: g.description().map(str::to_string),
-                });
+                out.push(rule(RuleSource::Group(id.to_string()), g.description()));
             }
         }
     }
