@@ -6,8 +6,14 @@
 //! instance was told. This crate holds data and pure functions only: no I/O, no AWS, no SQL, and
 //! never a secret (the replication password lives in SSM; the config only names the parameter).
 
+mod boot;
 mod shape;
 mod user_data;
+
+pub use boot::{
+    AgentArtifact, Arch, Install, NodeState, TAG_NODE_ERROR, TAG_NODE_STATE, agent_bucket_name,
+    agent_object_key,
+};
 
 pub use shape::{ClusterShape, ShapeError};
 pub use user_data::{
@@ -21,7 +27,7 @@ use std::fmt;
 
 /// The schema version this crate writes and the only one it accepts. Bump it on any change a
 /// reader of the previous version would misread; the golden test pins the JSON of this version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything one node needs to know to become its part of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +60,23 @@ pub struct NodeConfig {
     #[serde(default)]
     pub tls: Tls,
     pub storage: Storage,
+    /// The account clients and operators log in with (password in SSM). Every node creates it
+    /// locally, outside the binlog, so a promoted replica has it too. None: no such account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Account>,
+    /// What first boot installs: the engine from the OS's packages, the agent from S3.
+    #[serde(default)]
+    pub install: Install,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// A database account whose password lives in SSM (never in the config itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub user: String,
+    pub credential: CredentialRef,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -370,18 +391,7 @@ impl NodeConfig {
             (None, _) => {}
         }
         let r = &self.replication;
-        non_empty("replication.user", &r.user)?;
-        if r.user.len() > 32
-            || !r
-                .user
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(ConfigError::BadCharacter {
-                field: "replication.user",
-                value: r.user.clone(),
-            });
-        }
+        account_user("replication.user", &r.user)?;
         non_empty(
             "replication.credential.ssm_parameter",
             &r.credential.ssm_parameter,
@@ -445,6 +455,40 @@ impl NodeConfig {
                 range: "1..=100",
             });
         }
+        if let Some(admin) = &self.admin {
+            account_user("admin.user", &admin.user)?;
+            non_empty(
+                "admin.credential.ssm_parameter",
+                &admin.credential.ssm_parameter,
+            )?;
+            non_empty("admin.credential.ssm_region", &admin.credential.ssm_region)?;
+        }
+        if let Some(a) = &self.install.agent {
+            // These end up in a shell script and a URL: keep them to S3's safe characters.
+            for (field, v) in [
+                ("install.agent.bucket", &a.bucket),
+                ("install.agent.key", &a.key),
+                ("install.agent.region", &a.region),
+            ] {
+                non_empty(field, v)?;
+                if !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                {
+                    return Err(ConfigError::BadCharacter {
+                        field,
+                        value: v.clone(),
+                    });
+                }
+            }
+            if a.sha256.len() != 64 || !a.sha256.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+            {
+                return Err(ConfigError::BadCharacter {
+                    field: "install.agent.sha256",
+                    value: a.sha256.clone(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -461,6 +505,22 @@ impl NodeConfig {
             .as_deref()
             .unwrap_or(self.engine.default_server_config_path())
     }
+}
+
+/// A database user name: it is quoted into SQL, so 1 to 32 of `[A-Za-z0-9_-]`.
+fn account_user(field: &'static str, user: &str) -> Result<(), ConfigError> {
+    non_empty(field, user)?;
+    if user.len() > 32
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::BadCharacter {
+            field,
+            value: user.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn non_empty(field: &'static str, v: &str) -> Result<(), ConfigError> {
@@ -521,6 +581,22 @@ pub(crate) mod tests {
                 grow_by_percent: 20,
                 min_step_gib: 10,
             },
+            admin: Some(Account {
+                user: "strata_admin".into(),
+                credential: CredentialRef {
+                    ssm_parameter: "/strata/orders/admin-password".into(),
+                    ssm_region: "us-east-1".into(),
+                },
+            }),
+            install: Install {
+                engine_packages: true,
+                agent: Some(AgentArtifact {
+                    bucket: "strata-orders-000000000000-us-east-1".into(),
+                    key: "agent/0.1.0/x86_64/ab12/strata-agent".into(),
+                    region: "us-east-1".into(),
+                    sha256: "ab".repeat(32),
+                }),
+            },
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
     }
@@ -528,7 +604,7 @@ pub(crate) mod tests {
     /// The JSON form both sides read. If this test fails, the provider and the agent no longer
     /// agree: bump SCHEMA_VERSION rather than editing the string to match.
     const GOLDEN: &str = r#"{
-  "version": 1,
+  "version": 2,
   "cluster_id": "orders",
   "node_id": "i-0abc",
   "node_name": "orders-replica-1",
@@ -566,6 +642,22 @@ pub(crate) mod tests {
     "grow_by_percent": 20,
     "min_step_gib": 10
   },
+  "admin": {
+    "user": "strata_admin",
+    "credential": {
+      "ssm_parameter": "/strata/orders/admin-password",
+      "ssm_region": "us-east-1"
+    }
+  },
+  "install": {
+    "engine_packages": true,
+    "agent": {
+      "bucket": "strata-orders-000000000000-us-east-1",
+      "key": "agent/0.1.0/x86_64/ab12/strata-agent",
+      "region": "us-east-1",
+      "sha256": "abababababababababababababababababababababababababababababababab"
+    }
+  },
   "tags": {
     "team": "payments"
   }
@@ -579,7 +671,7 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults_fill_optional_fields() {
-        let json = r#"{"version":1,"cluster_id":"c","node_id":"n","node_name":"n","role":"source",
+        let json = r#"{"version":2,"cluster_id":"c","node_id":"n","node_name":"n","role":"source",
             "region":"us-east-1","engine":"mysql","engine_version":"8.4","server_id":1,
             "replication":{"mode":"async","credential":{"ssm_parameter":"/p","ssm_region":"us-east-1"}},
             "storage":{"device":"/dev/xvdf","mount_point":"/data","max_size_gib":10,
@@ -588,6 +680,9 @@ pub(crate) mod tests {
         assert_eq!(cfg.replication.user, "strata_repl");
         assert_eq!(cfg.replication.ack_timeout_ms, 10_000);
         assert_eq!(cfg.local.port, 3306);
+        assert_eq!(cfg.admin, None);
+        assert_eq!(cfg.install, Install::default());
+        assert!(cfg.install.engine_packages);
         assert_eq!(
             cfg.server_config_path(),
             "/etc/mysql/mysql.conf.d/90-strata.cnf"
@@ -602,7 +697,7 @@ pub(crate) mod tests {
             err.to_string().contains("unknown variant `postgres`"),
             "{err}"
         );
-        let extra = GOLDEN.replace("\"version\": 1,", "\"version\": 1, \"password\": \"x\",");
+        let extra = GOLDEN.replace("\"version\": 2,", "\"version\": 2, \"password\": \"x\",");
         let err = NodeConfig::from_json(&extra).unwrap_err();
         assert!(
             err.to_string().contains("unknown field `password`"),
@@ -612,12 +707,12 @@ pub(crate) mod tests {
 
     #[test]
     fn other_versions_are_rejected_by_version() {
-        let v2 = GOLDEN.replace("\"version\": 1", "\"version\": 2");
+        let v1 = GOLDEN.replace("\"version\": 2", "\"version\": 1");
         assert_eq!(
-            NodeConfig::from_json(&v2).unwrap_err(),
+            NodeConfig::from_json(&v1).unwrap_err(),
             ConfigError::UnsupportedVersion {
-                found: 2,
-                expected: 1
+                found: 1,
+                expected: 2
             }
         );
     }

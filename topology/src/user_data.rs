@@ -116,7 +116,7 @@ mod tests {
     fn round_trips_plain_and_base64() {
         let cfg = sample_replica();
         let ud = render_user_data(&cfg);
-        assert!(ud.starts_with("#!/bin/bash\n# strata-node-config v1\n"));
+        assert!(ud.starts_with("#!/bin/bash\n# strata-node-config v2\n"));
         assert!(
             ud.contains("ExecStart=/usr/local/bin/strata-agent run --config /etc/strata/node.json")
         );

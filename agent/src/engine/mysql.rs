@@ -349,6 +349,8 @@ mod tests {
                 grow_by_percent: 20,
                 min_step_gib: 10,
             },
+            admin: None,
+            install: Default::default(),
             tags: Default::default(),
         }
     }

@@ -137,6 +137,8 @@ pub fn node_config(
             grow_by_percent: 20,
             min_step_gib: 1,
         },
+        admin: None,
+        install: Default::default(),
         tags: BTreeMap::new(),
     }
 }

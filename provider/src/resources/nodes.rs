@@ -97,6 +97,8 @@ pub fn node_config(
             grow_by_percent: 20,
             min_step_gib: 10,
         },
+        admin: None,
+        install: Default::default(),
         tags: BTreeMap::new(),
     }
 }
