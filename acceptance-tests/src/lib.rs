@@ -6,6 +6,7 @@
 //! It owns no provider logic: everything here drives real processes from the outside.
 
 pub mod network;
+pub mod nodes;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{Read, Write};
