@@ -139,7 +139,10 @@ impl Cloud {
                     });
                 }
             }
-            token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            token = resp
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
             if token.is_none() {
                 break;
             }
@@ -172,7 +175,11 @@ impl Cloud {
             .send()
             .await
             .map_err(|e| aws_err("DescribeInstanceAttribute(userData)", e))?;
-        let Some(b64) = resp.user_data().and_then(|u| u.value()).filter(|v| !v.is_empty()) else {
+        let Some(b64) = resp
+            .user_data()
+            .and_then(|u| u.value())
+            .filter(|v| !v.is_empty())
+        else {
             return Ok(None);
         };
         base64::engine::general_purpose::STANDARD
@@ -183,7 +190,11 @@ impl Cloud {
 
     /// The role behind an instance profile ARN; the profile's name when IAM cannot tell.
     pub async fn role_name(&self, profile_arn: &str) -> String {
-        let profile = profile_arn.rsplit('/').next().unwrap_or(profile_arn).to_string();
+        let profile = profile_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(profile_arn)
+            .to_string();
         match self
             .iam
             .get_instance_profile()

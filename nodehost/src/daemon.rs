@@ -88,10 +88,13 @@ pub fn running_daemon(state: &StateDir) -> Option<i32> {
 /// Runs the daemon until SIGTERM/SIGINT, then stops its nodes and removes what it made.
 pub async fn run(cfg: Config) -> Result<()> {
     if cfg.clusters.is_empty() || cfg.regions.is_empty() {
-        return Err(Error::Invalid("give at least one --cluster and one --region".into()));
+        return Err(Error::Invalid(
+            "give at least one --cluster and one --region".into(),
+        ));
     }
     let image = cfg.image.clone();
-    if !image.join("usr/lib/systemd/systemd").exists() && !image.join("lib/systemd/systemd").exists()
+    if !image.join("usr/lib/systemd/systemd").exists()
+        && !image.join("lib/systemd/systemd").exists()
     {
         return Err(Error::Invalid(format!(
             "{} is not a node image (no systemd); build it with scripts/node-image",
@@ -126,9 +129,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     net::ensure_router(&cfg.router_netns).await?;
     let registry = Registry::default();
     let imds = net::bind_in_netns(&cfg.router_netns, SocketAddr::from((IMDS_ADDR, 80)))?;
-    let fwd = net::bind_in_netns(&cfg.router_netns, SocketAddr::from((IMDS_ADDR, FORWARD_PORT)))?;
-    let target = crate::forward::endpoint_authority(&cfg.endpoint)
-        .ok_or_else(|| Error::Invalid(format!("endpoint {} is not http://host:port", cfg.endpoint)))?;
+    let fwd = net::bind_in_netns(
+        &cfg.router_netns,
+        SocketAddr::from((IMDS_ADDR, FORWARD_PORT)),
+    )?;
+    let target = crate::forward::endpoint_authority(&cfg.endpoint).ok_or_else(|| {
+        Error::Invalid(format!("endpoint {} is not http://host:port", cfg.endpoint))
+    })?;
     let imds = tokio::net::TcpListener::from_std(imds)
         .map_err(|e| Error::io("registering the IMDS socket", e))?;
     let fwd = tokio::net::TcpListener::from_std(fwd)
@@ -195,7 +202,9 @@ async fn reconcile(host: &Arc<Host>) {
                     seen.insert(i.id.clone(), i);
                 }
             }
-            Err(e) => tracing::warn!(region, error = %e, "DescribeInstances failed; retrying next poll"),
+            Err(e) => {
+                tracing::warn!(region, error = %e, "DescribeInstances failed; retrying next poll")
+            }
         }
     }
     let records = match host.state.nodes() {
@@ -216,8 +225,10 @@ async fn reconcile(host: &Arc<Host>) {
             work.push((rec.instance_id.clone(), Desired::Terminate, None));
         }
     }
-    let by_id: HashMap<&str, &NodeRecord> =
-        records.iter().map(|r| (r.instance_id.as_str(), r)).collect();
+    let by_id: HashMap<&str, &NodeRecord> = records
+        .iter()
+        .map(|r| (r.instance_id.as_str(), r))
+        .collect();
     for (id, desired, inst) in work {
         let slot = match host.slots.lock() {
             Ok(mut s) => s.entry(id.clone()).or_default().clone(),
@@ -257,7 +268,10 @@ async fn reconcile(host: &Arc<Host>) {
             continue;
         }
         if desired == Desired::Run && rec.is_some_and(|r| r.state == NodeState::Running) {
-            tracing::warn!(instance = id, "node's container exited while its instance runs; booting it again");
+            tracing::warn!(
+                instance = id,
+                "node's container exited while its instance runs; booting it again"
+            );
         }
         slot.busy.store(true, Ordering::SeqCst);
         let host = host.clone();
@@ -315,7 +329,10 @@ async fn boot(host: &Host, slot: &Slot, inst: &Instance) -> Result<()> {
     let dir = host.state.node_dir(&inst.id);
     let root = dir.join("root");
     let netns = net::node_netns(&inst.id);
-    let hostname = inst.private_dns_name.clone().unwrap_or_else(|| inst.id.clone());
+    let hostname = inst
+        .private_dns_name
+        .clone()
+        .unwrap_or_else(|| inst.id.clone());
     let previous = host.state.node(&inst.id)?;
     if let Some(prev) = &previous
         && prev.state != NodeState::Stopped
@@ -401,8 +418,15 @@ async fn teardown(host: &Host, slot: &Slot, id: &str, purge: bool) -> Result<()>
     };
     tracing::info!(instance = id, purge, "stopping node");
     host.registry.remove(rec.private_ip, id);
-    take_down_node(&host.state, &host.cfg.router_netns, rec, child, host.cfg.stop_grace, purge)
-        .await
+    take_down_node(
+        &host.state,
+        &host.cfg.router_netns,
+        rec,
+        child,
+        host.cfg.stop_grace,
+        purge,
+    )
+    .await
 }
 
 async fn take_down_node(
@@ -521,12 +545,14 @@ pub fn status(state_dir: &std::path::Path) -> Result<Vec<NodeStatus>> {
 /// code.
 pub fn exec(state_dir: &std::path::Path, instance_id: &str, cmd: &[String]) -> Result<i32> {
     let state = StateDir::new(state_dir)?;
-    let rec = state
-        .node(instance_id)?
-        .ok_or_else(|| Error::Invalid(format!("no node {instance_id} in {}", state_dir.display())))?;
+    let rec = state.node(instance_id)?.ok_or_else(|| {
+        Error::Invalid(format!("no node {instance_id} in {}", state_dir.display()))
+    })?;
     let leader = rec
         .leader_pid
-        .filter(|p| rec.state == NodeState::Running && node::is_our_leader(*p, rec.netns.as_deref()))
+        .filter(|p| {
+            rec.state == NodeState::Running && node::is_our_leader(*p, rec.netns.as_deref())
+        })
         .ok_or_else(|| Error::Invalid(format!("node {instance_id} is not running")))?;
     if cmd.is_empty() {
         return Err(Error::Invalid("exec needs a command after --".into()));

@@ -29,9 +29,12 @@ pub async fn serve(listener: TcpListener, target: String) {
                 tokio::spawn(async move {
                     match TcpStream::connect(&target).await {
                         Ok(mut outbound) => {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
-                        Err(e) => tracing::warn!(%peer, target, error = %e, "AWS forwarder cannot reach the endpoint"),
+                        Err(e) => {
+                            tracing::warn!(%peer, target, error = %e, "AWS forwarder cannot reach the endpoint")
+                        }
                     }
                 });
             }
@@ -48,7 +51,10 @@ mod tests {
     #[test]
     fn authority() {
         use super::endpoint_authority as a;
-        assert_eq!(a("http://127.0.0.1:4566").as_deref(), Some("127.0.0.1:4566"));
+        assert_eq!(
+            a("http://127.0.0.1:4566").as_deref(),
+            Some("127.0.0.1:4566")
+        );
         assert_eq!(a("http://localhost/").as_deref(), Some("localhost:80"));
         assert_eq!(a("ftp://x"), None);
     }

@@ -198,13 +198,9 @@ pub fn handle(reg: &Registry, ip: Ipv4Addr, req: &Request) -> Response {
         "/latest/meta-data/hostname" | "/latest/meta-data/local-hostname" => {
             Response::text(200, m.hostname)
         }
-        "/latest/meta-data/placement" => {
-            Response::text(200, "availability-zone\nregion")
-        }
+        "/latest/meta-data/placement" => Response::text(200, "availability-zone\nregion"),
         "/latest/meta-data/placement/region" => Response::text(200, m.region),
-        "/latest/meta-data/placement/availability-zone" => {
-            Response::text(200, m.availability_zone)
-        }
+        "/latest/meta-data/placement/availability-zone" => Response::text(200, m.availability_zone),
         "/latest/meta-data/iam" => match &m.role {
             Some(_) => Response::text(200, "info\nsecurity-credentials/"),
             None => Response::text(404, ""),
@@ -331,7 +327,11 @@ async fn connection(mut stream: TcpStream, ip: Ipv4Addr, reg: &Registry) -> std:
         for (k, v) in &resp.extra {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(if close { "Connection: close\r\n\r\n" } else { "\r\n" });
+        out.push_str(if close {
+            "Connection: close\r\n\r\n"
+        } else {
+            "\r\n"
+        });
         stream.write_all(out.as_bytes()).await?;
         if req.method != "HEAD" {
             stream.write_all(&resp.body).await?;
@@ -379,40 +379,77 @@ mod tests {
     #[test]
     fn imdsv2_token_flow_and_paths() {
         let (reg, ip) = reg();
-        assert_eq!(handle(&reg, ip, &req("GET", "/latest/meta-data/instance-id", &[])).status, 401);
-        assert_eq!(handle(&reg, ip, &req("PUT", "/latest/api/token", &[])).status, 400);
+        assert_eq!(
+            handle(&reg, ip, &req("GET", "/latest/meta-data/instance-id", &[])).status,
+            401
+        );
+        assert_eq!(
+            handle(&reg, ip, &req("PUT", "/latest/api/token", &[])).status,
+            400
+        );
         let t = handle(
             &reg,
             ip,
-            &req("PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60")]),
+            &req(
+                "PUT",
+                "/latest/api/token",
+                &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+            ),
         );
         assert_eq!(t.status, 200);
         let token = String::from_utf8(t.body).unwrap();
-        let get = |p: &str| handle(&reg, ip, &req("GET", p, &[("X-aws-ec2-metadata-token", &token)]));
+        let get = |p: &str| {
+            handle(
+                &reg,
+                ip,
+                &req("GET", p, &[("X-aws-ec2-metadata-token", &token)]),
+            )
+        };
         assert_eq!(get("/latest/meta-data/instance-id").body, b"i-abc");
         assert_eq!(get("/latest/meta-data/placement/region").body, b"eu-west-1");
         assert_eq!(get("/latest/user-data").body, b"#!/bin/sh\n\x00\xffbytes");
-        assert_eq!(get("/latest/meta-data/iam/security-credentials/").body, b"node-role");
-        let creds: serde_json::Value =
-            serde_json::from_slice(&get("/latest/meta-data/iam/security-credentials/node-role").body).unwrap();
+        assert_eq!(
+            get("/latest/meta-data/iam/security-credentials/").body,
+            b"node-role"
+        );
+        let creds: serde_json::Value = serde_json::from_slice(
+            &get("/latest/meta-data/iam/security-credentials/node-role").body,
+        )
+        .unwrap();
         assert_eq!(creds["Code"], "Success");
         assert_eq!(creds["Expiration"], EXPIRATION);
-        assert_eq!(get("/latest/meta-data/iam/security-credentials/other").status, 404);
+        assert_eq!(
+            get("/latest/meta-data/iam/security-credentials/other").status,
+            404
+        );
         let doc: serde_json::Value =
-            serde_json::from_slice(&get("/latest/dynamic/instance-identity/document").body).unwrap();
+            serde_json::from_slice(&get("/latest/dynamic/instance-identity/document").body)
+                .unwrap();
         assert_eq!(doc["privateIp"], "10.1.1.5");
         assert_eq!(doc["accountId"], "000000000000");
         // A token is bound to the address it was issued to.
         let other = Ipv4Addr::new(10, 1, 1, 6);
         assert_eq!(
-            handle(&reg, other, &req("GET", "/latest/meta-data/instance-id", &[("X-aws-ec2-metadata-token", &token)])).status,
+            handle(
+                &reg,
+                other,
+                &req(
+                    "GET",
+                    "/latest/meta-data/instance-id",
+                    &[("X-aws-ec2-metadata-token", &token)]
+                )
+            )
+            .status,
             401
         );
     }
 
     #[test]
     fn request_heads_parse() {
-        let r = parse_head("GET /latest/meta-data/?x=1 HTTP/1.1\r\nHost: a\r\nX-Aws-Ec2-Metadata-Token: t").unwrap();
+        let r = parse_head(
+            "GET /latest/meta-data/?x=1 HTTP/1.1\r\nHost: a\r\nX-Aws-Ec2-Metadata-Token: t",
+        )
+        .unwrap();
         assert_eq!(r.path, "/latest/meta-data/");
         assert_eq!(r.headers["x-aws-ec2-metadata-token"], "t");
     }

@@ -111,7 +111,9 @@ pub async fn ensure_router(netns: &str) -> Result<()> {
         &["File exists"],
     )
     .await?;
-    in_netns(netns, || std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1\n"))?;
+    in_netns(netns, || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1\n")
+    })?;
     Ok(())
 }
 
@@ -181,13 +183,27 @@ pub async fn node_up(router_netns: &str, bridge: &str, node: &NodeRecord) -> Res
     run_tolerating(
         "ip",
         &[
-            "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", veth, "netns",
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            veth,
+            "netns",
             router_netns,
         ],
         &["File exists"],
     )
     .await?;
-    run("ip", &["-n", router_netns, "link", "set", veth, "master", bridge]).await?;
+    run(
+        "ip",
+        &["-n", router_netns, "link", "set", veth, "master", bridge],
+    )
+    .await?;
     run("ip", &["-n", router_netns, "link", "set", veth, "up"]).await?;
     run("ip", &["-n", ns, "link", "set", "lo", "up"]).await?;
     let addr = format!("{}/{}", node.private_ip, node.prefix);
@@ -201,7 +217,9 @@ pub async fn node_up(router_netns: &str, bridge: &str, node: &NodeRecord) -> Res
     let gw = node.gateway.to_string();
     run(
         "ip",
-        &["-n", ns, "route", "replace", "default", "via", &gw, "dev", "eth0"],
+        &[
+            "-n", ns, "route", "replace", "default", "via", &gw, "dev", "eth0",
+        ],
     )
     .await?;
     Ok(())

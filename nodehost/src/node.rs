@@ -32,7 +32,8 @@ pub async fn mount_root(image: &Path, node_dir: &Path) -> Result<PathBuf> {
     let work = node_dir.join("work");
     let root = node_dir.join("root");
     for d in [&upper, &work, &root] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
     }
     if !is_mounted(&root) {
         let opts = format!(
@@ -43,7 +44,14 @@ pub async fn mount_root(image: &Path, node_dir: &Path) -> Result<PathBuf> {
         );
         run(
             "mount",
-            &["-t", "overlay", "overlay", "-o", &opts, &root.to_string_lossy()],
+            &[
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &opts,
+                &root.to_string_lossy(),
+            ],
         )
         .await?;
     }
@@ -55,7 +63,9 @@ pub async fn unmount_root(root: &Path) -> Result<()> {
         if !is_mounted(root) {
             return Ok(());
         }
-        run_tolerating("umount", &[&root.to_string_lossy()], &["not mounted"]).await.ok();
+        run_tolerating("umount", &[&root.to_string_lossy()], &["not mounted"])
+            .await
+            .ok();
         if !is_mounted(root) {
             return Ok(());
         }
@@ -96,7 +106,10 @@ pub fn write_node_files(root: &Path, node: &NodeRecord) -> Result<()> {
     )?;
     // A stable machine id per instance keeps the journal across stop/start.
     let digest = Sha256::digest(node.instance_id.as_bytes());
-    write("etc/machine-id", format!("{}\n", &hex::encode(digest)[..32]))?;
+    write(
+        "etc/machine-id",
+        format!("{}\n", &hex::encode(digest)[..32]),
+    )?;
     Ok(())
 }
 
@@ -137,8 +150,12 @@ pub fn spawn_container(
         .stderr(log2)
         .process_group(0)
         .kill_on_drop(false);
-    cmd.spawn()
-        .map_err(|e| Error::io("starting systemd-nspawn (apt-get install systemd-container)", e))
+    cmd.spawn().map_err(|e| {
+        Error::io(
+            "starting systemd-nspawn (apt-get install systemd-container)",
+            e,
+        )
+    })
 }
 
 pub fn machine_name(instance_id: &str) -> String {
@@ -165,9 +182,7 @@ pub fn is_our_nspawn(pid: i32, root: &Path) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let root = root.as_os_str().as_encoded_bytes();
     alive(pid)
-        && args
-            .first()
-            .is_some_and(|a| a.ends_with(b"systemd-nspawn"))
+        && args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"))
         && args.contains(&root)
 }
 
@@ -188,7 +203,11 @@ pub fn is_our_leader(pid: i32, netns: Option<&str>) -> bool {
 pub fn find_leader(nspawn_pid: i32) -> Option<i32> {
     let entries = std::fs::read_dir("/proc").ok()?;
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -206,7 +225,8 @@ pub fn find_leader(nspawn_pid: i32) -> Option<i32> {
             let parts: Vec<&str> = n.split_whitespace().collect();
             parts.len() >= 2 && parts.last() == Some(&"1")
         });
-        if nspid_is_1 && ppid.is_some_and(|pp| pp == nspawn_pid || parent_of(pp) == Some(nspawn_pid))
+        if nspid_is_1
+            && ppid.is_some_and(|pp| pp == nspawn_pid || parent_of(pp) == Some(nspawn_pid))
         {
             return Some(pid);
         }

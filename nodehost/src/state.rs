@@ -109,8 +109,8 @@ impl StateDir {
     pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
         let dir = self.root.join("nodes");
         let mut out = Vec::new();
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
             if let Some(name) = entry.file_name().to_str()

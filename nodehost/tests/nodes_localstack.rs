@@ -23,7 +23,10 @@ fn endpoint() -> String {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn ec2(region: &str) -> aws_sdk_ec2::Client {
@@ -31,7 +34,13 @@ fn ec2(region: &str) -> aws_sdk_ec2::Client {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "nodehost-tests"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "nodehost-tests",
+        ))
         .build();
     aws_sdk_ec2::Client::from_conf(conf)
 }
@@ -42,7 +51,11 @@ fn iam() -> aws_sdk_iam::Client {
         .region(aws_sdk_iam::config::Region::new(HOME))
         .endpoint_url(endpoint())
         .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "test", "test", None, None, "nodehost-tests",
+            "test",
+            "test",
+            None,
+            None,
+            "nodehost-tests",
         ))
         .build();
     aws_sdk_iam::Client::from_conf(conf)
@@ -58,10 +71,18 @@ fn require_tools() {
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "{NEEDS}: {tool} is missing (apt-get install systemd-container iproute2)");
+        assert!(
+            ok,
+            "{NEEDS}: {tool} is missing (apt-get install systemd-container iproute2)"
+        );
     }
     let health = Command::new("curl")
-        .args(["-sf", "--noproxy", "*", &format!("{}/_localstack/health", endpoint())])
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            &format!("{}/_localstack/health", endpoint()),
+        ])
         .output()
         .expect("curl");
     assert!(
@@ -150,14 +171,23 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
 fn netns_list() -> String {
-    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout)
-        .into_owned()
+    String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned()
 }
 
 /// The user-data: writes the instance id, tags its own instance through EC2 with the IMDS role
@@ -199,7 +229,10 @@ async fn tag_value(region: &str, id: &str, key: &str) -> Option<String> {
         .send()
         .await
         .ok()?;
-    resp.tags().first().and_then(|t| t.value()).map(str::to_string)
+    resp.tags()
+        .first()
+        .and_then(|t| t.value())
+        .map(str::to_string)
 }
 
 async fn instance_state(region: &str, id: &str) -> String {
@@ -219,7 +252,12 @@ async fn instance_state(region: &str, id: &str) -> String {
 /// VPC + subnets in a region; returns the subnet ids.
 async fn network(region: &str, vpc_cidr: &str, subnets: &[&str]) -> Vec<String> {
     let c = ec2(region);
-    let vpc = c.create_vpc().cidr_block(vpc_cidr).send().await.expect("CreateVpc");
+    let vpc = c
+        .create_vpc()
+        .cidr_block(vpc_cidr)
+        .send()
+        .await
+        .expect("CreateVpc");
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
     let mut out = Vec::new();
     for (i, cidr) in subnets.iter().enumerate() {
@@ -237,7 +275,12 @@ async fn network(region: &str, vpc_cidr: &str, subnets: &[&str]) -> Vec<String> 
     out
 }
 
-async fn run_instance(region: &str, subnet: &str, cluster: &str, profile: &str) -> (String, String) {
+async fn run_instance(
+    region: &str,
+    subnet: &str,
+    cluster: &str,
+    profile: &str,
+) -> (String, String) {
     let resp = ec2(region)
         .run_instances()
         .image_id("ami-03cf127a")
@@ -246,7 +289,11 @@ async fn run_instance(region: &str, subnet: &str, cluster: &str, profile: &str) 
         .max_count(1)
         .subnet_id(subnet)
         .user_data(base64::engine::general_purpose::STANDARD.encode(USER_DATA))
-        .iam_instance_profile(IamInstanceProfileSpecification::builder().name(profile).build())
+        .iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(profile)
+                .build(),
+        )
         .tag_specifications(
             TagSpecification::builder()
                 .resource_type(ResourceType::Instance)
@@ -264,7 +311,9 @@ async fn run_instance(region: &str, subnet: &str, cluster: &str, profile: &str) 
 }
 
 fn read_f64s(s: &str) -> Vec<f64> {
-    s.split_whitespace().filter_map(|x| x.parse().ok()).collect()
+    s.split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,8 +362,22 @@ async fn localstack_instances_boot_as_real_nodes() {
     let mut daemon = Daemon {
         child: Some(
             Command::new(bin())
-                .args(["run", "--endpoint", &endpoint(), "--region", HOME, "--region", OTHER])
-                .args(["--cluster", &cluster, "--router-netns", &router, "--state-dir"])
+                .args([
+                    "run",
+                    "--endpoint",
+                    &endpoint(),
+                    "--region",
+                    HOME,
+                    "--region",
+                    OTHER,
+                ])
+                .args([
+                    "--cluster",
+                    &cluster,
+                    "--router-netns",
+                    &router,
+                    "--state-dir",
+                ])
                 .arg(&state_dir)
                 .arg("--image")
                 .arg(&image)
@@ -333,7 +396,11 @@ async fn localstack_instances_boot_as_real_nodes() {
     for (region, id) in [(HOME, &a), (OTHER, &b)] {
         let start = Instant::now();
         loop {
-            if tag_value(region, id, "nodehost-test:stage").await.as_deref() == Some("ready") {
+            if tag_value(region, id, "nodehost-test:stage")
+                .await
+                .as_deref()
+                == Some("ready")
+            {
                 break;
             }
             assert!(
@@ -350,9 +417,14 @@ async fn localstack_instances_boot_as_real_nodes() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    eprintln!("both nodes ready {:.1} s after RunInstances", launched.elapsed().as_secs_f64());
+    eprintln!(
+        "both nodes ready {:.1} s after RunInstances",
+        launched.elapsed().as_secs_f64()
+    );
     for id in [&a, &b] {
-        let booted = node_status(&state_dir, id).unwrap()["booted_at"].as_f64().unwrap();
+        let booted = node_status(&state_dir, id).unwrap()["booted_at"]
+            .as_f64()
+            .unwrap();
         let (rc, out) = exec(
             &state_dir,
             id,
@@ -368,8 +440,14 @@ async fn localstack_instances_boot_as_real_nodes() {
     }
 
     // exec: sees the node's files, passes the exit status through.
-    assert_eq!(exec(&state_dir, &a, "cat /root/instance-id"), (0, a.clone()));
-    assert_eq!(exec(&state_dir, &b, "cat /root/instance-id"), (0, b.clone()));
+    assert_eq!(
+        exec(&state_dir, &a, "cat /root/instance-id"),
+        (0, a.clone())
+    );
+    assert_eq!(
+        exec(&state_dir, &b, "cat /root/instance-id"),
+        (0, b.clone())
+    );
     assert_eq!(exec(&state_dir, &a, "exit 7").0, 7);
     assert_eq!(
         exec(
@@ -379,47 +457,104 @@ async fn localstack_instances_boot_as_real_nodes() {
              systemctl show-environment | grep AWS_ENDPOINT_URL"
         )
         .1,
-        format!("http://169.254.169.254:4566\n{a_ip}/24\nAWS_ENDPOINT_URL=http://169.254.169.254:4566")
+        format!(
+            "http://169.254.169.254:4566\n{a_ip}/24\nAWS_ENDPOINT_URL=http://169.254.169.254:4566"
+        )
     );
 
     // Across the two VPCs (regions): MariaDB answers on each node's private IP.
     for (from, to_ip) in [(&a, &b_ip), (&b, &a_ip)] {
-        let (rc, _) = exec(&state_dir, from, &format!("timeout 5 bash -c '</dev/tcp/{to_ip}/3306'"));
+        let (rc, _) = exec(
+            &state_dir,
+            from,
+            &format!("timeout 5 bash -c '</dev/tcp/{to_ip}/3306'"),
+        );
         assert_eq!(rc, 0, "{from} cannot reach {to_ip}:3306");
     }
 
     // Stop: the container's processes are gone, the root is kept.
-    let leader = node_status(&state_dir, &a).unwrap()["leader_pid"].as_i64().unwrap();
-    ec2(HOME).stop_instances().instance_ids(&a).send().await.expect("StopInstances");
+    let leader = node_status(&state_dir, &a).unwrap()["leader_pid"]
+        .as_i64()
+        .unwrap();
+    ec2(HOME)
+        .stop_instances()
+        .instance_ids(&a)
+        .send()
+        .await
+        .expect("StopInstances");
     wait_for("node A stopped", Duration::from_secs(120), || {
         (node_status(&state_dir, &a)?["state"] == "stopped").then_some(())
     });
-    assert!(!Path::new(&format!("/proc/{leader}")).exists(), "node A's PID 1 survived the stop");
+    assert!(
+        !Path::new(&format!("/proc/{leader}")).exists(),
+        "node A's PID 1 survived the stop"
+    );
     assert!(!netns_list().contains(&format!("strata-{a}")));
-    assert!(state_dir.join(format!("nodes/{a}/upper/root/instance-id")).exists());
+    assert!(
+        state_dir
+            .join(format!("nodes/{a}/upper/root/instance-id"))
+            .exists()
+    );
 
     // Start: boots again, user-data is not run a second time.
-    let started_at_before = std::fs::read_to_string(
-        state_dir.join(format!("nodes/{a}/upper/var/lib/strata-user-data/{a}/started-at")),
-    )
+    let started_at_before = std::fs::read_to_string(state_dir.join(format!(
+        "nodes/{a}/upper/var/lib/strata-user-data/{a}/started-at"
+    )))
     .unwrap();
-    ec2(HOME).start_instances().instance_ids(&a).send().await.expect("StartInstances");
+    ec2(HOME)
+        .start_instances()
+        .instance_ids(&a)
+        .send()
+        .await
+        .expect("StartInstances");
     wait_for("node A running again", Duration::from_secs(120), || {
         (node_status(&state_dir, &a)?["state"] == "running").then_some(())
     });
-    wait_for("the first-boot runner to finish on A", Duration::from_secs(120), || {
-        let (_, out) = exec(&state_dir, &a, "grep -c 'not running it again' /var/log/strata-user-data.log");
-        (out == "1").then_some(())
-    });
-    let (_, started_at_after) = exec(&state_dir, &a, &format!("cat /var/lib/strata-user-data/{a}/started-at"));
+    wait_for(
+        "the first-boot runner to finish on A",
+        Duration::from_secs(120),
+        || {
+            let (_, out) = exec(
+                &state_dir,
+                &a,
+                "grep -c 'not running it again' /var/log/strata-user-data.log",
+            );
+            (out == "1").then_some(())
+        },
+    );
+    let (_, started_at_after) = exec(
+        &state_dir,
+        &a,
+        &format!("cat /var/lib/strata-user-data/{a}/started-at"),
+    );
     assert_eq!(started_at_after, started_at_before.trim());
-    wait_for("MariaDB on A after restart", Duration::from_secs(120), || {
-        (exec(&state_dir, &b, &format!("timeout 5 bash -c '</dev/tcp/{a_ip}/3306'")).0 == 0).then_some(())
-    });
+    wait_for(
+        "MariaDB on A after restart",
+        Duration::from_secs(120),
+        || {
+            (exec(
+                &state_dir,
+                &b,
+                &format!("timeout 5 bash -c '</dev/tcp/{a_ip}/3306'"),
+            )
+            .0 == 0)
+                .then_some(())
+        },
+    );
 
     // Terminate: no namespace, veth, mount or state left.
-    ec2(HOME).terminate_instances().instance_ids(&a).send().await.expect("TerminateInstances");
-    ec2(OTHER).terminate_instances().instance_ids(&b).send().await.expect("TerminateInstances");
+    ec2(HOME)
+        .terminate_instances()
+        .instance_ids(&a)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    ec2(OTHER)
+        .terminate_instances()
+        .instance_ids(&b)
+        .send()
+        .await
+        .expect("TerminateInstances");
     for id in [&a, &b] {
         wait_for("node removed", Duration::from_secs(120), || {
             (!state_dir.join(format!("nodes/{id}")).exists()).then_some(())
@@ -444,7 +579,10 @@ async fn localstack_instances_boot_as_real_nodes() {
         .status()
         .unwrap();
     assert!(down.success());
-    assert!(!netns_list().contains(&router), "router namespace {router} left");
+    assert!(
+        !netns_list().contains(&router),
+        "router namespace {router} left"
+    );
     assert!(!state_dir.join("router.json").exists());
     let _ = std::fs::remove_dir_all(&state_dir);
 }
