@@ -11,12 +11,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
+/// What iproute2 says (depending on its version) when an address is already on the link.
+const ADDRESS_EXISTS: &[&str] = &["File exists", "Address already assigned"];
+
 pub fn netns_path(name: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(name)
 }
 
 pub fn netns_exists(name: &str) -> bool {
-    netns_path(name).exists()
+    // An empty name would be /run/netns itself.
+    !name.is_empty() && !name.contains('/') && netns_path(name).exists()
 }
 
 /// The node's namespace name.
@@ -108,7 +112,7 @@ pub async fn ensure_router(netns: &str) -> Result<()> {
     run_tolerating(
         "ip",
         &["-n", netns, "addr", "add", &imds, "dev", "lo"],
-        &["File exists"],
+        ADDRESS_EXISTS,
     )
     .await?;
     in_netns(netns, || {
@@ -160,7 +164,7 @@ pub async fn ensure_gateway(
     run_tolerating(
         "ip",
         &["-n", &router.netns, "addr", "add", &addr, "dev", bridge],
-        &["File exists"],
+        ADDRESS_EXISTS,
     )
     .await?;
     Ok(())
@@ -210,7 +214,7 @@ pub async fn node_up(router_netns: &str, bridge: &str, node: &NodeRecord) -> Res
     run_tolerating(
         "ip",
         &["-n", ns, "addr", "add", &addr, "dev", "eth0"],
-        &["File exists"],
+        ADDRESS_EXISTS,
     )
     .await?;
     run("ip", &["-n", ns, "link", "set", "eth0", "up"]).await?;
