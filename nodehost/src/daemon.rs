@@ -480,7 +480,10 @@ pub async fn cleanup(state: &StateDir, purge: bool, grace: Duration) -> Result<(
 /// `down`: stops the daemon of this state folder if one runs (it cleans up as it exits), then
 /// removes whatever is still recorded.
 pub async fn down(state_dir: &std::path::Path, purge: bool, grace: Duration) -> Result<()> {
-    let state = StateDir::new(state_dir)?;
+    // Nothing was ever made there: nothing to take down (and no folder to create).
+    let Some(state) = StateDir::open(state_dir)? else {
+        return Ok(());
+    };
     if let Some(pid) = running_daemon(&state) {
         // SAFETY: kill(2) on the PID the file names, checked to be a strata-nodehost.
         unsafe {
@@ -514,7 +517,9 @@ pub struct NodeStatus {
 }
 
 pub fn status(state_dir: &std::path::Path) -> Result<Vec<NodeStatus>> {
-    let state = StateDir::new(state_dir)?;
+    let Some(state) = StateDir::open(state_dir)? else {
+        return Ok(Vec::new());
+    };
     Ok(state
         .nodes()?
         .into_iter()
@@ -544,7 +549,8 @@ pub fn status(state_dir: &std::path::Path) -> Result<Vec<NodeStatus>> {
 /// `exec`: runs a command inside a booted node with the node's environment; returns its exit
 /// code.
 pub fn exec(state_dir: &std::path::Path, instance_id: &str, cmd: &[String]) -> Result<i32> {
-    let state = StateDir::new(state_dir)?;
+    let state = StateDir::open(state_dir)?
+        .ok_or_else(|| Error::Invalid(format!("no node host state in {}", state_dir.display())))?;
     let rec = state.node(instance_id)?.ok_or_else(|| {
         Error::Invalid(format!("no node {instance_id} in {}", state_dir.display()))
     })?;

@@ -70,6 +70,15 @@ impl StateDir {
         Ok(StateDir { root })
     }
 
+    /// An existing state folder, without creating it: `None` when there is none.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Option<Self>> {
+        let root = root.into();
+        if !root.join("nodes").is_dir() {
+            return Ok(None);
+        }
+        Self::new(root).map(Some)
+    }
+
     pub fn path(&self) -> &Path {
         &self.root
     }

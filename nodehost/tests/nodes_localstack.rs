@@ -108,6 +108,7 @@ fn bin() -> &'static str {
 struct Daemon {
     child: Option<Child>,
     state_dir: PathBuf,
+    log: PathBuf,
 }
 
 impl Daemon {
@@ -131,11 +132,64 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        // Roots and console logs stay for a post-mortem; a passing run removes the folder.
         let _ = Command::new(bin())
-            .args(["down", "--purge", "--state-dir"])
+            .args(["down", "--state-dir"])
             .arg(&self.state_dir)
             .status();
+        if self.state_dir.exists() {
+            eprintln!("node host state kept at {}", self.state_dir.display());
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- strata-nodehost log (last lines, newest first) ---\n{}",
+                tail.join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
+}
+
+/// A TCP proxy to LocalStack that the test can cut: while `cut`, connections are dropped at
+/// once, as during a LocalStack restart or hiccup.
+async fn flaky_proxy(target: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().unwrap();
+    let cut2 = cut.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if cut2.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let target = target.clone();
+            let cut3 = cut2.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                    // Kept-alive connections are cut too, not only new ones.
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = async {
+                            while !cut3.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        } => {}
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), cut)
 }
 
 fn exec(state: &Path, id: &str, script: &str) -> (i32, String) {
@@ -359,13 +413,20 @@ async fn localstack_instances_boot_as_real_nodes() {
         .await
         .expect("AddRoleToInstanceProfile");
 
+    let target = endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (proxy, cut) = flaky_proxy(target).await;
+    let log = std::env::temp_dir().join(format!("nodehost-test-{uniq}.log"));
+    let log_file = std::fs::File::create(&log).expect("daemon log");
     let mut daemon = Daemon {
         child: Some(
             Command::new(bin())
                 .args([
                     "run",
                     "--endpoint",
-                    &endpoint(),
+                    &proxy,
                     "--region",
                     HOME,
                     "--region",
@@ -381,10 +442,12 @@ async fn localstack_instances_boot_as_real_nodes() {
                 .arg(&state_dir)
                 .arg("--image")
                 .arg(&image)
+                .stderr(log_file)
                 .spawn()
                 .expect("starting strata-nodehost run"),
         ),
         state_dir: state_dir.clone(),
+        log: log.clone(),
     };
 
     let (a, a_ip) = run_instance(HOME, &home_subnets[1], &cluster, &profile).await;
@@ -470,6 +533,26 @@ async fn localstack_instances_boot_as_real_nodes() {
             &format!("timeout 5 bash -c '</dev/tcp/{to_ip}/3306'"),
         );
         assert_eq!(rc, 0, "{from} cannot reach {to_ip}:3306");
+    }
+
+    // A LocalStack hiccup (every call fails for a while) tears nothing down.
+    let leaders: Vec<serde_json::Value> = [&a, &b]
+        .iter()
+        .map(|id| node_status(&state_dir, id).unwrap()["leader_pid"].clone())
+        .collect();
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("DescribeInstances failed"),
+        "the daemon never saw the hiccup: the proxy did not cut it off"
+    );
+    for (id, leader) in [&a, &b].iter().zip(&leaders) {
+        let st = node_status(&state_dir, id).unwrap();
+        assert_eq!(st["state"], "running", "{id} after the hiccup: {st}");
+        assert_eq!(&st["leader_pid"], leader, "{id} was rebooted by the hiccup");
     }
 
     // Stop: the container's processes are gone, the root is kept.
