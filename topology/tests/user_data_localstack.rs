@@ -11,11 +11,8 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use strata_topology::{AGENT_BINARY_PATH, render_user_data};
 
 fn endpoint() -> String {
@@ -145,71 +142,6 @@ fn upload(bucket: &str, key: &str, bytes: &[u8], scratch: &std::path::Path) {
             &format!("{base}/{bucket}/{key}"),
         ],
     );
-}
-
-/// IMDSv2 for one instance: answers only requests that carry the token it handed out.
-struct Imds {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-fn imds(instance_id: &str) -> Imds {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    let id = instance_id.to_string();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut token_ok = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if lower.starts_with("x-aws-ec2-metadata-token: imds-token") {
-                    token_ok = true;
-                }
-            }
-            let mut parts = first.split_whitespace();
-            let method = parts.next().unwrap_or("").to_string();
-            let path = parts.next().unwrap_or("").to_string();
-            seen.lock().unwrap().push(format!("{method} {path}"));
-            let body = match (method.as_str(), path.as_str(), token_ok) {
-                ("PUT", "/latest/api/token", _) => Some("imds-token".to_string()),
-                ("GET", "/latest/meta-data/instance-id", true) => Some(id.clone()),
-                ("GET", "/latest/meta-data/placement/region", true) => Some("us-east-1".into()),
-                ("GET", "/latest/meta-data/iam/security-credentials/", true) => {
-                    Some("strata-node".into())
-                }
-                ("GET", "/latest/meta-data/iam/security-credentials/strata-node", true) => Some(
-                    "{\n  \"Code\" : \"Success\",\n  \"AccessKeyId\" : \"test\",\n  \"SecretAccessKey\" : \"test\",\n  \"Token\" : \"localstack-session\",\n  \"Expiration\" : \"2030-01-01T00:00:00Z\"\n}".into(),
-                ),
-                _ => None,
-            };
-            let reply = match body {
-                Some(b) => format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                    b.len()
-                ),
-                None if !token_ok => {
-                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .into()
-                }
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .into(),
-            };
-            let _ = conn.write_all(reply.as_bytes());
-        }
-    });
-    Imds { url, requests }
 }
 
 fn unique(tag: &str) -> String {

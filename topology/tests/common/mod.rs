@@ -2,9 +2,12 @@
 //! runner that executes the rendered script under bash with that root.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use strata_topology::NodeConfig;
 
 /// A source whose first boot installs MariaDB and fetches the agent from S3.
@@ -328,4 +331,150 @@ impl Run {
                 .join("\n")
         )
     }
+}
+
+/// IMDSv2 for one instance: answers only requests that carry the token it handed out.
+pub struct Imds {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn imds(instance_id: &str) -> Imds {
+    imds_with_secret(instance_id, "test")
+}
+
+/// IMDSv2 whose role credentials are AccessKeyId "test" and the given secret.
+pub fn imds_with_secret(instance_id: &str, secret: &str) -> Imds {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let id = instance_id.to_string();
+    let creds = format!(
+        "{{\n  \"Code\" : \"Success\",\n  \"AccessKeyId\" : \"test\",\n  \"SecretAccessKey\" : \"{secret}\",\n  \"Token\" : \"localstack-session\",\n  \"Expiration\" : \"2030-01-01T00:00:00Z\"\n}}"
+    );
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut token_ok = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if lower.starts_with("x-aws-ec2-metadata-token: imds-token") {
+                    token_ok = true;
+                }
+            }
+            let mut parts = first.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let path = parts.next().unwrap_or("").to_string();
+            seen.lock().unwrap().push(format!("{method} {path}"));
+            let body = match (method.as_str(), path.as_str(), token_ok) {
+                ("PUT", "/latest/api/token", _) => Some("imds-token".to_string()),
+                ("GET", "/latest/meta-data/instance-id", true) => Some(id.clone()),
+                ("GET", "/latest/meta-data/placement/region", true) => Some("us-east-1".into()),
+                ("GET", "/latest/meta-data/iam/security-credentials/", true) => {
+                    Some("strata-node".into())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/strata-node", true) => {
+                    Some(creds.clone())
+                }
+                _ => None,
+            };
+            let reply = match body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                ),
+                None if !token_ok => {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .into()
+                }
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .into(),
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    Imds { url, requests }
+}
+
+/// One HTTP request as a server saw it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A stand-in AWS endpoint that records every request: S3 GETs get `object`, anything else a
+/// CreateTags-style 200.
+pub struct FakeAws {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Captured>>>,
+}
+
+pub fn fake_aws(object: Vec<u8>) -> FakeAws {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim().to_string()));
+                }
+            }
+            let len = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let mut parts = first.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let path = parts.next().unwrap_or("").to_string();
+            let reply_body = if method == "GET" {
+                object.clone()
+            } else {
+                b"<CreateTagsResponse><return>true</return></CreateTagsResponse>".to_vec()
+            };
+            seen.lock().unwrap().push(Captured {
+                method,
+                path,
+                headers,
+                body,
+            });
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                reply_body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&reply_body);
+        }
+    });
+    FakeAws { url, requests }
 }
