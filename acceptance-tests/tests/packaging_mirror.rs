@@ -46,13 +46,32 @@ fn package_writes_zip_sums_manifest_and_mirror() {
     let zip = format!("terraform-provider-strata_{v}_linux_amd64.zip");
     let bin = format!("terraform-provider-strata_v{v}");
 
+    // The debug package (what tests build) carries this machine's agent; aarch64 is a gap.
+    let agent = "strata-agent_linux_x86_64";
     let listing = Command::new("unzip")
         .arg("-Z1")
         .arg(dist.join(&zip))
         .output()
         .unwrap();
     assert!(listing.status.success(), "unzip -Z1 {zip}: {listing:?}");
-    assert_eq!(String::from_utf8_lossy(&listing.stdout).trim(), bin);
+    let mut names: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![agent.to_string(), bin.clone()]);
+    // The agent in the zip: executable, and the same bytes as the mirror's copy.
+    let unzipped = tempfile::tempdir().unwrap();
+    let out = Command::new("unzip")
+        .arg("-q")
+        .arg(dist.join(&zip))
+        .arg(agent)
+        .arg("-d")
+        .arg(unzipped.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unzip {agent}: {out:?}");
+    let zipped_sha = sha256_of(&unzipped.path().join(agent));
 
     let sums =
         std::fs::read_to_string(dist.join(format!("terraform-provider-strata_{v}_SHA256SUMS")))
@@ -75,19 +94,48 @@ fn package_writes_zip_sums_manifest_and_mirror() {
     .unwrap();
     assert_eq!(
         manifest,
-        serde_json::json!({"version": 1, "metadata": {"protocol_versions": ["6.0"]}})
+        serde_json::json!({
+            "version": 1,
+            "metadata": {"protocol_versions": ["6.0"]},
+            "strata_agents": [
+                {"file": agent, "os": "linux", "arch": "x86_64", "sha256": zipped_sha}
+            ]
+        })
     );
 
     for host in ["registry.opentofu.org", "registry.terraform.io"] {
-        let b = dist.join(format!("mirror/{host}/strata/strata/{v}/linux_amd64/{bin}"));
-        let meta = std::fs::metadata(&b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
-        use std::os::unix::fs::PermissionsExt;
-        assert!(
-            meta.permissions().mode() & 0o111 != 0,
-            "{} is not executable",
-            b.display()
-        );
+        let dir = dist.join(format!("mirror/{host}/strata/strata/{v}/linux_amd64"));
+        for name in [bin.as_str(), agent] {
+            let b = dir.join(name);
+            let meta = std::fs::metadata(&b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+            use std::os::unix::fs::PermissionsExt;
+            assert!(
+                meta.permissions().mode() & 0o111 != 0,
+                "{} is not executable",
+                b.display()
+            );
+        }
+        assert_eq!(sha256_of(&dir.join(agent)), zipped_sha, "{host}");
     }
+    // The packaged agent is the agent: it answers --version with the workspace version.
+    let out = Command::new(unzipped.path().join(agent))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&v),
+        "{out:?}"
+    );
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}: {out:?}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]

@@ -1,23 +1,37 @@
-//! User-data: the cloud-init shell script that carries a [`NodeConfig`] onto an instance.
+//! User-data: the first-boot script that turns a stock image into a Strata node.
 //!
-//! The script writes the JSON to [`AGENT_CONFIG_PATH`] (mode 0600) and enables a systemd unit
-//! that runs `strata-agent run --config /etc/strata/node.json`. The JSON sits in a quoted
-//! heredoc, so the shell expands nothing in it and the text is readable in the console.
-//! The script contains no secret: the config only names the SSM parameter.
+//! It runs once as root (cloud-init on AWS, the node host's first-boot runner here) and:
+//! reads the instance id, region and role credentials from IMDSv2; tags its own instance
+//! [`TAG_NODE_STATE`]=`installing`; installs the engine from the OS's packages when the image
+//! lacks it (apt on Debian/Ubuntu, dnf on Amazon Linux 2023, MySQL from MySQL's own repository);
+//! fetches the agent from the cluster's S3 bucket with the instance role and checks its SHA-256;
+//! writes the [`NodeConfig`] to [`AGENT_CONFIG_PATH`] (mode 0600) and a systemd unit that runs
+//! the agent against the server's socket; starts the engine, then the agent. The agent writes
+//! `ready` itself once it bootstrapped. Any failure writes `failed` plus [`TAG_NODE_ERROR`]
+//! ("<step>: <reason>") and stops what it started, so nothing half-configured keeps serving.
+//!
+//! AWS calls are plain `curl --aws-sigv4` (present on Debian 12 and AL2023): no CLI, no SDK.
+//! Endpoints come from `AWS_ENDPOINT_URL` (path-style S3) when set, else the regional ones;
+//! IMDS from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254 (the SDKs' own names).
+//!
+//! The JSON sits in a quoted heredoc, so the shell expands nothing in it and the text is readable
+//! in the console; [`parse_user_data`] reads it back. The script holds no secret: the config only
+//! names the SSM parameters, and the role credentials reach curl on stdin, never in argv.
+//! Per-node values are rendered into one block of shell variables at the top; the rest of the
+//! script is the same text on every node.
 
-use crate::{ConfigError, NodeConfig};
+use crate::{ConfigError, Engine, NodeConfig, NodeState, TAG_NODE_ERROR, TAG_NODE_STATE};
 use base64::Engine as _;
 
 /// Where the node config lands on the instance.
 pub const AGENT_CONFIG_PATH: &str = "/etc/strata/node.json";
 /// Name of the systemd unit that runs the agent.
 pub const AGENT_UNIT_NAME: &str = "strata-agent.service";
-/// Where the image puts the agent binary.
+/// Where the agent binary lives on a node (installed there from S3, or baked into the image).
 pub const AGENT_BINARY_PATH: &str = "/usr/local/bin/strata-agent";
 
 const MARKER: &str = "# strata-node-config";
 const JSON_DELIMITER: &str = "STRATA_NODE_JSON";
-const UNIT_DELIMITER: &str = "STRATA_AGENT_UNIT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserDataError {
@@ -29,43 +43,561 @@ pub enum UserDataError {
     Config(#[from] ConfigError),
 }
 
-/// Renders the cloud-init script for one node. Pure: same config, same bytes.
+/// Renders the first-boot script for one node. Pure: same config, same bytes.
 pub fn render_user_data(cfg: &NodeConfig) -> String {
-    let json = cfg.to_json();
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     s.push_str(&format!("{MARKER} v{}\n", cfg.version));
-    s.push_str("# Written by the Strata provider. Holds no secret: the replication credential is read from SSM.\n");
-    s.push_str("set -euo pipefail\n");
-    s.push_str("umask 077\n");
-    s.push_str("install -d -m 0700 /etc/strata\n");
-    s.push_str(&format!("cat > {AGENT_CONFIG_PATH} <<'{JSON_DELIMITER}'\n"));
-    s.push_str(&json);
-    s.push('\n');
-    s.push_str(JSON_DELIMITER);
-    s.push('\n');
-    s.push_str(&format!("chmod 0600 {AGENT_CONFIG_PATH}\n"));
-    s.push_str(&format!(
-        "cat > /etc/systemd/system/{AGENT_UNIT_NAME} <<'{UNIT_DELIMITER}'\n"
-    ));
-    s.push_str("[Unit]\n");
-    s.push_str("Description=Strata node agent\n");
-    s.push_str("Wants=network-online.target\n");
-    s.push_str("After=network-online.target local-fs.target\n");
-    s.push_str("\n[Service]\n");
-    s.push_str(&format!(
-        "ExecStart={AGENT_BINARY_PATH} run --config {AGENT_CONFIG_PATH}\n"
-    ));
-    s.push_str("Restart=always\n");
-    s.push_str("RestartSec=5\n");
-    s.push_str("\n[Install]\n");
-    s.push_str("WantedBy=multi-user.target\n");
-    s.push_str(UNIT_DELIMITER);
-    s.push('\n');
-    s.push_str("systemctl daemon-reload\n");
-    s.push_str(&format!("systemctl enable --now {AGENT_UNIT_NAME}\n"));
+    s.push_str(PREAMBLE);
+    s.push_str(&settings(cfg));
+    s.push_str(FUNCTIONS);
+    s.push_str(&node_config_writer(cfg));
+    s.push_str(MAIN);
     s
 }
+
+/// The per-node block: everything the provider decided, as shell variables.
+fn settings(cfg: &NodeConfig) -> String {
+    let engine = match cfg.engine {
+        Engine::Mariadb => "mariadb",
+        Engine::Mysql => "mysql",
+    };
+    let config_dir = std::path::Path::new(cfg.server_config_path())
+        .parent()
+        .and_then(|p| p.to_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let agent = cfg.install.agent.as_ref();
+    let field = |f: fn(&crate::AgentArtifact) -> &str| agent.map(f).unwrap_or("");
+    let vars: [(&str, &str); 15] = [
+        ("STRATA_ENGINE", engine),
+        ("STRATA_ENGINE_VERSION", &cfg.engine_version),
+        (
+            "STRATA_INSTALL_ENGINE",
+            if cfg.install.engine_packages {
+                "true"
+            } else {
+                "false"
+            },
+        ),
+        ("STRATA_AGENT_BUCKET", field(|a| &a.bucket)),
+        ("STRATA_AGENT_KEY", field(|a| &a.key)),
+        ("STRATA_AGENT_REGION", field(|a| &a.region)),
+        ("STRATA_AGENT_SHA256", field(|a| &a.sha256)),
+        ("STRATA_SERVER_CONFIG_DIR", config_dir),
+        ("AGENT_BINARY", AGENT_BINARY_PATH),
+        ("AGENT_CONFIG", AGENT_CONFIG_PATH),
+        ("AGENT_UNIT", AGENT_UNIT_NAME),
+        ("TAG_NODE_STATE", TAG_NODE_STATE),
+        ("TAG_NODE_ERROR", TAG_NODE_ERROR),
+        ("STATE_INSTALLING", NodeState::Installing.as_str()),
+        ("STATE_FAILED", NodeState::Failed.as_str()),
+    ];
+    let mut s = String::from(
+        "\n# ---- This node, as the provider rendered it (the rest of the script is the same on every node).\n",
+    );
+    for (name, value) in vars {
+        s.push_str(&format!("readonly {name}={}\n", shell_quote(value)));
+    }
+    s
+}
+
+/// The function that writes node.json: the JSON verbatim in a quoted heredoc.
+fn node_config_writer(cfg: &NodeConfig) -> String {
+    format!(
+        r#"
+# The node config the agent reads (no secret in it: credentials are SSM parameter names).
+write_node_config() {{
+  install -d -m 0700 "$ROOT${{AGENT_CONFIG%/*}}"
+  (umask 077 && cat >"$ROOT$AGENT_CONFIG") <<'{JSON_DELIMITER}'
+{json}
+{JSON_DELIMITER}
+  chmod 0600 "$ROOT$AGENT_CONFIG"
+}}
+"#,
+        json = cfg.to_json()
+    )
+}
+
+/// Single-quotes a value for the shell. Config values are validated to safe characters, but
+/// quoting keeps the script correct for any text.
+fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
+const PREAMBLE: &str = r#"# Written by the Strata provider: first boot of one Strata node. Runs once, as root.
+# Holds no secret: database credentials are read from SSM by the agent, AWS credentials come
+# from the instance role. Progress goes to the instance's own tags (strata:node-state).
+set -euo pipefail
+# Failures inside functions trigger the ERR trap too, so every failure gets a reason.
+set -o errtrace
+umask 022
+"#;
+
+const FUNCTIONS: &str = r#"
+# ---- Environment
+# Tests only: a directory standing in for / for every file this script reads or writes, so it
+# can run unprivileged against a fake root. Empty on a node.
+ROOT="${STRATA_ROOT_PREFIX:-}"
+IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
+IMDS="${IMDS%/}"
+# SHA-256 of an empty body: S3 wants x-amz-content-sha256 on every signed request and curl
+# before 8.x does not send it by itself.
+readonly EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
+STEP=start
+FAIL_REASON=''
+IMDS_TOKEN=''
+INSTANCE_ID=''
+REGION=''
+CREDS_KEY=''
+CREDS_SECRET=''
+CREDS_TOKEN=''
+OS_ID=''
+OS_LIKE=''
+OS_VERSION_ID=''
+OS_CODENAME=''
+FAMILY=''
+MYSQL_SERIES=''
+ENGINE_BIN=''
+ENGINE_UNIT=''
+ENGINE_SOCKET=''
+DOWNLOAD=''
+
+log() { printf 'strata-user-data: %s\n' "$*" >&2; }
+
+step() {
+  STEP="$1"
+  log "step: $1"
+}
+
+# Stops the script with a reason; the EXIT trap reports it as "<step>: <reason>".
+fail() {
+  FAIL_REASON="$STEP: $*"
+  exit 1
+}
+
+on_err() {
+  [[ -n $FAIL_REASON ]] || FAIL_REASON="$STEP: command failed (exit $1): $2"
+}
+
+on_exit() {
+  local rc=$?
+  set +e
+  [[ -z $DOWNLOAD ]] || rm -f "$DOWNLOAD"
+  if ((rc != 0)); then
+    local reason="${FAIL_REASON:-$STEP: failed (exit $rc)}"
+    reason="${reason:0:255}"
+    log "FAILED: $reason"
+    stop_serving
+    report_state "$STATE_FAILED" "$reason" || log "could not write the $STATE_FAILED tag"
+  fi
+  exit "$rc"
+}
+
+# A node that failed half-way must not serve: stop what packages or this script started.
+stop_serving() {
+  if [[ -n $ENGINE_UNIT ]]; then
+    systemctl disable --now "$ENGINE_UNIT.service" >&2 || true
+  fi
+  if [[ -e $ROOT/etc/systemd/system/$AGENT_UNIT ]]; then
+    systemctl disable --now "$AGENT_UNIT" >&2 || true
+  fi
+}
+
+# ---- IMDSv2 and signed AWS calls
+imds_token() {
+  IMDS_TOKEN=$(curl -fsS --retry 10 --retry-connrefused --retry-delay 1 --max-time 10 \
+    -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 21600" "$IMDS/latest/api/token")
+}
+
+imds_get() {
+  curl -fsS --retry 5 --retry-connrefused --max-time 10 \
+    -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" "$IMDS/latest/$1"
+}
+
+# One string field of a JSON document on stdin (IMDS credentials: flat, no escapes).
+json_field() {
+  sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" | head -n 1
+}
+
+# The instance role's credentials, fetched before each call: they rotate.
+load_credentials() {
+  local role doc
+  role=$(imds_get meta-data/iam/security-credentials/) || return 1
+  role="${role%%$'\n'*}"
+  [[ -n $role ]] || return 1
+  doc=$(imds_get "meta-data/iam/security-credentials/$role") || return 1
+  CREDS_KEY=$(json_field AccessKeyId <<<"$doc")
+  CREDS_SECRET=$(json_field SecretAccessKey <<<"$doc")
+  CREDS_TOKEN=$(json_field Token <<<"$doc")
+  [[ -n $CREDS_KEY && -n $CREDS_SECRET ]]
+}
+
+# curl signed with SigV4 for one service and region. The credentials reach curl as a config
+# file on stdin, not on its command line where any local user could read them.
+aws_curl() {
+  local service="$1" region="$2"
+  shift 2
+  load_credentials || return 1
+  {
+    printf 'user = "%s:%s"\n' "$CREDS_KEY" "$CREDS_SECRET"
+    if [[ -n $CREDS_TOKEN ]]; then
+      printf 'header = "X-Amz-Security-Token: %s"\n' "$CREDS_TOKEN"
+    fi
+  } | curl -fsS --retry 5 --retry-connrefused --max-time 300 \
+    --aws-sigv4 "aws:amz:$region:$service" --config - "$@"
+}
+
+aws_domain() {
+  case "$1" in
+    cn-*) echo amazonaws.com.cn ;;
+    *) echo amazonaws.com ;;
+  esac
+}
+
+ec2_endpoint() {
+  local ep="${AWS_ENDPOINT_URL_EC2:-${AWS_ENDPOINT_URL:-}}"
+  if [[ -n $ep ]]; then
+    echo "${ep%/}/"
+  else
+    echo "https://ec2.$REGION.$(aws_domain "$REGION")/"
+  fi
+}
+
+# Path-style on an endpoint override (LocalStack, the node host), virtual-hosted on AWS.
+s3_object_url() {
+  local bucket="$1" key="$2" region="$3"
+  local ep="${AWS_ENDPOINT_URL_S3:-${AWS_ENDPOINT_URL:-}}"
+  if [[ -n $ep ]]; then
+    echo "${ep%/}/$bucket/$key"
+  else
+    echo "https://$bucket.s3.$region.$(aws_domain "$region")/$key"
+  fi
+}
+
+# Tags this instance with its state (and the reason when it failed), via EC2's Query API.
+report_state() {
+  local state="$1" reason="${2:-}"
+  [[ -n $INSTANCE_ID && -n $REGION ]] || return 1
+  local form=(
+    --data-urlencode "Action=CreateTags"
+    --data-urlencode "Version=2016-11-15"
+    --data-urlencode "ResourceId.1=$INSTANCE_ID"
+    --data-urlencode "Tag.1.Key=$TAG_NODE_STATE"
+    --data-urlencode "Tag.1.Value=$state"
+  )
+  if [[ -n $reason ]]; then
+    form+=(--data-urlencode "Tag.2.Key=$TAG_NODE_ERROR" --data-urlencode "Tag.2.Value=$reason")
+  fi
+  aws_curl ec2 "$REGION" "${form[@]}" -o /dev/null "$(ec2_endpoint)"
+}
+
+# ---- The OS and its packages
+os_field() {
+  sed -n "s/^$1=//p" "$2" | tail -n 1 | tr -d "\"'"
+}
+
+detect_os() {
+  local f="$ROOT/etc/os-release"
+  [[ -r $f ]] || f="$ROOT/usr/lib/os-release"
+  [[ -r $f ]] || fail "no /etc/os-release: cannot tell which OS this is"
+  OS_ID=$(os_field ID "$f")
+  OS_LIKE=$(os_field ID_LIKE "$f")
+  OS_VERSION_ID=$(os_field VERSION_ID "$f")
+  OS_CODENAME=$(os_field VERSION_CODENAME "$f")
+  case " $OS_ID $OS_LIKE " in
+    *" debian "* | *" ubuntu "*) FAMILY=debian ;;
+    *)
+      if [[ $OS_ID == amzn && $OS_VERSION_ID == 2023 ]]; then
+        FAMILY=al2023
+      else
+        FAMILY=unknown
+      fi
+      ;;
+  esac
+  log "OS: ID=$OS_ID VERSION_ID=$OS_VERSION_ID (family $FAMILY)"
+}
+
+# The server binary if the image has one.
+find_engine_binary() {
+  local names=(mysqld) name dir
+  [[ $STRATA_ENGINE != mariadb ]] || names=(mariadbd mysqld)
+  for name in "${names[@]}"; do
+    for dir in /usr/sbin /usr/libexec /usr/bin /usr/local/sbin /usr/local/bin; do
+      if [[ -x $ROOT$dir/$name ]]; then
+        echo "$dir/$name"
+        return 0
+      fi
+    done
+  done
+  return 1
+}
+
+# Runs a command with its output in the log; on failure, stops with its last error line.
+run_logged() {
+  local what="$1" out rc=0 last
+  shift
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || rc=$?
+  cat "$out" >&2
+  last=$(grep -E '^(E:|Error)' "$out" | tail -n 1 || true)
+  rm -f "$out"
+  ((rc == 0)) || fail "$what failed (exit $rc)${last:+: $last}"
+}
+
+# MySQL's repository series for the configured version, in MYSQL_SERIES.
+mysql_series() {
+  case "$STRATA_ENGINE_VERSION" in
+    8.4*) MYSQL_SERIES=8.4 ;;
+    8.0*) MYSQL_SERIES=8.0 ;;
+    *) fail "MySQL $STRATA_ENGINE_VERSION is not in MySQL's package repository (8.4, 8.0)" ;;
+  esac
+}
+
+# MySQL's APT repository, added by hand as MySQL documents it (instead of the interactive
+# mysql-apt-config package); the same release key signs the APT and the Yum repositories.
+add_mysql_apt_repo() {
+  local component
+  mysql_series
+  component="mysql-$MYSQL_SERIES"
+  [[ $MYSQL_SERIES != 8.4 ]] || component=mysql-8.4-lts
+  [[ -n $OS_CODENAME ]] || fail "no VERSION_CODENAME in /etc/os-release for MySQL's APT repository"
+  install -d -m 0755 "$ROOT/etc/apt/keyrings" "$ROOT/etc/apt/sources.list.d"
+  curl -fsS --retry 5 --max-time 60 -o "$ROOT/etc/apt/keyrings/mysql.asc" \
+    https://repo.mysql.com/RPM-GPG-KEY-mysql-2023 || fail "could not download MySQL's repository key"
+  chmod 0644 "$ROOT/etc/apt/keyrings/mysql.asc"
+  printf 'deb [signed-by=/etc/apt/keyrings/mysql.asc] http://repo.mysql.com/apt/%s/ %s %s\n' \
+    "$OS_ID" "$OS_CODENAME" "$component" >"$ROOT/etc/apt/sources.list.d/mysql.list"
+  chmod 0644 "$ROOT/etc/apt/sources.list.d/mysql.list"
+}
+
+# MySQL's Yum repository for EL9, which AL2023 installs from; written out instead of the
+# mysql84-community-release RPM, whose $releasever (2023 on AL2023) would pick no repository.
+add_mysql_yum_repo() {
+  mysql_series
+  install -d -m 0755 "$ROOT/etc/yum.repos.d"
+  cat >"$ROOT/etc/yum.repos.d/mysql-community.repo" <<EOF
+[mysql-$MYSQL_SERIES-community]
+name=MySQL $MYSQL_SERIES Community Server
+baseurl=https://repo.mysql.com/yum/mysql-$MYSQL_SERIES-community/el/9/\$basearch/
+enabled=1
+gpgcheck=1
+gpgkey=https://repo.mysql.com/RPM-GPG-KEY-mysql-2023
+EOF
+  chmod 0644 "$ROOT/etc/yum.repos.d/mysql-community.repo"
+}
+
+install_engine_apt() {
+  local pkgs
+  command -v apt-get >/dev/null || fail "no supported package manager (ID=$OS_ID: no apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  case "$STRATA_ENGINE" in
+    mariadb) pkgs=(mariadb-server mariadb-client mariadb-backup) ;;
+    mysql)
+      add_mysql_apt_repo
+      pkgs=(mysql-server mysql-client)
+      ;;
+  esac
+  # A failed refresh is not fatal: the image's own lists may still hold the packages.
+  apt-get update -q >&2 || log "apt-get update failed; installing from the lists the image has"
+  run_logged "apt-get install ${pkgs[*]}" apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${pkgs[@]}"
+}
+
+install_engine_dnf() {
+  local pkgs v
+  command -v dnf >/dev/null || fail "no supported package manager (ID=$OS_ID: no dnf)"
+  case "$STRATA_ENGINE" in
+    mariadb)
+      # AL2023 ships MariaDB per version: mariadb105-* (10.5) and mariadb1011-* (10.11, our
+      # default): the server, the client (the package without a suffix) and mariadb-backup.
+      v="${STRATA_ENGINE_VERSION//./}"
+      pkgs=("mariadb$v-server" "mariadb$v" "mariadb$v-backup")
+      ;;
+    mysql)
+      add_mysql_yum_repo
+      pkgs=(mysql-community-server mysql-community-client)
+      ;;
+  esac
+  run_logged "dnf install ${pkgs[*]}" dnf install -y "${pkgs[@]}"
+}
+
+ensure_engine() {
+  if ENGINE_BIN=$(find_engine_binary); then
+    log "engine already on the image: $ENGINE_BIN"
+  elif [[ $STRATA_INSTALL_ENGINE != true ]]; then
+    fail "the image has no $STRATA_ENGINE server and engine packages are off (ami_id images must carry it)"
+  else
+    case "$FAMILY" in
+      debian) install_engine_apt ;;
+      al2023) install_engine_dnf ;;
+      *) fail "no supported package manager (ID=$OS_ID)" ;;
+    esac
+    ENGINE_BIN=$(find_engine_binary) || fail "the packages installed no $STRATA_ENGINE server binary"
+  fi
+  server_layout
+}
+
+unit_exists() {
+  local dir
+  for dir in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+    [[ ! -e $ROOT$dir/$1.service ]] || return 0
+  done
+  return 1
+}
+
+# The server's systemd unit and socket, as this OS's packages lay them out.
+server_layout() {
+  case "$STRATA_ENGINE/$FAMILY" in
+    mariadb/debian) ENGINE_UNIT=mariadb ENGINE_SOCKET=/run/mysqld/mysqld.sock ;;
+    mariadb/al2023) ENGINE_UNIT=mariadb ENGINE_SOCKET=/var/lib/mysql/mysql.sock ;;
+    mysql/debian) ENGINE_UNIT=mysql ENGINE_SOCKET=/run/mysqld/mysqld.sock ;;
+    mysql/al2023) ENGINE_UNIT=mysqld ENGINE_SOCKET=/var/lib/mysql/mysql.sock ;;
+    *)
+      # An image built elsewhere with the engine inside: find its unit, ask it for its socket.
+      local u
+      for u in mariadb mysqld mysql; do
+        if unit_exists "$u"; then
+          ENGINE_UNIT=$u
+          break
+        fi
+      done
+      [[ -n $ENGINE_UNIT ]] || fail "no mariadb, mysqld or mysql systemd unit on this image (ID=$OS_ID)"
+      ENGINE_SOCKET=$(my_print_defaults mysqld 2>/dev/null | sed -n 's/^--socket=//p' | tail -n 1 || true)
+      ENGINE_SOCKET="${ENGINE_SOCKET:-/var/lib/mysql/mysql.sock}"
+      ;;
+  esac
+  log "server: unit $ENGINE_UNIT, socket $ENGINE_SOCKET"
+}
+
+# ---- The agent
+install_agent() {
+  local dest="$ROOT$AGENT_BINARY" url got
+  if [[ -z $STRATA_AGENT_BUCKET ]]; then
+    [[ -x $dest ]] || fail "no agent artifact configured and the image has no $AGENT_BINARY"
+    log "agent already on the image"
+    return 0
+  fi
+  if [[ -x $dest ]]; then
+    got=$(sha256sum "$dest")
+    if [[ ${got%% *} == "$STRATA_AGENT_SHA256" ]]; then
+      log "agent already installed"
+      return 0
+    fi
+  fi
+  url=$(s3_object_url "$STRATA_AGENT_BUCKET" "$STRATA_AGENT_KEY" "$STRATA_AGENT_REGION")
+  install -d -m 0755 "${dest%/*}"
+  DOWNLOAD="$dest.download"
+  rm -f "$DOWNLOAD"
+  log "fetching s3://$STRATA_AGENT_BUCKET/$STRATA_AGENT_KEY"
+  aws_curl s3 "$STRATA_AGENT_REGION" -H "x-amz-content-sha256: $EMPTY_SHA256" \
+    -o "$DOWNLOAD" "$url" ||
+    fail "download of s3://$STRATA_AGENT_BUCKET/$STRATA_AGENT_KEY failed (curl exit $?)"
+  got=$(sha256sum "$DOWNLOAD")
+  got="${got%% *}"
+  if [[ $got != "$STRATA_AGENT_SHA256" ]]; then
+    rm -f "$DOWNLOAD"
+    fail "checksum mismatch (expected $STRATA_AGENT_SHA256, got $got)"
+  fi
+  chmod 0755 "$DOWNLOAD"
+  mv -f "$DOWNLOAD" "$dest"
+  DOWNLOAD=''
+}
+
+# ---- The server and the agent's unit
+# The agent writes the server config into STRATA_SERVER_CONFIG_DIR. Debian's my.cnf reads that
+# folder already; RPM layouts (/etc/my.cnf, /etc/my.cnf.d) are told to read it too.
+include_server_config_dir() {
+  local dir="$STRATA_SERVER_CONFIG_DIR"
+  install -d -m 0755 "$ROOT$dir"
+  if grep -rqsF -- "$dir" "$ROOT/etc/my.cnf" "$ROOT/etc/my.cnf.d" "$ROOT/etc/mysql"; then
+    return 0
+  fi
+  if [[ -d $ROOT/etc/my.cnf.d ]]; then
+    printf '!includedir %s\n' "$dir" >"$ROOT/etc/my.cnf.d/zz-strata.cnf"
+    chmod 0644 "$ROOT/etc/my.cnf.d/zz-strata.cnf"
+  else
+    printf '\n!includedir %s\n' "$dir" >>"$ROOT/etc/my.cnf"
+  fi
+}
+
+start_engine() {
+  local i
+  if [[ $STRATA_ENGINE/$FAMILY == mysql/al2023 && ! -d $ROOT/var/lib/mysql/mysql ]]; then
+    # MySQL's RPM would initialize on first start with a random, expired root password; the
+    # agent logs in as root over the socket, like on Debian.
+    run_logged "mysqld --initialize-insecure" "$ENGINE_BIN" --initialize-insecure --user=mysql
+  fi
+  run_logged "systemctl enable --now $ENGINE_UNIT" systemctl enable --now "$ENGINE_UNIT.service"
+  for i in $(seq 1 60); do
+    if systemctl is-active --quiet "$ENGINE_UNIT.service"; then
+      return 0
+    fi
+    log "waiting for $ENGINE_UNIT ($i)"
+    sleep 2
+  done
+  fail "$ENGINE_UNIT did not become active"
+}
+
+write_agent_unit() {
+  local unit="$ROOT/etc/systemd/system/$AGENT_UNIT"
+  install -d -m 0755 "${unit%/*}"
+  cat >"$unit" <<EOF
+[Unit]
+Description=Strata node agent
+Wants=network-online.target
+After=network-online.target local-fs.target $ENGINE_UNIT.service
+
+[Service]
+ExecStart=$AGENT_BINARY run --config $AGENT_CONFIG --socket $ENGINE_SOCKET --restart-command "systemctl restart $ENGINE_UNIT"
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  chmod 0644 "$unit"
+}
+"#;
+
+const MAIN: &str = r#"
+# ---- Main
+trap on_exit EXIT
+trap 'on_err $? "$BASH_COMMAND"' ERR
+
+step imds
+imds_token || fail "no IMDSv2 token from $IMDS"
+INSTANCE_ID=$(imds_get meta-data/instance-id) || fail "no instance id from IMDS"
+REGION=$(imds_get meta-data/placement/region) || fail "no region from IMDS"
+log "instance $INSTANCE_ID in $REGION"
+
+step report
+report_state "$STATE_INSTALLING" ||
+  fail "CreateTags on $INSTANCE_ID failed: does the instance role allow ec2:CreateTags on itself?"
+
+step os
+detect_os
+
+step install
+ensure_engine
+
+step agent
+install_agent
+
+step config
+write_node_config
+include_server_config_dir
+
+step engine
+start_engine
+
+step start
+write_agent_unit
+systemctl daemon-reload
+run_logged "systemctl enable --now $AGENT_UNIT" systemctl enable --now "$AGENT_UNIT"
+log "done: $AGENT_UNIT runs and tags the instance ready once it bootstrapped"
+"#;
 
 /// Reads the NodeConfig back out of user-data, validated. Accepts the script itself or its
 /// base64 form (what EC2's DescribeInstanceAttribute returns).
@@ -117,10 +649,10 @@ mod tests {
         let cfg = sample_replica();
         let ud = render_user_data(&cfg);
         assert!(ud.starts_with("#!/bin/bash\n# strata-node-config v2\n"));
-        assert!(
-            ud.contains("ExecStart=/usr/local/bin/strata-agent run --config /etc/strata/node.json")
-        );
-        assert!(ud.contains("chmod 0600 /etc/strata/node.json"));
+        assert!(ud.contains("ExecStart=$AGENT_BINARY run --config $AGENT_CONFIG --socket"));
+        assert!(ud.contains("readonly AGENT_CONFIG='/etc/strata/node.json'\n"));
+        assert!(ud.contains("readonly TAG_NODE_STATE='strata:node-state'\n"));
+        assert_eq!(render_user_data(&cfg), ud, "rendering is deterministic");
         assert_eq!(parse_user_data(&ud).unwrap(), cfg);
         let b64 = base64::engine::general_purpose::STANDARD.encode(ud.as_bytes());
         assert_eq!(parse_user_data(&b64).unwrap(), cfg);
