@@ -130,7 +130,11 @@ fn package_writes_zip_sums_manifest_and_mirror() {
 
 fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "sha256sum {}: {out:?}", path.display());
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {out:?}",
+        path.display()
+    );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()

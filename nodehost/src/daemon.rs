@@ -101,6 +101,9 @@ pub async fn run(cfg: Config) -> Result<()> {
             image.display()
         )));
     }
+    let target = crate::forward::endpoint_authority(&cfg.endpoint).ok_or_else(|| {
+        Error::Invalid(format!("endpoint {} is not http://host:port", cfg.endpoint))
+    })?;
     let state = StateDir::new(&cfg.state_dir)?;
     if let Some(pid) = running_daemon(&state) {
         return Err(Error::Invalid(format!(
@@ -126,20 +129,32 @@ pub async fn run(cfg: Config) -> Result<()> {
         ..Default::default()
     };
     state.write_router(&router)?;
-    net::ensure_router(&cfg.router_netns).await?;
+    let listeners = async {
+        net::ensure_router(&cfg.router_netns).await?;
+        let imds = net::bind_in_netns(&cfg.router_netns, SocketAddr::from((IMDS_ADDR, 80)))?;
+        let fwd = net::bind_in_netns(
+            &cfg.router_netns,
+            SocketAddr::from((IMDS_ADDR, FORWARD_PORT)),
+        )?;
+        let imds = tokio::net::TcpListener::from_std(imds)
+            .map_err(|e| Error::io("registering the IMDS socket", e))?;
+        let fwd = tokio::net::TcpListener::from_std(fwd)
+            .map_err(|e| Error::io("registering the forwarder socket", e))?;
+        Ok::<_, Error>((imds, fwd))
+    }
+    .await;
+    let (imds, fwd) = match listeners {
+        Ok(l) => l,
+        Err(e) => {
+            // Leave nothing behind when the start fails half way.
+            if let Err(e2) = cleanup(&state, false, cfg.stop_grace).await {
+                tracing::error!(error = %e2, "cleaning up after a failed start");
+            }
+            let _ = std::fs::remove_file(&pid_file);
+            return Err(e);
+        }
+    };
     let registry = Registry::default();
-    let imds = net::bind_in_netns(&cfg.router_netns, SocketAddr::from((IMDS_ADDR, 80)))?;
-    let fwd = net::bind_in_netns(
-        &cfg.router_netns,
-        SocketAddr::from((IMDS_ADDR, FORWARD_PORT)),
-    )?;
-    let target = crate::forward::endpoint_authority(&cfg.endpoint).ok_or_else(|| {
-        Error::Invalid(format!("endpoint {} is not http://host:port", cfg.endpoint))
-    })?;
-    let imds = tokio::net::TcpListener::from_std(imds)
-        .map_err(|e| Error::io("registering the IMDS socket", e))?;
-    let fwd = tokio::net::TcpListener::from_std(fwd)
-        .map_err(|e| Error::io("registering the forwarder socket", e))?;
     let imds_task = tokio::spawn(crate::imds::serve(imds, registry.clone()));
     let fwd_task = tokio::spawn(crate::forward::serve(fwd, target));
 
