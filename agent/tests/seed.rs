@@ -296,6 +296,14 @@ async fn new_replica_is_seeded_from_a_copy_while_the_source_takes_writes() {
         .unwrap()
         .unwrap();
     assert_eq!(view, 2);
+    let triggers: u64 = rc
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'app'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(triggers, 1, "the copy lost the trigger");
     let st = r.status();
     assert_eq!(st["replication"]["io_thread"], "Yes", "{st:#}");
     assert_eq!(st["replication"]["sql_thread"], "Yes", "{st:#}");
@@ -324,12 +332,12 @@ async fn new_replica_is_seeded_from_a_copy_while_the_source_takes_writes() {
         .await
         .expect_err("the admin account must not lift read_only");
     assert!(err.to_string().contains("READ_ONLY ADMIN"), "{err}");
-    let binlog_has_admin: u64 = s
+    let admins: u64 = s
         .query_first("SELECT COUNT(*) FROM mysql.user WHERE User = 'strata_admin'")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(binlog_has_admin, 1);
+    assert_eq!(admins, 1);
     drop(adm_rep);
     drop(adm_src);
 }
