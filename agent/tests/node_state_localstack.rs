@@ -108,9 +108,18 @@ async fn node_state_tags_on_an_instance() {
     assert_eq!(t.get(TAG_NODE_STATE).map(String::as_str), Some("ready"));
     assert_eq!(t.get(TAG_NODE_ERROR), None, "{t:?}");
 
-    // An instance that does not exist is an error to log, not a panic.
-    let missing = tag_node_state(&ec2, "i-00000000000000000", NodeState::Ready, None).await;
-    assert!(missing.is_err());
+    // An EC2 endpoint that does not answer is an error to log, not a panic. (LocalStack
+    // tags an instance id that does not exist without complaint, unlike AWS.)
+    let nowhere = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .build(),
+    );
+    let failed = tag_node_state(&nowhere, &id, NodeState::Ready, None).await;
+    assert!(failed.is_err(), "{failed:?}");
 
     let _ = ec2.terminate_instances().instance_ids(&id).send().await;
 }
