@@ -134,6 +134,15 @@ impl Drop for Running {
 }
 
 fn run_agent(node: &Node, config: &std::path::Path, instance: &str) -> Running {
+    run_agent_every(node, config, instance, 2)
+}
+
+fn run_agent_every(
+    node: &Node,
+    config: &std::path::Path,
+    instance: &str,
+    interval: u64,
+) -> Running {
     let child = Command::new(agent_bin())
         .arg("run")
         .arg("--config")
@@ -143,7 +152,7 @@ fn run_agent(node: &Node, config: &std::path::Path, instance: &str) -> Running {
         .arg("--credential-file")
         .arg(node.password_path())
         .arg("--interval")
-        .arg("2")
+        .arg(interval.to_string())
         .arg("--instance-id")
         .arg(instance)
         .env("AWS_ENDPOINT_URL", endpoint())
@@ -235,4 +244,66 @@ async fn run_tags_ready_after_bootstrap_and_failed_for_a_permanent_error() {
     for id in [ok_id, bad_id] {
         let _ = ec2.terminate_instances().instance_ids(id).send().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LocalStack and mariadbd: run via scripts/test"]
+async fn replica_booted_before_its_source_retries_soon_and_stays_a_replica() {
+    let _serial = serial();
+    require_localstack().await;
+    let ec2 = client();
+    let mut src = Node::new(|d, p| {
+        node_config(
+            d,
+            "src",
+            Role::Source,
+            1,
+            p,
+            None,
+            ReplicationMode::Async,
+            1000,
+        )
+    });
+    let sp = src.port();
+    let mut r = Node::new(|d, p| {
+        node_config(
+            d,
+            "r1",
+            Role::Replica,
+            2,
+            p,
+            Some(sp),
+            ReplicationMode::Async,
+            1000,
+        )
+    });
+    r.start();
+    let id = new_instance(&ec2).await;
+    // A whole interval is 60 s; transient errors retry after 2, 4, 8 ... seconds.
+    let _agent = run_agent_every(&r, &r.config_path(), &id, 60);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t = tags(&ec2, &id).await;
+    assert_eq!(
+        t.get(TAG_NODE_STATE),
+        None,
+        "tagged before bootstrap: {t:?}"
+    );
+    let mut rc = r.root().await;
+    let ro: u64 =
+        mysql_async::prelude::Queryable::query_first(&mut rc, "SELECT @@GLOBAL.read_only")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(ro, 1, "a replica without its source must stay read-only");
+    src.start();
+    src.bootstrap();
+    let up = Instant::now();
+    let log = r.dir.path().join("agent-node.log");
+    wait_state(&ec2, &id, "ready", &log).await;
+    let waited = up.elapsed();
+    eprintln!("replica ready {waited:.1?} after its source came up");
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    let st = r.status();
+    assert_eq!(st["replication"]["io_thread"], "Yes", "{st:#}");
+    let _ = ec2.terminate_instances().instance_ids(&id).send().await;
 }
