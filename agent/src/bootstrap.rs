@@ -3,10 +3,11 @@
 //! source being reachable and accepting it, a duplicate server_id, the wrong engine) is
 //! checked before the first change, so a refused bootstrap leaves the node as it was.
 
-use crate::credential::{CredentialSource, Secret};
-use crate::engine::{self, EngineSql, LinkSpec, ReplicaLink, same_value};
+use crate::credential::{Credentials, Secret};
+use crate::engine::{self, EngineSql, LinkSpec, ReplicaLink, global_privileges, same_value};
 use crate::error::AgentError;
 use crate::files;
+use crate::seed;
 use crate::sql::{self, LocalTarget};
 use mysql_async::Conn;
 use serde::Serialize;
@@ -67,11 +68,12 @@ struct Ctx<'a> {
     cfg: &'a NodeConfig,
     eng: &'static dyn EngineSql,
     password: Secret,
+    admin_password: Option<Secret>,
 }
 
 pub async fn bootstrap(
     cfg: &NodeConfig,
-    creds: &dyn CredentialSource,
+    creds: &Credentials,
     opts: &Options,
 ) -> Result<Report, AgentError> {
     cfg.validate()?;
@@ -84,7 +86,13 @@ pub async fn bootstrap(
 
     // --- checks: nothing below changes the node until they all pass ---
     let password = creds.replication_password(cfg).await?;
-    let ctx = Ctx { cfg, eng, password };
+    let admin_password = creds.admin_password(cfg).await?;
+    let ctx = Ctx {
+        cfg,
+        eng,
+        password,
+        admin_password,
+    };
     let mut local = connect_local(&ctx, opts).await?;
     let version = sql::scalar(&mut local, "SELECT VERSION()", "reading the server version")
         .await?
@@ -169,6 +177,7 @@ pub async fn bootstrap(
     if cfg.role == Role::Source {
         ensure_replication_user(&ctx, &mut local, &mut report).await?;
     }
+    ensure_admin_account(&ctx, &mut local, &mut report).await?;
     let semi_replica_changed = apply_dynamic_settings(&ctx, &mut local, &mut report).await?;
     if cfg.role.is_replica() {
         ensure_replica_link(&ctx, &mut local, &mut report, semi_replica_changed, opts).await?;
@@ -366,7 +375,7 @@ async fn ensure_replication_user(
         None => false,
     };
     if !matches {
-        for stmt in eng.set_replication_password_sql(user, pw) {
+        for stmt in eng.set_password_sql(user, pw) {
             sql::exec(conn, &stmt, "setting the replication password").await?;
         }
     }
@@ -379,16 +388,101 @@ async fn ensure_replication_user(
             format!("{user}: credential updated")
         },
     );
-    let grants = sql::rows(conn, &eng.show_grants_sql(user), "SHOW GRANTS").await?;
-    let has = grants.iter().any(|r| {
-        r.values()
-            .flatten()
-            .any(|g| g.contains(eng.replication_privilege()))
-    });
+    let grants = grant_rows(conn, &eng.show_grants_sql(user)).await?;
+    let held = global_privileges(&grants);
+    // Sources made by an earlier agent lack the seed's read privileges: add what is missing.
+    let has = eng
+        .replication_privileges()
+        .iter()
+        .all(|p| held.contains(*p));
     if !has {
         sql::exec(conn, &eng.grant_replication_sql(user), "GRANT").await?;
     }
-    report.push("replication_grant", !has, eng.replication_privilege());
+    report.push(
+        "replication_grant",
+        !has,
+        eng.replication_privileges().join(", "),
+    );
+    Ok(())
+}
+
+async fn grant_rows(conn: &mut Conn, show: &str) -> Result<Vec<String>, AgentError> {
+    let rows = sql::rows(conn, show, "SHOW GRANTS").await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.values().next().cloned().flatten())
+        .collect())
+}
+
+/// The operator account, on every node and outside the binlog: each node holds it locally,
+/// so a replica has it and keeps it when promoted, and changing it never waits for (or
+/// replicates to) anyone. Its privileges cannot write on a read-only replica.
+async fn ensure_admin_account(
+    ctx: &Ctx<'_>,
+    conn: &mut Conn,
+    report: &mut Report,
+) -> Result<(), AgentError> {
+    let (Some(admin), Some(pw)) = (&ctx.cfg.admin, &ctx.admin_password) else {
+        return Ok(());
+    };
+    let eng = ctx.eng;
+    let user = &admin.user;
+    let (before, after) = eng.local_write_sql(ctx.cfg.role);
+    for s in &before {
+        sql::exec(conn, s, "preparing local writes").await?;
+    }
+    let result = async {
+        let exists = sql::scalar(conn, &eng.user_exists_sql(user), "admin account check")
+            .await?
+            .is_some_and(|n| n != "0");
+        let mut changes = Vec::new();
+        if !exists {
+            sql::exec(
+                conn,
+                &eng.create_user_sql(user, pw.expose()),
+                "creating the admin account",
+            )
+            .await?;
+            changes.push("created");
+        } else {
+            let matches = match eng.credential_matches_sql(user, pw.expose()) {
+                Some(q) => sql::scalar(conn, &q, "admin credential check")
+                    .await?
+                    .is_some_and(|n| n != "0"),
+                None => false,
+            };
+            if !matches {
+                for stmt in eng.set_password_sql(user, pw.expose()) {
+                    sql::exec(conn, &stmt, "setting the admin password").await?;
+                }
+                changes.push("credential updated");
+            }
+        }
+        let grants = grant_rows(conn, &eng.show_grants_sql(user)).await?;
+        if !eng.admin_grants_match(&grants) {
+            for stmt in eng.grant_admin_sql(user) {
+                sql::exec(conn, &stmt, "granting the admin account").await?;
+            }
+            changes.push("privileges set");
+        }
+        Ok::<_, AgentError>(changes)
+    }
+    .await;
+    for s in &after {
+        if let Err(e) = sql::exec(conn, s, "ending local writes").await {
+            tracing::warn!(error = %e, "could not restore the session after local writes");
+        }
+    }
+    let changes = result?;
+    report.push(
+        "admin_account",
+        !changes.is_empty(),
+        if changes.is_empty() {
+            format!("{user} present with its credential and privileges")
+        } else {
+            format!("{user}: {}", changes.join(", "))
+        },
+    );
     Ok(())
 }
 
@@ -425,6 +519,36 @@ async fn ensure_replica_link(
     if !matches {
         if current.is_some() {
             sql::exec(conn, eng.stop_replica_sql(), "stopping replication").await?;
+        } else {
+            // Never replicated: a new replica of a source that holds data starts from a copy.
+            let params = seed::SeedParams {
+                cfg: ctx.cfg,
+                eng,
+                password: &ctx.password,
+                local: &opts.local,
+                connect_timeout: opts.connect_timeout,
+            };
+            if let Some(done) = seed::seed_if_new(&params, conn).await? {
+                report.push(
+                    "seed",
+                    true,
+                    format!(
+                        "{}copied {} from {}:{} ({:.1} MB in {:.1}s, {:.1} MB/s), starting at GTID {}",
+                        if done.cleaned_up {
+                            "removed an unfinished copy; "
+                        } else {
+                            ""
+                        },
+                        done.schemas.join(", "),
+                        src.host,
+                        src.port,
+                        done.bytes as f64 / 1e6,
+                        done.elapsed.as_secs_f64(),
+                        done.mb_per_s(),
+                        done.gtid
+                    ),
+                );
+            }
         }
         let link = LinkSpec {
             host: &src.host,

@@ -1,10 +1,13 @@
-//! Where the replication password comes from: SSM SecureString on an instance (read with the
-//! instance profile's credentials), a file or an environment variable in tests and labs.
+//! Where passwords come from: SSM SecureString on an instance (read with the instance
+//! profile's credentials), a file or an environment variable in tests and labs. A node needs
+//! two: the replication user's (`replication.credential`) and, when the config names one, the
+//! admin account's (`admin.credential`).
 
 use crate::error::AgentError;
 use futures::future::BoxFuture;
 use std::fmt;
-use strata_topology::NodeConfig;
+use std::sync::Arc;
+use strata_topology::{CredentialRef, NodeConfig};
 
 /// A secret that does not print itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,32 +29,80 @@ impl fmt::Debug for Secret {
 }
 
 pub trait CredentialSource: Send + Sync {
+    /// The password `cred` names. File, environment and static sources hold one password
+    /// and ignore the reference; SSM reads the parameter it names.
+    fn read<'a>(&'a self, cred: &'a CredentialRef) -> BoxFuture<'a, Result<Secret, AgentError>>;
+}
+
+/// The sources of a node's two passwords.
+#[derive(Clone)]
+pub struct Credentials {
+    pub replication: Arc<dyn CredentialSource>,
+    pub admin: Arc<dyn CredentialSource>,
+}
+
+impl Credentials {
+    /// Both passwords from SSM, as on an instance.
+    pub fn ssm() -> Credentials {
+        Credentials {
+            replication: Arc::new(SsmCredentialSource),
+            admin: Arc::new(SsmCredentialSource),
+        }
+    }
+
     /// The replication user's password for this node's cluster.
-    fn replication_password<'a>(
-        &'a self,
-        cfg: &'a NodeConfig,
-    ) -> BoxFuture<'a, Result<Secret, AgentError>>;
+    pub async fn replication_password(&self, cfg: &NodeConfig) -> Result<Secret, AgentError> {
+        self.replication
+            .read(&cfg.replication.credential)
+            .await
+            .map_err(|e| relabel(e, "replication credential"))
+    }
+
+    /// The admin account's password; None when the config has no admin account.
+    pub async fn admin_password(&self, cfg: &NodeConfig) -> Result<Option<Secret>, AgentError> {
+        let Some(admin) = &cfg.admin else {
+            return Ok(None);
+        };
+        self.admin
+            .read(&admin.credential)
+            .await
+            .map(Some)
+            .map_err(|e| relabel(e, "admin credential"))
+    }
+}
+
+fn relabel(e: AgentError, what: &str) -> AgentError {
+    match e {
+        AgentError::Credential { reason, .. } => AgentError::Credential {
+            what: what.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+fn cred_err(reason: String) -> AgentError {
+    AgentError::Credential {
+        what: "credential".into(),
+        reason,
+    }
 }
 
 fn non_empty(s: String, from: &str) -> Result<Secret, AgentError> {
     let trimmed = s.trim_end_matches(['\n', '\r']).to_string();
     if trimmed.is_empty() {
-        return Err(AgentError::Credential(format!("{from} is empty")));
+        return Err(cred_err(format!("{from} is empty")));
     }
     Ok(Secret(trimmed))
 }
 
-/// Reads `replication.credential.ssm_parameter` with decryption. Honors the SDK's usual
+/// Reads the referenced SSM parameter with decryption. Honors the SDK's usual
 /// environment (AWS_ENDPOINT_URL for LocalStack, AWS_* credentials), else the instance profile.
 pub struct SsmCredentialSource;
 
 impl CredentialSource for SsmCredentialSource {
-    fn replication_password<'a>(
-        &'a self,
-        cfg: &'a NodeConfig,
-    ) -> BoxFuture<'a, Result<Secret, AgentError>> {
+    fn read<'a>(&'a self, cred: &'a CredentialRef) -> BoxFuture<'a, Result<Secret, AgentError>> {
         Box::pin(async move {
-            let cred = &cfg.replication.credential;
             let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(cred.ssm_region.clone()))
                 .load()
@@ -64,7 +115,7 @@ impl CredentialSource for SsmCredentialSource {
                 .send()
                 .await
                 .map_err(|e| {
-                    AgentError::Credential(format!(
+                    cred_err(format!(
                         "SSM parameter {} in {}: {}",
                         cred.ssm_parameter,
                         cred.ssm_region,
@@ -72,7 +123,7 @@ impl CredentialSource for SsmCredentialSource {
                     ))
                 })?;
             let value = out.parameter.and_then(|p| p.value).ok_or_else(|| {
-                AgentError::Credential(format!("SSM parameter {} has no value", cred.ssm_parameter))
+                cred_err(format!("SSM parameter {} has no value", cred.ssm_parameter))
             })?;
             non_empty(value, &format!("SSM parameter {}", cred.ssm_parameter))
         })
@@ -85,14 +136,11 @@ pub struct FileCredentialSource {
 }
 
 impl CredentialSource for FileCredentialSource {
-    fn replication_password<'a>(
-        &'a self,
-        _cfg: &'a NodeConfig,
-    ) -> BoxFuture<'a, Result<Secret, AgentError>> {
+    fn read<'a>(&'a self, _cred: &'a CredentialRef) -> BoxFuture<'a, Result<Secret, AgentError>> {
         Box::pin(async move {
             let s = tokio::fs::read_to_string(&self.path)
                 .await
-                .map_err(|e| AgentError::Credential(format!("{}: {e}", self.path.display())))?;
+                .map_err(|e| cred_err(format!("{}: {e}", self.path.display())))?;
             non_empty(s, &self.path.display().to_string())
         })
     }
@@ -104,14 +152,10 @@ pub struct EnvCredentialSource {
 }
 
 impl CredentialSource for EnvCredentialSource {
-    fn replication_password<'a>(
-        &'a self,
-        _cfg: &'a NodeConfig,
-    ) -> BoxFuture<'a, Result<Secret, AgentError>> {
+    fn read<'a>(&'a self, _cred: &'a CredentialRef) -> BoxFuture<'a, Result<Secret, AgentError>> {
         Box::pin(async move {
-            let s = std::env::var(&self.var).map_err(|_| {
-                AgentError::Credential(format!("environment variable {} is not set", self.var))
-            })?;
+            let s = std::env::var(&self.var)
+                .map_err(|_| cred_err(format!("environment variable {} is not set", self.var)))?;
             non_empty(s, &self.var)
         })
     }
@@ -121,10 +165,7 @@ impl CredentialSource for EnvCredentialSource {
 pub struct StaticCredentialSource(pub Secret);
 
 impl CredentialSource for StaticCredentialSource {
-    fn replication_password<'a>(
-        &'a self,
-        _cfg: &'a NodeConfig,
-    ) -> BoxFuture<'a, Result<Secret, AgentError>> {
+    fn read<'a>(&'a self, _cred: &'a CredentialRef) -> BoxFuture<'a, Result<Secret, AgentError>> {
         Box::pin(async move { Ok(self.0.clone()) })
     }
 }

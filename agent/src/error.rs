@@ -12,8 +12,9 @@ pub enum AgentError {
         path: String,
         source: std::io::Error,
     },
-    #[error("replication credential: {0}")]
-    Credential(String),
+    /// A password could not be read (yet): SSM unreachable, parameter missing, empty file.
+    #[error("{what}: {reason}")]
+    Credential { what: String, reason: String },
     #[error("cannot connect to the local {engine} server at {target}: {reason}")]
     LocalConnect {
         engine: Engine,
@@ -56,6 +57,10 @@ pub enum AgentError {
     ReplicaNotRunning { seconds: u64, reason: String },
     #[error("restart command failed: {0}")]
     Restart(String),
+    #[error(
+        "seeding this replica from {from} failed (what it loaded was removed; the next round retries): {reason}"
+    )]
+    Seed { from: String, reason: String },
 }
 
 impl AgentError {

@@ -1,13 +1,17 @@
 //! strata-agent: runs on every Strata instance. It turns a bare server into its node's part of
-//! the replication topology (bootstrap), reports what the node is doing (status), and grows
-//! the data volume (storage). All engine SQL lives in `engine::{mariadb, mysql}`; this crate
-//! must not talk to AWS except to read the replication credential (and, in `storage`, volumes).
+//! the replication topology (bootstrap, seeding a new replica from a copy of its source),
+//! reports what the node is doing (status), and grows the data volume (storage). All engine
+//! SQL lives in `engine::{mariadb, mysql}`; this crate talks to AWS only to read its
+//! credentials, to tag its own instance with its state (`node_state`) and, in `storage`, for
+//! volumes.
 
 pub mod bootstrap;
 pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod node_state;
+pub mod seed;
 pub mod sql;
 pub mod status;
 pub mod storage;

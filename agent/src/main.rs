@@ -3,13 +3,15 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::credential::{
-    CredentialSource, EnvCredentialSource, FileCredentialSource, SsmCredentialSource,
+    CredentialSource, Credentials, EnvCredentialSource, FileCredentialSource, SsmCredentialSource,
 };
+use strata_agent::node_state::{self, Fault};
 use strata_agent::sql::LocalTarget;
 use strata_agent::{BootstrapOptions, bootstrap, render_server_config, status};
-use strata_topology::{AGENT_CONFIG_PATH, NodeConfig};
+use strata_topology::{AGENT_CONFIG_PATH, NodeConfig, NodeState};
 
 #[derive(Parser)]
 #[command(name = "strata-agent", version, about = "Strata node agent")]
@@ -24,12 +26,20 @@ enum Cmd {
     Bootstrap(Common),
     /// Print the node's replication status as JSON.
     Status(Common),
-    /// Bootstrap, then keep the node in shape (re-checks every --interval seconds).
+    /// Bootstrap, then keep the node in shape (re-checks every --interval seconds). Tags the
+    /// instance `strata:node-state=ready` after the first successful bootstrap, `failed` (with
+    /// `strata:node-error`) for an error no retry fixes; retries other errors sooner.
     Run {
         #[command(flatten)]
         common: Common,
         #[arg(long, default_value_t = 60)]
         interval: u64,
+        /// The instance to tag; default: this instance, from IMDSv2.
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Do not tag the instance (not on EC2).
+        #[arg(long)]
+        no_node_tags: bool,
     },
     /// Print the engine config file this node's server must be started with.
     RenderServerConfig {
@@ -62,6 +72,12 @@ struct Common {
     /// Read the replication password from this environment variable instead of SSM.
     #[arg(long)]
     credential_env: Option<String>,
+    /// Read the admin account's password (`admin.credential`) from this file instead of SSM.
+    #[arg(long, conflicts_with = "admin_credential_env")]
+    admin_credential_file: Option<PathBuf>,
+    /// Read the admin account's password from this environment variable instead of SSM.
+    #[arg(long)]
+    admin_credential_env: Option<String>,
     /// Command that restarts the local server when its config file changed,
     /// e.g. "systemctl restart mariadb" (split on whitespace).
     #[arg(long)]
@@ -103,11 +119,17 @@ impl Common {
         })
     }
 
-    fn creds(&self) -> Box<dyn CredentialSource> {
-        match (&self.credential_file, &self.credential_env) {
-            (Some(path), _) => Box::new(FileCredentialSource { path: path.clone() }),
-            (None, Some(var)) => Box::new(EnvCredentialSource { var: var.clone() }),
-            (None, None) => Box::new(SsmCredentialSource),
+    fn creds(&self) -> Credentials {
+        fn pick(file: &Option<PathBuf>, env: &Option<String>) -> Arc<dyn CredentialSource> {
+            match (file, env) {
+                (Some(path), _) => Arc::new(FileCredentialSource { path: path.clone() }),
+                (None, Some(var)) => Arc::new(EnvCredentialSource { var: var.clone() }),
+                (None, None) => Arc::new(SsmCredentialSource),
+            }
+        }
+        Credentials {
+            replication: pick(&self.credential_file, &self.credential_env),
+            admin: pick(&self.admin_credential_file, &self.admin_credential_env),
         }
     }
 
@@ -139,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Bootstrap(c) => {
             let cfg = c.load()?;
-            let report = bootstrap(&cfg, c.creds().as_ref(), &c.options(&cfg)?).await?;
+            let report = bootstrap(&cfg, &c.creds(), &c.options(&cfg)?).await?;
             print_json(&report)?;
         }
         Cmd::Status(c) => {
@@ -148,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
             let st = status(
                 &cfg,
                 &c.local(&cfg)?,
-                Some(creds.as_ref()),
+                Some(&creds),
                 Duration::from_secs(c.connect_timeout),
             )
             .await?;
@@ -157,27 +179,15 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Run {
             common: c,
             interval,
+            instance_id,
+            no_node_tags,
         } => {
-            let cfg = c.load()?;
-            let creds = c.creds();
-            let opts = c.options(&cfg)?;
-            let autoscaler = tokio::spawn(storage_autoscaling(cfg.clone(), interval));
-            let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-                // A failed round is logged and retried: the source may simply not be up yet.
-                match bootstrap(&cfg, creds.as_ref(), &opts).await {
-                    Ok(r) if r.changes() > 0 => {
-                        tracing::info!(changes = r.changes(), report = %serde_json::to_string(&r)?, "bootstrap changed the node");
-                    }
-                    Ok(_) => tracing::debug!("node in shape"),
-                    Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),
-                }
-            }
-            autoscaler.abort();
+            let tagger = Tagger {
+                enabled: !no_node_tags,
+                instance_id,
+                last: None,
+            };
+            run(c, interval, tagger).await;
         }
         Cmd::RenderServerConfig { config } => {
             let text = std::fs::read_to_string(&config)
@@ -187,6 +197,117 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes the node's state tags on its own instance, once per change. Failures are logged
+/// and retried at the next change of state: tags never stop the agent.
+struct Tagger {
+    enabled: bool,
+    instance_id: Option<String>,
+    last: Option<(NodeState, String)>,
+}
+
+impl Tagger {
+    async fn set(&mut self, region: Option<&str>, state: NodeState, error: Option<&str>) {
+        if !self.enabled {
+            return;
+        }
+        let key = (state, error.unwrap_or_default().to_string());
+        if self.last.as_ref() == Some(&key) {
+            return;
+        }
+        let done = tokio::time::timeout(Duration::from_secs(30), async {
+            let instance = match &self.instance_id {
+                Some(i) => i.clone(),
+                None => strata_agent::storage::discover::own_instance_id()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            self.instance_id = Some(instance.clone());
+            let region = match region {
+                Some(r) => r.to_string(),
+                None => node_state::own_region().await.map_err(|e| e.to_string())?,
+            };
+            let ec2 = node_state::ec2_client(&region, None).await;
+            node_state::tag_node_state(&ec2, &instance, state, error)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(instance)
+        })
+        .await;
+        match done {
+            Ok(Ok(instance)) => {
+                tracing::info!(%instance, state = %state, "tagged the instance");
+                self.last = Some(key);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, state = %state, "could not tag the instance"),
+            Err(_) => tracing::warn!(state = %state, "tagging the instance timed out"),
+        }
+    }
+}
+
+/// `strata-agent run`. Never returns an error: a node whose config or server is wrong keeps
+/// its agent running (tagged `failed`), so `status` and a fixed config work without a reboot.
+async fn run(c: Common, interval: u64, mut tagger: Tagger) {
+    let every = Duration::from_secs(interval.max(1));
+    // The config and the local admin password are read once; an unreadable one is a failed
+    // node until it is fixed.
+    let (cfg, opts) = loop {
+        match c.load().and_then(|cfg| Ok((c.options(&cfg)?, cfg))) {
+            Ok((opts, cfg)) => break (cfg, opts),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = %reason, "cannot start: fix the node config");
+                tagger.set(None, NodeState::Failed, Some(&reason)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::signal::ctrl_c() => return,
+                }
+            }
+        }
+    };
+    let creds = c.creds();
+    let autoscaler = tokio::spawn(storage_autoscaling(cfg.clone(), interval));
+    let first_retry = Duration::from_secs(2);
+    let mut backoff = first_retry;
+    loop {
+        let wait = match bootstrap(&cfg, &creds, &opts).await {
+            Ok(r) => {
+                if r.changes() > 0 {
+                    let report = serde_json::to_string(&r).unwrap_or_default();
+                    tracing::info!(changes = r.changes(), %report, "bootstrap changed the node");
+                } else {
+                    tracing::debug!("node in shape");
+                }
+                tagger.set(Some(&cfg.region), NodeState::Ready, None).await;
+                backoff = first_retry;
+                every
+            }
+            Err(e) => match node_state::classify(&e) {
+                Fault::Permanent => {
+                    tracing::error!(error = %e, "bootstrap failed; a retry will not fix this");
+                    tagger
+                        .set(Some(&cfg.region), NodeState::Failed, Some(&e.to_string()))
+                        .await;
+                    backoff = first_retry;
+                    every
+                }
+                // The node keeps its role whatever fails: a replica waits for its source,
+                // it never starts taking writes on its own.
+                Fault::Transient => {
+                    let wait = backoff;
+                    tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "bootstrap failed; retrying");
+                    backoff = (backoff * 2).min(every);
+                    wait
+                }
+            },
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    autoscaler.abort();
 }
 
 /// Storage autoscaling for `run`: waits until Terraform has attached a storage segment (found

@@ -1,7 +1,7 @@
 //! Status: what the node is doing right now, as JSON. Read-only: it never changes the node.
 
 use crate::bootstrap::replica_link;
-use crate::credential::CredentialSource;
+use crate::credential::Credentials;
 use crate::engine::{self, same_value};
 use crate::error::AgentError;
 use crate::sql::{self, LocalTarget};
@@ -70,7 +70,7 @@ pub struct SemiSyncStatus {
 pub async fn status(
     cfg: &NodeConfig,
     local: &LocalTarget,
-    creds: Option<&dyn CredentialSource>,
+    creds: Option<&Credentials>,
     timeout: Duration,
 ) -> Result<NodeStatus, AgentError> {
     let eng = engine::for_engine(cfg.engine);
@@ -173,7 +173,7 @@ pub async fn status(
 
 async fn source_position(
     cfg: &NodeConfig,
-    creds: Option<&dyn CredentialSource>,
+    creds: Option<&Credentials>,
     host: &str,
     port: u16,
     timeout: Duration,

@@ -1,6 +1,7 @@
 //! The agent's own EC2 storage code against LocalStack's EC2: ModifyVolume with its wait and
 //! tag, CreateVolume + AttachVolume of a new segment with its tags, and one loop round trip
-//! with a fake BlockStorage. Needs LocalStack at http://127.0.0.1:4566.
+//! with a fake BlockStorage. Needs LocalStack at $LOCALSTACK_ENDPOINT (default
+//! http://127.0.0.1:4566).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +18,9 @@ use strata_agent::storage::{
 };
 use tokio::sync::watch;
 
-const ENDPOINT: &str = "http://127.0.0.1:4566";
+fn endpoint() -> String {
+    std::env::var("LOCALSTACK_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
 const AMI: &str = "ami-03cf127a";
 const G: u64 = 1024 * 1024 * 1024;
 
@@ -25,7 +28,7 @@ fn raw_client() -> aws_sdk_ec2::Client {
     let conf = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(ENDPOINT)
+        .endpoint_url(endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .build();
     aws_sdk_ec2::Client::from_conf(conf)
@@ -34,12 +37,18 @@ fn raw_client() -> aws_sdk_ec2::Client {
 async fn require_localstack() {
     let up = tokio::time::timeout(
         Duration::from_secs(3),
-        tokio::net::TcpStream::connect("127.0.0.1:4566"),
+        tokio::net::TcpStream::connect(
+            endpoint()
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
+        ),
     )
     .await;
     assert!(
         matches!(up, Ok(Ok(_))),
-        "LocalStack is not reachable at {ENDPOINT}: start it with `scripts/localstack start`"
+        "LocalStack is not reachable at {}: start it with `scripts/localstack start`",
+        endpoint()
     );
 }
 
@@ -337,7 +346,7 @@ async fn autoscaler_loop_grows_then_adds_segment_against_localstack() {
         volume_ids: vec![vol.clone()],
         bounds: Bounds::new(80, 20, 5, 100).unwrap(),
         region: "us-east-1".into(),
-        endpoint: Some(ENDPOINT.into()),
+        endpoint: Some(endpoint()),
         cluster_id: fx.cluster.clone(),
         interval: Duration::from_secs(60),
     };
@@ -377,7 +386,7 @@ async fn autoscaler_loop_grows_then_adds_segment_against_localstack() {
         volume_ids: vec![vol.clone()],
         bounds: Bounds::new(80, 20, 5, 100).unwrap(),
         region: "us-east-1".into(),
-        endpoint: Some(ENDPOINT.into()),
+        endpoint: Some(endpoint()),
         cluster_id: fx.cluster.clone(),
         interval: Duration::from_secs(60),
     };

@@ -2,11 +2,89 @@
 //! to install) and waits for one replica's ack: MariaDB has no wait-for-replica-count, which
 //! `strata_topology` validation enforces. Replicas position with `MASTER_USE_GTID=slave_pos`.
 
-use super::{EngineSql, LinkSpec, ReplicaLink, SemiSyncStatusNames, gtid, quote};
+use super::{
+    DumpSpec, EngineSql, LinkSpec, LoadSpec, ReplicaLink, SemiSyncStatusNames, Tool,
+    global_privileges, gtid, has_global_grant_option, quote,
+};
 use std::collections::BTreeMap;
 use strata_topology::{Engine, NodeConfig, Role};
 
 pub struct MariaDb;
+
+/// What the replication user may do on a source. REPLICATION SLAVE reads the binlog;
+/// REPLICATION MASTER ADMIN lists the source's replicas (SHOW SLAVE HOSTS) so a replica can
+/// refuse a duplicate server_id. The rest is what `mariadb-dump --single-transaction --gtid
+/// --master-data=2 --routines --events --triggers` needs to seed a new replica, found by
+/// taking each away on 10.11: SELECT (rows, and routine bodies in mysql.proc), SHOW VIEW
+/// (view definitions), TRIGGER (without it triggers are silently left out of the dump), EVENT
+/// (SHOW EVENTS). It needs no RELOAD, LOCK TABLES nor BINLOG MONITOR: combining
+/// --single-transaction with --master-data takes the position from the consistent snapshot
+/// (binlog_snapshot_file/position, BINLOG_GTID_POS), without FLUSH TABLES WITH READ LOCK.
+///
+/// Exposure: this credential already reads every row ever written with binary logging on,
+/// through the binlog stream (from the oldest retained log, which a replica may ask for at
+/// any time). The read grants add rows older than the retained binlogs (exactly what a seed
+/// must copy) and writes made with sql_log_bin=0. On a Strata node the latter is the admin
+/// account's entry in mysql.global_priv (a password hash); its password lives in SSM beside
+/// the replication password, readable by the same instance role. None of these grants can
+/// write anything.
+pub const REPLICATION_PRIVILEGES: &[&str] = &[
+    "REPLICATION SLAVE",
+    "REPLICATION MASTER ADMIN",
+    "SELECT",
+    "SHOW VIEW",
+    "TRIGGER",
+    "EVENT",
+];
+
+/// The admin (operator) account: every MariaDB 10.11 global privilege except READ_ONLY
+/// ADMIN, which is the one that writes through `read_only` (and changes it). Since 10.11
+/// SUPER no longer includes READ_ONLY ADMIN (MDEV-29596), so the admin account keeps SUPER
+/// and still cannot write on a replica. Listed rather than `ALL PRIVILEGES` minus one, so a
+/// later server's new privileges are a decision, not an accident.
+pub const ADMIN_PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "RELOAD",
+    "SHUTDOWN",
+    "PROCESS",
+    "FILE",
+    "REFERENCES",
+    "INDEX",
+    "ALTER",
+    "SHOW DATABASES",
+    "SUPER",
+    "CREATE TEMPORARY TABLES",
+    "LOCK TABLES",
+    "EXECUTE",
+    "REPLICATION SLAVE",
+    "BINLOG MONITOR",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "CREATE USER",
+    "EVENT",
+    "TRIGGER",
+    "CREATE TABLESPACE",
+    "DELETE HISTORY",
+    "SET USER",
+    "FEDERATED ADMIN",
+    "CONNECTION ADMIN",
+    "REPLICATION SLAVE ADMIN",
+    "REPLICATION MASTER ADMIN",
+    "BINLOG ADMIN",
+    "BINLOG REPLAY",
+    "SLAVE MONITOR",
+];
+
+/// The dump's commented GTID line: `-- SET GLOBAL gtid_slave_pos='0-1-14';`, written at its
+/// end ("deferred") by 10.11.
+const DUMP_GTID_PREFIX: &str = "-- SET GLOBAL gtid_slave_pos='";
 
 fn on_off(b: bool) -> String {
     if b { "ON" } else { "OFF" }.to_string()
@@ -35,6 +113,12 @@ impl EngineSql for MariaDb {
         s.push_str(&format!("server_id = {}\n", cfg.server_id));
         s.push_str(&format!("port = {}\n", cfg.local.port));
         s.push_str(&format!("report_host = {}\n", cfg.node_name));
+        // Debian's packaged server listens on 127.0.0.1 only (50-server.cnf); this file is
+        // read after it, so replicas and clients on other hosts can reach the node.
+        s.push_str("bind_address = 0.0.0.0\n");
+        // Accounts are '%' and addressed by IP: a reverse DNS lookup per connection only
+        // costs time, and a node without DNS would wait it out on every replica connect.
+        s.push_str("skip_name_resolve = ON\n");
         s.push_str("log_bin = strata-bin\n");
         s.push_str("binlog_format = ROW\n");
         s.push_str("log_slave_updates = ON\n");
@@ -147,18 +231,15 @@ impl EngineSql for MariaDb {
         ))
     }
 
-    fn create_replication_user_sql(&self, user: &str, password: &str) -> Vec<String> {
-        vec![
-            format!(
-                "CREATE USER {}@'%' IDENTIFIED BY {}",
-                quote(user),
-                quote(password)
-            ),
-            self.grant_replication_sql(user),
-        ]
+    fn create_user_sql(&self, user: &str, password: &str) -> String {
+        format!(
+            "CREATE USER {}@'%' IDENTIFIED BY {}",
+            quote(user),
+            quote(password)
+        )
     }
 
-    fn set_replication_password_sql(&self, user: &str, password: &str) -> Vec<String> {
+    fn set_password_sql(&self, user: &str, password: &str) -> Vec<String> {
         vec![format!(
             "ALTER USER {}@'%' IDENTIFIED BY {}",
             quote(user),
@@ -170,17 +251,120 @@ impl EngineSql for MariaDb {
         format!("SHOW GRANTS FOR {}@'%'", quote(user))
     }
 
-    fn replication_privilege(&self) -> &'static str {
-        "REPLICATION SLAVE"
+    fn replication_privileges(&self) -> &'static [&'static str] {
+        REPLICATION_PRIVILEGES
     }
 
     fn grant_replication_sql(&self, user: &str) -> String {
-        // REPLICATION MASTER ADMIN lets a replica list the source's other replicas
-        // (SHOW SLAVE HOSTS) and so refuse a duplicate server_id before it connects.
         format!(
-            "GRANT REPLICATION SLAVE, REPLICATION MASTER ADMIN ON *.* TO {}@'%'",
+            "GRANT {} ON *.* TO {}@'%'",
+            REPLICATION_PRIVILEGES.join(", "),
             quote(user)
         )
+    }
+
+    fn grant_admin_sql(&self, user: &str) -> Vec<String> {
+        vec![
+            // Takes away what the list does not hold (READ_ONLY ADMIN given by hand).
+            format!(
+                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM {}@'%'",
+                quote(user)
+            ),
+            format!(
+                "GRANT {} ON *.* TO {}@'%' WITH GRANT OPTION",
+                ADMIN_PRIVILEGES.join(", "),
+                quote(user)
+            ),
+        ]
+    }
+
+    fn admin_grants_match(&self, grants: &[String]) -> bool {
+        let want: std::collections::BTreeSet<String> =
+            ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect();
+        global_privileges(grants) == want && has_global_grant_option(grants)
+    }
+
+    fn local_write_sql(&self, _role: Role) -> (Vec<String>, Vec<String>) {
+        // The agent's root connection holds READ_ONLY ADMIN, so read_only does not stop it.
+        (
+            vec!["SET SESSION sql_log_bin = 0".into()],
+            vec!["SET SESSION sql_log_bin = 1".into()],
+        )
+    }
+
+    fn dump_command(&self, spec: &DumpSpec<'_>) -> Tool {
+        // --defaults-file first: the only options file read, so nothing on the host changes
+        // what is dumped, and the password stays out of argv.
+        let mut args = vec![
+            format!("--defaults-file={}", spec.defaults_file),
+            format!("--host={}", spec.host),
+            format!("--port={}", spec.port),
+            format!("--user={}", spec.user),
+            "--protocol=TCP".to_string(),
+        ];
+        if spec.tls {
+            args.push("--ssl".into());
+            if let Some(ca) = spec.ca_file {
+                args.push(format!("--ssl-ca={ca}"));
+                args.push("--ssl-verify-server-cert".into());
+            }
+        }
+        args.extend(
+            [
+                "--default-character-set=utf8mb4",
+                "--single-transaction",
+                "--gtid",
+                "--master-data=2",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--hex-blob",
+                "--databases",
+            ]
+            .map(String::from),
+        );
+        args.extend(spec.schemas.iter().cloned());
+        Tool {
+            program: "mariadb-dump",
+            args,
+        }
+    }
+
+    fn load_command(&self, spec: &LoadSpec<'_>) -> Tool {
+        let mut args = vec![format!("--defaults-file={}", spec.defaults_file)];
+        match spec.socket {
+            Some(sock) => args.push(format!("--socket={sock}")),
+            None => {
+                args.push(format!("--host={}", spec.host));
+                args.push(format!("--port={}", spec.port));
+                args.push("--protocol=TCP".into());
+            }
+        }
+        args.push(format!("--user={}", spec.user));
+        args.push("--default-character-set=utf8mb4".into());
+        // The copy is this replica's own: in its binlog it would be a second history of
+        // the source's transactions under this server's id.
+        args.push("--init-command=SET SESSION sql_log_bin = 0".into());
+        args.push("--batch".into());
+        Tool {
+            program: "mariadb",
+            args,
+        }
+    }
+
+    fn dump_gtid(&self, line: &str) -> Option<String> {
+        let rest = line.trim_end().strip_prefix(DUMP_GTID_PREFIX)?;
+        let pos = rest.strip_suffix("';")?;
+        gtid::parse_mariadb_pos(pos)?;
+        Some(pos.to_string())
+    }
+
+    fn seed_position_sql(&self, gtid: &str) -> Option<String> {
+        Some(format!("SET GLOBAL gtid_slave_pos = {}", quote(gtid)))
+    }
+
+    fn reset_seed_position_sql(&self) -> Vec<String> {
+        vec!["SET GLOBAL gtid_slave_pos = ''".into()]
     }
 
     fn replica_status_sql(&self) -> &'static str {
@@ -317,5 +501,147 @@ mod tests {
             "SET GLOBAL read_only = ON"
         );
         assert_eq!(MariaDb.set_global_sql("x", "a b"), "SET GLOBAL x = 'a b'");
+    }
+
+    #[test]
+    fn replication_user_can_seed_but_not_write() {
+        assert_eq!(
+            MariaDb.grant_replication_sql("strata_repl"),
+            "GRANT REPLICATION SLAVE, REPLICATION MASTER ADMIN, SELECT, SHOW VIEW, TRIGGER, EVENT ON *.* TO 'strata_repl'@'%'"
+        );
+    }
+
+    #[test]
+    fn admin_account_statements() {
+        let sql = MariaDb.grant_admin_sql("ops");
+        assert_eq!(sql[0], "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'ops'@'%'");
+        assert!(sql[1].starts_with("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD,"));
+        assert!(sql[1].ends_with(" ON *.* TO 'ops'@'%' WITH GRANT OPTION"));
+        assert!(!sql[1].contains("READ_ONLY"), "{}", sql[1]);
+        assert!(sql[1].contains("SUPER"), "{}", sql[1]);
+        // SHOW GRANTS as 10.11 prints it after those statements.
+        let shown = vec![format!(
+            "GRANT {} ON *.* TO `ops`@`%` IDENTIFIED BY PASSWORD '*667F407DE7C6AD07358FA38DAED7828A72014B4E' WITH GRANT OPTION",
+            ADMIN_PRIVILEGES.join(", ")
+        )];
+        assert!(MariaDb.admin_grants_match(&shown));
+        let with_ro = vec![shown[0].replace("SUPER,", "SUPER, READ_ONLY ADMIN,")];
+        assert!(!MariaDb.admin_grants_match(&with_ro));
+        let no_option = vec![shown[0].replace(" WITH GRANT OPTION", "")];
+        assert!(!MariaDb.admin_grants_match(&no_option));
+        assert_eq!(
+            MariaDb.local_write_sql(Role::Replica),
+            (
+                vec!["SET SESSION sql_log_bin = 0".to_string()],
+                vec!["SET SESSION sql_log_bin = 1".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn seed_commands() {
+        let schemas = vec!["app".to_string(), "shop".to_string()];
+        let dump = MariaDb.dump_command(&DumpSpec {
+            defaults_file: "/run/strata/seed-1.cnf",
+            host: "10.0.0.5",
+            port: 3306,
+            user: "strata_repl",
+            tls: false,
+            ca_file: None,
+            schemas: &schemas,
+        });
+        assert_eq!(dump.program, "mariadb-dump");
+        assert_eq!(
+            dump.args.join(" "),
+            "--defaults-file=/run/strata/seed-1.cnf --host=10.0.0.5 --port=3306 --user=strata_repl --protocol=TCP --default-character-set=utf8mb4 --single-transaction --gtid --master-data=2 --routines --events --triggers --hex-blob --databases app shop"
+        );
+        let tls = MariaDb.dump_command(&DumpSpec {
+            defaults_file: "/f",
+            host: "h",
+            port: 1,
+            user: "u",
+            tls: true,
+            ca_file: Some("/ca.pem"),
+            schemas: &schemas,
+        });
+        assert!(
+            tls.args
+                .join(" ")
+                .contains("--ssl --ssl-ca=/ca.pem --ssl-verify-server-cert --default"),
+            "{:?}",
+            tls.args
+        );
+        let load = MariaDb.load_command(&LoadSpec {
+            defaults_file: "/f",
+            socket: None,
+            host: "127.0.0.1",
+            port: 3307,
+            user: "root",
+        });
+        assert_eq!(load.program, "mariadb");
+        assert_eq!(
+            load.args.join(" "),
+            "--defaults-file=/f --host=127.0.0.1 --port=3307 --protocol=TCP --user=root --default-character-set=utf8mb4 --init-command=SET SESSION sql_log_bin = 0 --batch"
+        );
+        assert_eq!(
+            MariaDb.dump_gtid("-- SET GLOBAL gtid_slave_pos='0-1-14,1-2-3';\n"),
+            Some("0-1-14,1-2-3".to_string())
+        );
+        assert_eq!(
+            MariaDb.dump_gtid("-- SET GLOBAL gtid_slave_pos='garbage';"),
+            None
+        );
+        assert_eq!(MariaDb.dump_gtid("INSERT INTO t VALUES (1);"), None);
+        assert_eq!(
+            MariaDb.seed_position_sql("0-1-14").as_deref(),
+            Some("SET GLOBAL gtid_slave_pos = '0-1-14'")
+        );
+    }
+
+    #[test]
+    fn packaged_server_listens_everywhere() {
+        use strata_topology::{
+            CredentialRef, LocalServer, Replication, ReplicationMode, SCHEMA_VERSION, Storage, Tls,
+        };
+        let cfg = NodeConfig {
+            version: SCHEMA_VERSION,
+            cluster_id: "orders".into(),
+            node_id: "n1".into(),
+            node_name: "orders-1".into(),
+            role: Role::Source,
+            region: "us-east-1".into(),
+            engine: Engine::Mariadb,
+            engine_version: "10.11".into(),
+            server_id: 7,
+            source: None,
+            replication: Replication {
+                mode: ReplicationMode::SemiSync,
+                ack_count: 1,
+                ack_timeout_ms: 2500,
+                user: "strata_repl".into(),
+                credential: CredentialRef {
+                    ssm_parameter: "/p".into(),
+                    ssm_region: "us-east-1".into(),
+                },
+            },
+            local: LocalServer::default(),
+            tls: Tls::default(),
+            storage: Storage {
+                device: "/dev/xvdf".into(),
+                mount_point: "/var/lib/mysql".into(),
+                max_size_gib: 100,
+                grow_at_percent: 80,
+                grow_by_percent: 20,
+                min_step_gib: 10,
+            },
+            admin: None,
+            install: Default::default(),
+            tags: Default::default(),
+        };
+        let text = MariaDb.render_server_config(&cfg);
+        assert!(text.starts_with("# Managed by strata-agent"));
+        assert!(text.contains("\n[mariadbd]\n"), "{text}");
+        assert!(text.contains("\nbind_address = 0.0.0.0\n"), "{text}");
+        assert!(text.contains("\nskip_name_resolve = ON\n"), "{text}");
     }
 }

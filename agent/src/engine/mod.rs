@@ -7,7 +7,91 @@ pub mod gtid;
 pub mod mariadb;
 pub mod mysql;
 
-use strata_topology::{Engine, NodeConfig};
+use std::collections::BTreeSet;
+use strata_topology::{Engine, NodeConfig, Role};
+
+/// Schemas that belong to the server, never copied by a seed nor counted as user data.
+pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+
+/// Created on a replica (outside the binlog) before a seed loads anything and dropped once the
+/// copy and its GTID position are in place: a replica holding it was seeded halfway.
+pub const SEED_MARKER_SCHEMA: &str = "strata_seed_incomplete";
+
+/// The user schemas of a server (same SQL on both engines), in name order.
+pub fn user_schemas_sql() -> String {
+    let skip: Vec<String> = SYSTEM_SCHEMAS
+        .iter()
+        .chain(std::iter::once(&SEED_MARKER_SCHEMA))
+        .map(|s| quote(s))
+        .collect();
+    format!(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ({}) ORDER BY SCHEMA_NAME",
+        skip.join(", ")
+    )
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// A client program and its arguments. Never holds a password: that goes in the 0600
+/// options file named by `--defaults-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    pub program: &'static str,
+    pub args: Vec<String>,
+}
+
+/// The logical copy a seed streams from the source.
+#[derive(Debug, Clone)]
+pub struct DumpSpec<'a> {
+    /// Options file holding `[client] password=...`.
+    pub defaults_file: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub tls: bool,
+    pub ca_file: Option<&'a str>,
+    pub schemas: &'a [String],
+}
+
+/// Where the seed loads the copy: the local server, with the agent's admin connection.
+#[derive(Debug, Clone)]
+pub struct LoadSpec<'a> {
+    pub defaults_file: &'a str,
+    pub socket: Option<&'a str>,
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+}
+
+/// The privileges on `*.*` in SHOW GRANTS rows (`GRANT a, b ON *.* TO ...`), upper-case.
+pub fn global_privileges(grants: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for g in grants {
+        let Some(rest) = g.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some((privs, _)) = rest.split_once(" ON *.* TO ") else {
+            continue;
+        };
+        for p in privs.split(',') {
+            let p = p.trim().to_ascii_uppercase();
+            if !p.is_empty() {
+                out.insert(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the global grant row carries WITH GRANT OPTION.
+pub fn has_global_grant_option(grants: &[String]) -> bool {
+    grants
+        .iter()
+        .any(|g| g.contains(" ON *.* TO ") && g.ends_with("WITH GRANT OPTION"))
+}
 
 /// A replica's view of its replication link, normalized across engines.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -88,12 +172,39 @@ pub trait EngineSql: Send + Sync {
     /// A query returning one row with 1 when the stored credential matches `password`;
     /// `None` when the engine cannot tell (salted hashes), so the agent re-sets it.
     fn credential_matches_sql(&self, user: &str, password: &str) -> Option<String>;
-    fn create_replication_user_sql(&self, user: &str, password: &str) -> Vec<String>;
-    fn set_replication_password_sql(&self, user: &str, password: &str) -> Vec<String>;
+    fn create_user_sql(&self, user: &str, password: &str) -> String;
+    fn create_replication_user_sql(&self, user: &str, password: &str) -> Vec<String> {
+        vec![
+            self.create_user_sql(user, password),
+            self.grant_replication_sql(user),
+        ]
+    }
+    fn set_password_sql(&self, user: &str, password: &str) -> Vec<String>;
     fn show_grants_sql(&self, user: &str) -> String;
-    /// A privilege string that must appear in SHOW GRANTS for the replication user.
-    fn replication_privilege(&self) -> &'static str;
+    /// Global privileges the replication user needs: the binlog stream, and the reads a
+    /// seed's logical copy makes on the source.
+    fn replication_privileges(&self) -> &'static [&'static str];
     fn grant_replication_sql(&self, user: &str) -> String;
+    /// Statements that give the admin account exactly its privileges.
+    fn grant_admin_sql(&self, user: &str) -> Vec<String>;
+    /// Whether SHOW GRANTS rows show the admin account with exactly its privileges.
+    fn admin_grants_match(&self, grants: &[String]) -> bool;
+    /// Statements around writes the agent makes on this node only (the admin account, a
+    /// seed): (before, after). They keep the writes out of the binlog and, on engines whose
+    /// replicas refuse even the agent's writes, lift that for the duration.
+    fn local_write_sql(&self, role: Role) -> (Vec<String>, Vec<String>);
+
+    /// The logical copy of `spec.schemas` from the source, with its GTID position.
+    fn dump_command(&self, spec: &DumpSpec<'_>) -> Tool;
+    /// The client that loads a dump into the local server without binlogging it.
+    fn load_command(&self, spec: &LoadSpec<'_>) -> Tool;
+    /// The snapshot's GTID position, when `line` of the dump carries it.
+    fn dump_gtid(&self, line: &str) -> Option<String>;
+    /// Makes the replica start from the snapshot's position; None when loading the dump
+    /// already did (MySQL's GTID_PURGED).
+    fn seed_position_sql(&self, gtid: &str) -> Option<String>;
+    /// Forgets a position a failed seed left behind.
+    fn reset_seed_position_sql(&self) -> Vec<String>;
 
     fn replica_status_sql(&self) -> &'static str;
     /// Normalizes one row of the replica status (column name → value).

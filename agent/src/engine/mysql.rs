@@ -3,11 +3,35 @@
 //! `REPLICA` statements and variables, semi-sync from the `rpl_semi_sync_source` /
 //! `rpl_semi_sync_replica` plugins, GTID auto-position, `super_read_only` on replicas.
 
-use super::{EngineSql, LinkSpec, ReplicaLink, SemiSyncStatusNames, gtid, quote};
+use super::{
+    DumpSpec, EngineSql, LinkSpec, LoadSpec, ReplicaLink, SemiSyncStatusNames, Tool,
+    global_privileges, gtid, has_global_grant_option, quote,
+};
 use std::collections::BTreeMap;
 use strata_topology::{Engine, NodeConfig, Role};
 
 pub struct MySql;
+
+/// The replication user's global privileges: the binlog stream (REPLICATION SLAVE, which
+/// SHOW REPLICAS needs too) and what `mysqldump --single-transaction --source-data=2
+/// --set-gtid-purged=ON --routines --events --triggers --no-tablespaces` reads to seed a
+/// replica: SELECT, SHOW VIEW, TRIGGER, EVENT; RELOAD for the short FLUSH TABLES WITH READ
+/// LOCK MySQL's mysqldump takes to read the position with --source-data, and REPLICATION
+/// CLIENT for SHOW BINARY LOG STATUS. Untested here (no MySQL server): the MariaDB list was
+/// found by testing; the exposure argument is the same (the binlog already carries every
+/// row). MySQL 8.4's password hashes in mysql.user become readable, as on MariaDB.
+pub const REPLICATION_PRIVILEGES: &[&str] = &[
+    "REPLICATION SLAVE",
+    "REPLICATION CLIENT",
+    "RELOAD",
+    "SELECT",
+    "SHOW VIEW",
+    "TRIGGER",
+    "EVENT",
+];
+
+/// The line mysqldump writes with --set-gtid-purged=ON (executed by the load).
+const DUMP_GTID_PREFIX: &str = "SET @@GLOBAL.GTID_PURGED=";
 
 const SOURCE_PLUGIN: (&str, &str) = ("rpl_semi_sync_source", "semisync_source.so");
 const REPLICA_PLUGIN: (&str, &str) = ("rpl_semi_sync_replica", "semisync_replica.so");
@@ -40,6 +64,10 @@ impl EngineSql for MySql {
         s.push_str(&format!("server_id = {}\n", cfg.server_id));
         s.push_str(&format!("port = {}\n", cfg.local.port));
         s.push_str(&format!("report_host = {}\n", cfg.node_name));
+        // Packaged servers may listen on loopback only; replicas connect from other hosts.
+        s.push_str("bind_address = 0.0.0.0\n");
+        // Accounts are '%': a reverse DNS lookup per connection only costs time.
+        s.push_str("skip_name_resolve = ON\n");
         s.push_str("log_bin = strata-bin\n");
         s.push_str("binlog_format = ROW\n");
         s.push_str("log_replica_updates = ON\n");
@@ -164,18 +192,15 @@ impl EngineSql for MySql {
         None
     }
 
-    fn create_replication_user_sql(&self, user: &str, password: &str) -> Vec<String> {
-        vec![
-            format!(
-                "CREATE USER {}@'%' IDENTIFIED WITH caching_sha2_password BY {}",
-                quote(user),
-                quote(password)
-            ),
-            self.grant_replication_sql(user),
-        ]
+    fn create_user_sql(&self, user: &str, password: &str) -> String {
+        format!(
+            "CREATE USER {}@'%' IDENTIFIED WITH caching_sha2_password BY {}",
+            quote(user),
+            quote(password)
+        )
     }
 
-    fn set_replication_password_sql(&self, user: &str, password: &str) -> Vec<String> {
+    fn set_password_sql(&self, user: &str, password: &str) -> Vec<String> {
         vec![format!(
             "ALTER USER {}@'%' IDENTIFIED WITH caching_sha2_password BY {}",
             quote(user),
@@ -187,13 +212,134 @@ impl EngineSql for MySql {
         format!("SHOW GRANTS FOR {}@'%'", quote(user))
     }
 
-    fn replication_privilege(&self) -> &'static str {
-        "REPLICATION SLAVE"
+    fn replication_privileges(&self) -> &'static [&'static str] {
+        REPLICATION_PRIVILEGES
     }
 
     fn grant_replication_sql(&self, user: &str) -> String {
-        // MySQL still spells the privilege REPLICATION SLAVE in 8.4; SHOW REPLICAS needs it too.
-        format!("GRANT REPLICATION SLAVE ON *.* TO {}@'%'", quote(user))
+        // MySQL still spells the privilege REPLICATION SLAVE in 8.4.
+        format!(
+            "GRANT {} ON *.* TO {}@'%'",
+            REPLICATION_PRIVILEGES.join(", "),
+            quote(user)
+        )
+    }
+
+    fn grant_admin_sql(&self, user: &str) -> Vec<String> {
+        // MySQL keeps replicas read-only with super_read_only, which refuses writes from
+        // every account, SUPER and CONNECTION_ADMIN included (they only bypass read_only):
+        // the admin account can have everything.
+        vec![format!(
+            "GRANT ALL PRIVILEGES ON *.* TO {}@'%' WITH GRANT OPTION",
+            quote(user)
+        )]
+    }
+
+    fn admin_grants_match(&self, grants: &[String]) -> bool {
+        // ALL PRIVILEGES shows as its static privileges plus a row of dynamic ones.
+        let have = global_privileges(grants);
+        [
+            "SELECT",
+            "INSERT",
+            "CREATE USER",
+            "SUPER",
+            "CONNECTION_ADMIN",
+        ]
+        .iter()
+        .all(|p| have.contains(*p))
+            && has_global_grant_option(grants)
+    }
+
+    fn local_write_sql(&self, role: Role) -> (Vec<String>, Vec<String>) {
+        let mut before = vec!["SET SESSION sql_log_bin = 0".to_string()];
+        let mut after = vec!["SET SESSION sql_log_bin = 1".to_string()];
+        if role.is_replica() {
+            // super_read_only refuses the agent too; lift it for the local write only.
+            before.push("SET GLOBAL super_read_only = OFF".into());
+            after.insert(0, "SET GLOBAL super_read_only = ON".into());
+        }
+        (before, after)
+    }
+
+    fn dump_command(&self, spec: &DumpSpec<'_>) -> Tool {
+        let mut args = vec![
+            format!("--defaults-file={}", spec.defaults_file),
+            format!("--host={}", spec.host),
+            format!("--port={}", spec.port),
+            format!("--user={}", spec.user),
+            "--protocol=TCP".to_string(),
+        ];
+        if spec.tls {
+            match spec.ca_file {
+                Some(ca) => {
+                    args.push("--ssl-mode=VERIFY_CA".into());
+                    args.push(format!("--ssl-ca={ca}"));
+                }
+                None => args.push("--ssl-mode=REQUIRED".into()),
+            }
+        } else {
+            // caching_sha2_password over plain TCP needs the server's RSA key.
+            args.push("--get-server-public-key".into());
+        }
+        args.extend(
+            [
+                "--default-character-set=utf8mb4",
+                "--single-transaction",
+                "--source-data=2",
+                "--set-gtid-purged=ON",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--hex-blob",
+                "--no-tablespaces",
+                "--databases",
+            ]
+            .map(String::from),
+        );
+        args.extend(spec.schemas.iter().cloned());
+        Tool {
+            program: "mysqldump",
+            args,
+        }
+    }
+
+    fn load_command(&self, spec: &LoadSpec<'_>) -> Tool {
+        let mut args = vec![format!("--defaults-file={}", spec.defaults_file)];
+        match spec.socket {
+            Some(sock) => args.push(format!("--socket={sock}")),
+            None => {
+                args.push(format!("--host={}", spec.host));
+                args.push(format!("--port={}", spec.port));
+                args.push("--protocol=TCP".into());
+            }
+        }
+        args.push(format!("--user={}", spec.user));
+        args.push("--default-character-set=utf8mb4".into());
+        args.push("--init-command=SET SESSION sql_log_bin = 0".into());
+        args.push("--batch".into());
+        Tool {
+            program: "mysql",
+            args,
+        }
+    }
+
+    fn dump_gtid(&self, line: &str) -> Option<String> {
+        // SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'uuid:1-5';
+        let rest = line.trim().strip_prefix(DUMP_GTID_PREFIX)?;
+        let rest = rest.strip_prefix("/*!80000 '+'*/").unwrap_or(rest).trim();
+        let set = rest.strip_suffix(';')?.trim().trim_matches('\'');
+        gtid::parse_mysql_set(set)?;
+        Some(set.to_string())
+    }
+
+    fn seed_position_sql(&self, _gtid: &str) -> Option<String> {
+        // Loading the dump ran its SET @@GLOBAL.GTID_PURGED: auto-position starts there.
+        None
+    }
+
+    fn reset_seed_position_sql(&self) -> Vec<String> {
+        // The replica had no transactions of its own before the seed (it was checked empty).
+        vec!["RESET BINARY LOGS AND GTIDS".into()]
     }
 
     fn replica_status_sql(&self) -> &'static str {
@@ -365,6 +511,8 @@ mod tests {
 server_id = 7
 port = 3306
 report_host = orders-1
+bind_address = 0.0.0.0
+skip_name_resolve = ON
 log_bin = strata-bin
 binlog_format = ROW
 log_replica_updates = ON
@@ -417,7 +565,7 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
             MySql.create_replication_user_sql("strata_repl", "s3cr'et"),
             vec![
                 "CREATE USER 'strata_repl'@'%' IDENTIFIED WITH caching_sha2_password BY 's3cr''et'",
-                "GRANT REPLICATION SLAVE ON *.* TO 'strata_repl'@'%'",
+                "GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD, SELECT, SHOW VIEW, TRIGGER, EVENT ON *.* TO 'strata_repl'@'%'",
             ]
         );
         assert_eq!(MySql.credential_matches_sql("u", "p"), None);
@@ -504,5 +652,101 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
             "Rpl_semi_sync_source_no_tx"
         );
         assert_eq!(MySql.replica_status_sql(), "SHOW REPLICA STATUS");
+    }
+
+    #[test]
+    fn admin_account_statements() {
+        assert_eq!(
+            MySql.grant_admin_sql("ops"),
+            vec!["GRANT ALL PRIVILEGES ON *.* TO 'ops'@'%' WITH GRANT OPTION"]
+        );
+        let shown = vec![
+            "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, SHUTDOWN, PROCESS, FILE, REFERENCES, INDEX, ALTER, SHOW DATABASES, SUPER, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, REPLICATION CLIENT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, TRIGGER, CREATE TABLESPACE, CREATE ROLE, DROP ROLE ON *.* TO `ops`@`%` WITH GRANT OPTION".to_string(),
+            "GRANT APPLICATION_PASSWORD_ADMIN,BACKUP_ADMIN,CONNECTION_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `ops`@`%` WITH GRANT OPTION".to_string(),
+        ];
+        assert!(MySql.admin_grants_match(&shown));
+        assert!(!MySql.admin_grants_match(&shown[..1]));
+        // A replica's super_read_only refuses the agent's own local writes: lifted around them.
+        assert_eq!(
+            MySql.local_write_sql(Role::Replica),
+            (
+                vec![
+                    "SET SESSION sql_log_bin = 0".to_string(),
+                    "SET GLOBAL super_read_only = OFF".to_string()
+                ],
+                vec![
+                    "SET GLOBAL super_read_only = ON".to_string(),
+                    "SET SESSION sql_log_bin = 1".to_string()
+                ]
+            )
+        );
+        assert_eq!(MySql.local_write_sql(Role::Source).0.len(), 1);
+    }
+
+    #[test]
+    fn seed_commands() {
+        let schemas = vec!["app".to_string(), "shop".to_string()];
+        let dump = MySql.dump_command(&DumpSpec {
+            defaults_file: "/run/strata/seed-1.cnf",
+            host: "10.0.0.5",
+            port: 3306,
+            user: "strata_repl",
+            tls: false,
+            ca_file: None,
+            schemas: &schemas,
+        });
+        assert_eq!(dump.program, "mysqldump");
+        assert_eq!(
+            dump.args.join(" "),
+            "--defaults-file=/run/strata/seed-1.cnf --host=10.0.0.5 --port=3306 --user=strata_repl --protocol=TCP --get-server-public-key --default-character-set=utf8mb4 --single-transaction --source-data=2 --set-gtid-purged=ON --routines --events --triggers --hex-blob --no-tablespaces --databases app shop"
+        );
+        let tls = MySql.dump_command(&DumpSpec {
+            defaults_file: "/f",
+            host: "h",
+            port: 1,
+            user: "u",
+            tls: true,
+            ca_file: Some("/ca.pem"),
+            schemas: &schemas,
+        });
+        assert!(
+            tls.args
+                .join(" ")
+                .contains("--ssl-mode=VERIFY_CA --ssl-ca=/ca.pem --default"),
+            "{:?}",
+            tls.args
+        );
+        let load = MySql.load_command(&LoadSpec {
+            defaults_file: "/run/strata/local-1.cnf",
+            socket: Some("/run/mysqld/mysqld.sock"),
+            host: "127.0.0.1",
+            port: 3306,
+            user: "root",
+        });
+        assert_eq!(load.program, "mysql");
+        assert_eq!(
+            load.args,
+            vec![
+                "--defaults-file=/run/strata/local-1.cnf",
+                "--socket=/run/mysqld/mysqld.sock",
+                "--user=root",
+                "--default-character-set=utf8mb4",
+                "--init-command=SET SESSION sql_log_bin = 0",
+                "--batch",
+            ]
+        );
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert_eq!(
+            MySql.dump_gtid(&format!(
+                "SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '{u}:1-42';"
+            )),
+            Some(format!("{u}:1-42"))
+        );
+        assert_eq!(MySql.dump_gtid("-- CHANGE REPLICATION SOURCE TO x;"), None);
+        assert_eq!(MySql.seed_position_sql("x"), None);
+        assert_eq!(
+            MySql.reset_seed_position_sql(),
+            vec!["RESET BINARY LOGS AND GTIDS"]
+        );
     }
 }

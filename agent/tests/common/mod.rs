@@ -16,6 +16,8 @@ use strata_topology::{
 
 pub const MARIADBD: &str = "/usr/sbin/mariadbd";
 pub const PASSWORD: &str = "repl-s3cret'\\pw";
+/// The admin account's password, with the characters an options file must escape.
+pub const ADMIN_PASSWORD: &str = "adm\"in'#\\ pw";
 
 /// Tests in one binary share two cores with everything else: one topology at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -161,6 +163,7 @@ impl Node {
         assert!(st.success());
         std::fs::write(dir.path().join("node.json"), cfg.to_json()).unwrap();
         std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
+        std::fs::write(dir.path().join("admin-password"), ADMIN_PASSWORD).unwrap();
         // What the image's first boot does before the server starts: the agent's files.
         strata_agent::prepare_server_files(&cfg).unwrap();
         Node {
@@ -181,6 +184,9 @@ impl Node {
     }
     pub fn password_path(&self) -> PathBuf {
         self.dir.path().join("password")
+    }
+    pub fn admin_password_path(&self) -> PathBuf {
+        self.dir.path().join("admin-password")
     }
 
     pub fn start(&mut self) {
@@ -300,6 +306,8 @@ impl Node {
             .arg(self.socket())
             .arg("--credential-file")
             .arg(self.password_path())
+            .arg("--admin-credential-file")
+            .arg(self.admin_password_path())
             .args(extra)
             .output()
             .unwrap();
