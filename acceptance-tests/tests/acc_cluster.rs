@@ -186,7 +186,10 @@ fn cluster_with_one_segment() {
     let admin_param = c["admin_parameter_name"].as_str().unwrap().to_string();
     assert_eq!(admin_param, format!("/strata/{}/admin-password", acc.name));
     assert_eq!(c["admin_user"], "strata_admin");
-    let admin = cfg.admin.as_ref().expect("the NodeConfig names the admin account");
+    let admin = cfg
+        .admin
+        .as_ref()
+        .expect("the NodeConfig names the admin account");
     assert_eq!(admin.user, "strata_admin");
     assert_eq!(admin.credential.ssm_parameter, admin_param);
     assert_eq!(admin.credential.ssm_region, acc_support::HOME);
@@ -211,11 +214,17 @@ fn cluster_with_one_segment() {
         !raw_state.contains(&admin_password),
         "the admin password is in terraform.tfstate"
     );
-    assert!(!script.contains(&admin_password), "admin password in user-data");
+    assert!(
+        !script.contains(&admin_password),
+        "admin password in user-data"
+    );
 
     // Issue 9: the agent, in the cluster's own private, encrypted, tagged bucket, and the
     // object's SHA-256 is the one the node will check.
-    assert!(cfg.install.engine_packages, "a stock image installs the engine");
+    assert!(
+        cfg.install.engine_packages,
+        "a stock image installs the engine"
+    );
     let agent = cfg
         .install
         .agent
@@ -334,15 +343,12 @@ fn apply_waits_for_the_node_to_report_ready() {
                             && tag(i.tags(), "strata:node-state").is_none()
                     });
                     if let Some(i) = fresh {
-                        let mut req = ec2
-                            .create_tags()
-                            .resources(i.instance_id().unwrap())
-                            .tags(
-                                aws_sdk_ec2::types::Tag::builder()
-                                    .key("strata:node-state")
-                                    .value(state)
-                                    .build(),
-                            );
+                        let mut req = ec2.create_tags().resources(i.instance_id().unwrap()).tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("strata:node-state")
+                                .value(state)
+                                .build(),
+                        );
                         if state == "failed" {
                             req = req.tags(
                                 aws_sdk_ec2::types::Tag::builder()

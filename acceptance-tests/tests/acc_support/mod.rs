@@ -520,12 +520,7 @@ async fn sweep(acc: &Acc, left: &mut Vec<String>) -> Result<()> {
         left.push(format!("SSM parameter {}", p.name().unwrap_or("?")));
     }
     // The agent bucket: `strata-<cluster>-<account>-<region>` (see agent_bucket_name).
-    let buckets = acc
-        .s3
-        .list_buckets()
-        .send()
-        .await
-        .context("ListBuckets")?;
+    let buckets = acc.s3.list_buckets().send().await.context("ListBuckets")?;
     for b in buckets.buckets() {
         let n = b.name().unwrap_or_default();
         if n.starts_with(&format!("strata-{name}-")) {

@@ -116,7 +116,10 @@ pub async fn local_agent(arch: Arch) -> Result<Arc<AgentBuild>, AwsError> {
             .await
             .map_err(|e| AwsError::Invalid(format!("hashing the agent build failed: {e}")))?
             .map_err(|e| {
-                AwsError::Invalid(format!("cannot read the agent build {}: {e}", path.display()))
+                AwsError::Invalid(format!(
+                    "cannot read the agent build {}: {e}",
+                    path.display()
+                ))
             })?;
         tracing::debug!(path = %path.display(), %sha256, size, "agent build found");
         Ok(Arc::new(AgentBuild {
@@ -425,10 +428,7 @@ mod tests {
         let d = Path::new("/opt/strata");
         assert_eq!(
             agent_candidates(d, Arch::X86_64, Some(Arch::X86_64)),
-            vec![
-                d.join("strata-agent_linux_x86_64"),
-                d.join("strata-agent")
-            ]
+            vec![d.join("strata-agent_linux_x86_64"), d.join("strata-agent")]
         );
         // A plain `strata-agent` is the host's build: never offered for another arch.
         assert_eq!(
@@ -455,7 +455,10 @@ mod tests {
         let mut t = BTreeMap::new();
         t.insert(TAG_CLUSTER.to_string(), "orders".to_string());
         assert!(!bucket_is_ours(&t, "orders", "strata_cluster.orders"));
-        t.insert(TAG_RESOURCE.to_string(), "strata_cluster.orders".to_string());
+        t.insert(
+            TAG_RESOURCE.to_string(),
+            "strata_cluster.orders".to_string(),
+        );
         assert!(bucket_is_ours(&t, "orders", "strata_cluster.orders"));
         assert!(!bucket_is_ours(&t, "billing", "strata_cluster.orders"));
         assert!(!bucket_is_ours(&t, "orders", "strata_cluster.other"));

@@ -294,9 +294,7 @@ impl Clients {
             settings,
             default_region,
             default_tags: cfg.default_tags.clone(),
-            node_ready_timeout: cfg
-                .node_ready_timeout
-                .unwrap_or(DEFAULT_NODE_READY_TIMEOUT),
+            node_ready_timeout: cfg.node_ready_timeout.unwrap_or(DEFAULT_NODE_READY_TIMEOUT),
             identity: OnceCell::new(),
             regions: Mutex::new(HashMap::new()),
         };

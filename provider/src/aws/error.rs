@@ -43,8 +43,12 @@ pub fn classify(code: &str) -> ErrorKind {
         | "BucketAlreadyExists"
         | "BucketAlreadyOwnedByYou" => ErrorKind::AlreadyExists,
         // S3's HEAD requests have no body, so their 404 comes back as plain `NotFound`.
-        "NoSuchEntity" | "ParameterNotFound" | "ParameterVersionNotFound" | "NotFound"
-        | "NoSuchBucket" | "NoSuchKey" => ErrorKind::NotFound,
+        "NoSuchEntity"
+        | "ParameterNotFound"
+        | "ParameterVersionNotFound"
+        | "NotFound"
+        | "NoSuchBucket"
+        | "NoSuchKey" => ErrorKind::NotFound,
         "IncorrectState"
         | "IncorrectInstanceState"
         | "IncorrectModificationState"

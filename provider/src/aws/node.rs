@@ -354,9 +354,7 @@ pub enum ImageSource {
 pub fn default_image_sources(arch: Arch) -> Vec<ImageSource> {
     let deb = debian_arch(arch);
     vec![
-        ImageSource::SsmParameter(format!(
-            "/aws/service/debian/release/bookworm/latest/{deb}"
-        )),
+        ImageSource::SsmParameter(format!("/aws/service/debian/release/bookworm/latest/{deb}")),
         ImageSource::Owner {
             owner: DEBIAN_OWNER.to_string(),
             name: format!("debian-12-{deb}-*"),
@@ -411,9 +409,10 @@ pub async fn default_ami(rc: &RegionClients, instance_type: &str) -> Result<Stri
                     .map_err(|e| {
                         AwsError::from_sdk(e, "ec2:DescribeImages", "the default Debian 12 image")
                     })?;
-                let newest = newest_image(images.images().iter().filter_map(|i| {
-                    Some((i.image_id()?, i.creation_date().unwrap_or_default()))
-                }));
+                let newest =
+                    newest_image(images.images().iter().filter_map(|i| {
+                        Some((i.image_id()?, i.creation_date().unwrap_or_default()))
+                    }));
                 if let Some(id) = newest {
                     return Ok(id.to_string());
                 }
@@ -978,8 +977,10 @@ mod tests {
             arm[0],
             ImageSource::SsmParameter("/aws/service/debian/release/bookworm/latest/arm64".into())
         );
-        assert!(matches!(&arm[1], ImageSource::Owner { name, architecture, .. }
-            if name == "debian-12-arm64-*" && architecture == "arm64"));
+        assert!(
+            matches!(&arm[1], ImageSource::Owner { name, architecture, .. }
+            if name == "debian-12-arm64-*" && architecture == "arm64")
+        );
         assert_eq!(
             newest_image([
                 ("ami-old", "2024-01-02T00:00:00.000Z"),
