@@ -6,6 +6,7 @@ mod acc_support;
 
 use acc_support::{Acc, tag};
 use aws_sdk_ec2::types::{HttpTokensState, VolumeAttachmentState, VolumeType};
+use sha2::{Digest, Sha256};
 use strata_topology::Role;
 
 fn cluster_hcl(acc: &Acc, extra: &str) -> String {
@@ -181,6 +182,227 @@ fn cluster_with_one_segment() {
         "the replication password is in the user-data"
     );
 
+    // Issue 9: the admin account, its password in its own SecureString, never in state.
+    let admin_param = c["admin_parameter_name"].as_str().unwrap().to_string();
+    assert_eq!(admin_param, format!("/strata/{}/admin-password", acc.name));
+    assert_eq!(c["admin_user"], "strata_admin");
+    let admin = cfg
+        .admin
+        .as_ref()
+        .expect("the NodeConfig names the admin account");
+    assert_eq!(admin.user, "strata_admin");
+    assert_eq!(admin.credential.ssm_parameter, admin_param);
+    assert_eq!(admin.credential.ssm_region, acc_support::HOME);
+    let ap = acc
+        .block(
+            acc.ssm
+                .get_parameter()
+                .name(&admin_param)
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap();
+    let ap = ap.parameter().unwrap();
+    assert_eq!(
+        ap.r#type(),
+        Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+    );
+    let admin_password = ap.value().unwrap().to_string();
+    assert!(admin_password.len() >= 16, "weak admin password");
+    assert_ne!(admin_password, password);
+    assert!(
+        !raw_state.contains(&admin_password),
+        "the admin password is in terraform.tfstate"
+    );
+    assert!(
+        !script.contains(&admin_password),
+        "admin password in user-data"
+    );
+
+    // Issue 9: the agent, in the cluster's own private, encrypted, tagged bucket, and the
+    // object's SHA-256 is the one the node will check.
+    assert!(
+        cfg.install.engine_packages,
+        "a stock image installs the engine"
+    );
+    let agent = cfg
+        .install
+        .agent
+        .as_ref()
+        .expect("a stock image fetches the agent from the cluster's bucket");
+    assert_eq!(
+        agent.bucket,
+        strata_topology::agent_bucket_name(&acc.name, "000000000000", acc_support::HOME)
+    );
+    assert_eq!(agent.region, acc_support::HOME);
+    assert!(
+        agent.key.starts_with("agent/") && agent.key.contains("/x86_64/"),
+        "{}",
+        agent.key
+    );
+    let bucket = agent.bucket.clone();
+    let pab = acc
+        .block(acc.s3.get_public_access_block().bucket(&bucket).send())
+        .unwrap();
+    let pab = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true)),
+        "bucket {bucket} is not private: {pab:?}"
+    );
+    let enc = acc
+        .block(acc.s3.get_bucket_encryption().bucket(&bucket).send())
+        .unwrap();
+    let algo = enc
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().clone());
+    assert_eq!(
+        algo,
+        Some(aws_sdk_s3::types::ServerSideEncryption::Aes256),
+        "bucket {bucket} has no default encryption"
+    );
+    let bt = acc
+        .block(acc.s3.get_bucket_tagging().bucket(&bucket).send())
+        .unwrap();
+    let btag = |k: &str| {
+        bt.tag_set()
+            .iter()
+            .find(|t| t.key() == k)
+            .map(|t| t.value().to_string())
+    };
+    assert_eq!(btag("strata:cluster").as_deref(), Some(acc.name.as_str()));
+    assert_eq!(
+        btag("strata:resource"),
+        Some(format!("strata_cluster.{}", acc.name))
+    );
+    let obj = acc
+        .block(acc.s3.get_object().bucket(&bucket).key(&agent.key).send())
+        .unwrap();
+    let body = acc.block(obj.body.collect()).unwrap().into_bytes();
+    assert!(body.len() > 1000, "agent object is {} bytes", body.len());
+    assert_eq!(
+        hex::encode(Sha256::digest(&body)),
+        agent.sha256,
+        "the object in S3 is not what the NodeConfig says"
+    );
+    assert!(
+        body.starts_with(b"\x7fELF"),
+        "the agent object is not an ELF binary"
+    );
+
+    acc.destroy_and_check();
+    let e = acc
+        .block(acc.s3.head_bucket().bucket(&bucket).send())
+        .unwrap_err();
+    assert!(
+        e.as_service_error().is_some_and(|s| s.is_not_found()),
+        "bucket {bucket} survives destroy: {e:?}"
+    );
+    for p in [&param, &admin_param] {
+        assert!(
+            acc.block(acc.ssm.get_parameter().name(p).send()).is_err(),
+            "{p} survives destroy"
+        );
+    }
+}
+
+/// The provider waits for the node's `strata:node-state` tag: the test plays the node (LocalStack
+/// boots nothing) and tags the source `failed`, then, in a second apply, `ready`.
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn apply_waits_for_the_node_to_report_ready() {
+    let mut acc = Acc::new("rdy");
+    let body = cluster_hcl(&acc, "");
+    let write = |acc: &Acc| {
+        acc_support::write_config(&acc.dir, &acc.provider_hcl_waiting("3m"), &body);
+    };
+    write(&acc);
+    acc.init_in(&acc.dir.clone());
+
+    // Plays the node: once the source instance exists, tags it with `state` (and a reason).
+    let play_node = |acc: &Acc, state: &'static str| {
+        let ec2 = acc.ec2.clone();
+        let name = acc.name.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..240 {
+                    let live = acc_support::live_instances(&ec2, &name).await.unwrap();
+                    let fresh = live.iter().find(|i| {
+                        tag(i.tags(), "strata:role") == Some("source")
+                            && tag(i.tags(), "strata:node-state").is_none()
+                    });
+                    if let Some(i) = fresh {
+                        let mut req = ec2.create_tags().resources(i.instance_id().unwrap()).tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("strata:node-state")
+                                .value(state)
+                                .build(),
+                        );
+                        if state == "failed" {
+                            req = req.tags(
+                                aws_sdk_ec2::types::Tag::builder()
+                                    .key("strata:node-error")
+                                    .value("apt-get install mariadb-server failed: no network")
+                                    .build(),
+                            );
+                        }
+                        req.send().await.unwrap();
+                        return i.instance_id().unwrap().to_string();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                panic!("no source instance appeared");
+            })
+        })
+    };
+
+    // 1. The node reports failed: the apply fails with its reason and names the node; the
+    // cluster stays in state, tainted.
+    let player = play_node(&acc, "failed");
+    let out = acc.run(
+        &acc.dir.clone(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let failed_id = player.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "apply succeeded with a failed node");
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("apt-get install mariadb-server failed: no network"),
+        "{stderr}"
+    );
+    assert!(flat.contains(&failed_id), "the node is not named: {stderr}");
+    let show = acc.run_ok(&acc.dir.clone(), &["state", "list"]);
+    assert!(show.contains("strata_cluster.c"), "not in state: {show}");
+    let (code, plan, _) = acc.plan();
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains("tainted"), "{plan}");
+
+    // 2. The replacement reports ready: the apply succeeds (and the failed node is gone).
+    let player = play_node(&acc, "ready");
+    acc.apply();
+    let ready_id = player.join().unwrap();
+    assert_ne!(ready_id, failed_id);
+    assert_eq!(acc.attr_str("strata_cluster.c", "source_node_id"), ready_id);
+    let live: Vec<String> = acc
+        .live_instances(&acc.ec2)
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(live, vec![ready_id]);
+
+    write(&acc);
     acc.destroy_and_check();
 }
 

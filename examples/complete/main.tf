@@ -7,6 +7,9 @@ provider "strata" {
   # LocalStack has no real credentials to check.
   skip_credentials_validation = var.aws_endpoint_url != null
 
+  # null: the provider's default (20m). "0s" for emulators whose instances never boot.
+  node_ready_timeout = var.node_ready_timeout
+
   dynamic "endpoints" {
     for_each = var.aws_endpoint_url == null ? [] : [var.aws_endpoint_url]
     content {
@@ -15,6 +18,7 @@ provider "strata" {
       iam = endpoints.value
       ssm = endpoints.value
       sts = endpoints.value
+      s3  = endpoints.value
     }
   }
 

@@ -8,6 +8,16 @@ output "writer_endpoint" {
   value       = strata_cluster.main.writer_endpoint
 }
 
+output "admin_user" {
+  description = "The database account clients log in with at writer_endpoint."
+  value       = strata_cluster.main.admin_user
+}
+
+output "admin_parameter_name" {
+  description = "SSM SecureString parameter holding admin_user's password (never in Terraform state)."
+  value       = strata_cluster.main.admin_parameter_name
+}
+
 output "source" {
   description = "The source node."
   value = {

@@ -27,10 +27,16 @@ variable "aws_endpoint_url" {
   default     = null
 }
 
-variable "instance_type" {
-  description = "EC2 instance type of every node."
+variable "node_ready_timeout" {
+  description = "How long an apply waits for each node to report ready (\"20m\"); null keeps the provider's default, \"0s\" does not wait (EC2 emulators whose instances never boot)."
   type        = string
-  default     = "r7g.large"
+  default     = null
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of every node. x86_64: the provider ships the agent for x86_64 only."
+  type        = string
+  default     = "r7i.large"
 }
 
 variable "subnet_ids" {

@@ -27,12 +27,16 @@ provider "strata" {
   secret_key                  = "test"
   skip_credentials_validation = true
 
+  # LocalStack's instances never boot: do not wait for nodes to report ready.
+  node_ready_timeout = "0s"
+
   endpoints {
     ec2 = "http://127.0.0.1:4566"
     ebs = "http://127.0.0.1:4566"
     iam = "http://127.0.0.1:4566"
     ssm = "http://127.0.0.1:4566"
     sts = "http://127.0.0.1:4566"
+    s3  = "http://127.0.0.1:4566"
   }
 }
 

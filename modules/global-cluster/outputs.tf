@@ -8,6 +8,16 @@ output "writer_endpoint" {
   value       = module.home.writer_endpoint
 }
 
+output "admin_user" {
+  description = "The database account clients log in with at writer_endpoint."
+  value       = module.home.admin_user
+}
+
+output "admin_parameter_name" {
+  description = "SSM SecureString parameter holding admin_user's password (never in Terraform state)."
+  value       = module.home.admin_parameter_name
+}
+
 output "source_node_id" {
   description = "Instance id of the home source node."
   value       = module.home.source_node_id

@@ -8,6 +8,16 @@ output "writer_endpoint" {
   value       = strata_cluster.this.writer_endpoint
 }
 
+output "admin_user" {
+  description = "The database account clients log in with at writer_endpoint."
+  value       = strata_cluster.this.admin_user
+}
+
+output "admin_parameter_name" {
+  description = "SSM SecureString parameter holding admin_user's password (never in Terraform state)."
+  value       = strata_cluster.this.admin_parameter_name
+}
+
 output "port" {
   description = "The engine port."
   value       = strata_cluster.this.port

@@ -36,7 +36,7 @@ variable "instance_type" {
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))
-    error_message = "instance_type must be an EC2 instance type such as r7g.large."
+    error_message = "instance_type must be an EC2 instance type such as r7i.large."
   }
 }
 
@@ -47,7 +47,7 @@ variable "replica_instance_type" {
 
   validation {
     condition     = var.replica_instance_type == null || can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.replica_instance_type))
-    error_message = "replica_instance_type must be an EC2 instance type such as r7g.large."
+    error_message = "replica_instance_type must be an EC2 instance type such as r7i.large."
   }
 }
 

@@ -10,7 +10,9 @@ use crate::framework::{
     Attr, Block, Diagnostic, Diagnostics, NestedBlock, Provider, ProviderData, Resource, Schema,
     Type, async_trait, validators,
 };
-use crate::resources::common::{bool_attr, i64_attr, str_attr, string_list, string_map};
+use crate::resources::common::{
+    bool_attr, i64_attr, parse_duration, str_attr, string_list, string_map,
+};
 
 #[derive(Debug, Default)]
 pub struct StrataProvider;
@@ -72,6 +74,24 @@ pub fn provider_schema() -> Schema {
                 .validate(validators::int_range(0, 100))
                 .description("How many times an AWS call is retried after a throttle or a transient error (SDK default: 2)."),
         )
+        .attribute(
+            Attr::string("node_ready_timeout")
+                .optional()
+                .validate(validators::custom(
+                    "a duration such as 30s, 20m or 1h",
+                    |v| match v.as_str() {
+                        Some(s) => parse_duration(s).map(|_| ()),
+                        None => Ok(()),
+                    },
+                ))
+                .description(
+                    "How long an apply waits for each node it launches to report ready (its \
+                     `strata:node-state` tag: the engine and agent installed, the role \
+                     bootstrapped), as a duration such as `20m` (the default). A node that \
+                     reports `failed` fails the apply with its reason. `0s` does not wait: for \
+                     EC2 emulators such as LocalStack whose instances never boot.",
+                ),
+        )
         .block(
             NestedBlock::single(
                 "assume_role",
@@ -96,7 +116,8 @@ pub fn provider_schema() -> Schema {
                 .attribute(endpoint("ebs"))
                 .attribute(endpoint("iam"))
                 .attribute(endpoint("ssm"))
-                .attribute(endpoint("sts")),
+                .attribute(endpoint("sts"))
+                .attribute(endpoint("s3")),
         ))
         .build()
 }
@@ -116,6 +137,7 @@ pub fn aws_config(config: &Value) -> Result<AwsConfig, Diagnostics> {
             iam: str_attr(&b, "iam"),
             ssm: str_attr(&b, "ssm"),
             sts: str_attr(&b, "sts"),
+            s3: str_attr(&b, "s3"),
         })
         .unwrap_or_default();
     let max_retries = match i64_attr(config, "max_retries") {
@@ -123,6 +145,15 @@ pub fn aws_config(config: &Value) -> Result<AwsConfig, Diagnostics> {
             Diagnostics::from(
                 Diagnostic::error("Invalid max_retries", "max_retries must be 0 to 100")
                     .at(crate::cty::AttributePath::attr("max_retries")),
+            )
+        })?),
+        None => None,
+    };
+    let node_ready_timeout = match str_attr(config, "node_ready_timeout") {
+        Some(s) => Some(parse_duration(&s).map_err(|e| {
+            Diagnostics::from(
+                Diagnostic::error("Invalid node_ready_timeout", e)
+                    .at(crate::cty::AttributePath::attr("node_ready_timeout")),
             )
         })?),
         None => None,
@@ -143,6 +174,7 @@ pub fn aws_config(config: &Value) -> Result<AwsConfig, Diagnostics> {
         skip_credentials_validation: bool_attr(config, "skip_credentials_validation")
             .unwrap_or(false),
         max_retries,
+        node_ready_timeout,
     })
 }
 

@@ -1,5 +1,5 @@
-//! `strata_provider::aws` against LocalStack at http://127.0.0.1:4566 (start it with
-//! `scripts/localstack start`). Each test makes its own VPC and subnets, drives
+//! `strata_provider::aws` against LocalStack at `$LOCALSTACK_ENDPOINT` (default
+//! http://127.0.0.1:4566; start it with `scripts/localstack start`). Each test makes its own VPC and subnets, drives
 //! create → read → update → delete, and checks AWS directly through the SDK.
 
 use std::collections::BTreeMap;
@@ -13,11 +13,17 @@ use strata_provider::aws::{
     SegmentSpec, config::resolve_settings, node::NodeSpec,
 };
 
-const ENDPOINT: &str = "http://127.0.0.1:4566";
+/// `$LOCALSTACK_ENDPOINT`, else LocalStack's default port on loopback.
+fn endpoint() -> String {
+    std::env::var("LOCALSTACK_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:4566".to_string())
+}
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn local_config() -> AwsConfig {
-    let e = Some(ENDPOINT.to_string());
+    let e = Some(endpoint());
     AwsConfig {
         region: Some("us-east-1".into()),
         access_key: Some("test".into()),
@@ -27,7 +33,8 @@ fn local_config() -> AwsConfig {
             ebs: e.clone(),
             iam: e.clone(),
             ssm: e.clone(),
-            sts: e,
+            sts: e.clone(),
+            s3: e,
         },
         // LocalStack 4.14's STS answers GetCallerIdentity with an internal error here.
         skip_credentials_validation: true,
@@ -38,12 +45,11 @@ fn local_config() -> AwsConfig {
 }
 
 async fn clients() -> Clients {
-    if tokio::net::TcpStream::connect("127.0.0.1:4566")
-        .await
-        .is_err()
-    {
+    let ep = endpoint();
+    let hostport = ep.trim_start_matches("http://").trim_end_matches('/');
+    if tokio::net::TcpStream::connect(hostport).await.is_err() {
         panic!(
-            "LocalStack is not reachable at {ENDPOINT}: start it with `scripts/localstack start` \
+            "LocalStack is not reachable at {ep}: start it with `scripts/localstack start` \
              (these tests run via scripts/test)"
         );
     }

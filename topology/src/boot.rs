@@ -129,6 +129,12 @@ pub fn agent_bucket_name(cluster: &str, account_id: &str, region: &str) -> Strin
     format!("{prefix}{name}{suffix}")
 }
 
+/// File name of the agent build for `arch` as the provider release carries it, next to the
+/// provider's own executable (`strata-agent_linux_x86_64`).
+pub fn agent_file_name(arch: Arch) -> String {
+    format!("strata-agent_linux_{arch}")
+}
+
 /// Object key of one agent build: content-addressed, so a new build never overwrites what
 /// running nodes were told to fetch.
 pub fn agent_object_key(version: &str, arch: Arch, sha256: &str) -> String {
@@ -158,6 +164,12 @@ mod tests {
             assert_eq!(NodeState::parse(s.as_str()), Some(s));
         }
         assert_eq!(NodeState::parse("booting"), None);
+    }
+
+    #[test]
+    fn agent_file_names_carry_the_arch() {
+        assert_eq!(agent_file_name(Arch::X86_64), "strata-agent_linux_x86_64");
+        assert_eq!(agent_file_name(Arch::Aarch64), "strata-agent_linux_aarch64");
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod user_data;
 
 pub use boot::{
     AgentArtifact, Arch, Install, NodeState, TAG_NODE_ERROR, TAG_NODE_STATE, agent_bucket_name,
-    agent_object_key,
+    agent_file_name, agent_object_key,
 };
 
 pub use shape::{ClusterShape, ShapeError};

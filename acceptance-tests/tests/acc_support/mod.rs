@@ -56,6 +56,7 @@ pub struct Acc {
     pub ec2_eu: aws_sdk_ec2::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
+    pub s3: aws_sdk_s3::Client,
     initialised: bool,
     destroyed: bool,
 }
@@ -100,6 +101,12 @@ impl Acc {
             ec2_eu: aws_sdk_ec2::Client::new(&eu),
             ssm: aws_sdk_ssm::Client::new(&home),
             iam: aws_sdk_iam::Client::new(&home),
+            // LocalStack answers on one host name: path-style bucket addressing.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&home)
+                    .force_path_style(true)
+                    .build(),
+            ),
             endpoint,
             rt,
             scratch,
@@ -110,6 +117,12 @@ impl Acc {
 
     /// The `terraform` and `provider` blocks every config starts with.
     pub fn provider_hcl(&self) -> String {
+        self.provider_hcl_waiting("0s")
+    }
+
+    /// [`Acc::provider_hcl`] with another `node_ready_timeout` (LocalStack's instances never
+    /// boot: "0s" unless the test plays the node and tags the instance itself).
+    pub fn provider_hcl_waiting(&self, node_ready_timeout: &str) -> String {
         format!(
             r#"terraform {{
   required_providers {{
@@ -122,11 +135,14 @@ provider "strata" {{
   access_key                  = "test"
   secret_key                  = "test"
   skip_credentials_validation = true
+  # LocalStack's instances never boot: no node reports ready unless a test tags it.
+  node_ready_timeout = "{node_ready_timeout}"
   endpoints {{
     ec2 = "{e}"
     ssm = "{e}"
     iam = "{e}"
     sts = "{e}"
+    s3  = "{e}"
   }}
 }}
 "#,
@@ -502,6 +518,14 @@ async fn sweep(acc: &Acc, left: &mut Vec<String>) -> Result<()> {
         .context("GetParametersByPath")?;
     for p in params.parameters() {
         left.push(format!("SSM parameter {}", p.name().unwrap_or("?")));
+    }
+    // The agent bucket: `strata-<cluster>-<account>-<region>` (see agent_bucket_name).
+    let buckets = acc.s3.list_buckets().send().await.context("ListBuckets")?;
+    for b in buckets.buckets() {
+        let n = b.name().unwrap_or_default();
+        if n.starts_with(&format!("strata-{name}-")) {
+            left.push(format!("S3 bucket {n}"));
+        }
     }
     let prefix = format!("strata-{name}-");
     let profiles = acc

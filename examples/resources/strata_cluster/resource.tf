@@ -7,7 +7,7 @@ resource "strata_cluster" "orders" {
   name           = "orders"
   engine         = "mariadb"
   engine_version = "10.11"
-  instance_type  = "r7g.large"
+  instance_type  = "r7i.large"
   subnet_id      = var.subnet_id
 
   # A commit waits for one replica's ack (falls back to async after 10 s without one).

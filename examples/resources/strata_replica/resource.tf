@@ -8,7 +8,7 @@ variable "subnet_b" {
 
 resource "strata_cluster" "orders" {
   name          = "orders"
-  instance_type = "r7g.large"
+  instance_type = "r7i.large"
   subnet_id     = var.subnet_a
 }
 
@@ -16,7 +16,7 @@ resource "strata_cluster" "orders" {
 resource "strata_replica" "orders_b" {
   cluster_id    = strata_cluster.orders.id
   subnet_id     = var.subnet_b
-  instance_type = "r7g.large"
+  instance_type = "r7i.large"
 }
 
 output "orders_b_read_endpoint" {

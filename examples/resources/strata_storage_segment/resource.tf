@@ -4,7 +4,7 @@ variable "subnet_id" {
 
 resource "strata_cluster" "orders" {
   name          = "orders"
-  instance_type = "r7g.large"
+  instance_type = "r7i.large"
   subnet_id     = var.subnet_id
 }
 

@@ -18,6 +18,8 @@ provider "strata" {
   access_key                  = "test"
   secret_key                  = "test"
   skip_credentials_validation = true
+  # LocalStack's instances never boot: do not wait for nodes to report ready.
+  node_ready_timeout = "0s"
 
   # Endpoints come from AWS_ENDPOINT_URL (the harness points it at LocalStack): a provider
   # block in a test file cannot read the test's variables.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
+use super::artifact::{self, AgentUpload};
 use super::config::{Clients, RegionClients};
 use super::error::{AwsError, ErrorKind};
 use super::network::{self, Rule, RuleSource, SubnetInfo};
@@ -64,6 +65,9 @@ pub struct ClusterSpec {
     pub instance_profile: Option<String>,
     /// The source node's rendered user-data (no secrets: the node reads the parameter).
     pub user_data: String,
+    /// The agent build to put into the cluster's bucket before the source boots; `None` when
+    /// the image has the agent baked in (then no bucket is made).
+    pub agent: Option<AgentUpload>,
     pub tags: BTreeMap<String, String>,
     pub root_volume_size_gib: i32,
     pub root_kms_key_id: Option<String>,
@@ -93,6 +97,7 @@ impl ClusterSpec {
             allowed_security_group_ids: Vec::new(),
             instance_profile: None,
             user_data: String::new(),
+            agent: None,
             tags: BTreeMap::new(),
             root_volume_size_gib: 20,
             root_kms_key_id: None,
@@ -120,6 +125,8 @@ pub struct ClusterInfo {
     pub availability_zone: String,
     pub parameter_name: String,
     pub parameter_arn: String,
+    /// The SSM parameter holding the admin account's password.
+    pub admin_parameter_name: String,
     /// `None` when the parameter is gone (deleted outside Terraform).
     pub parameter_version: Option<i64>,
     pub instance_profile: String,
@@ -147,6 +154,14 @@ pub struct ClusterCreated {
 pub fn replication_parameter_name(cluster: &str) -> String {
     format!("/strata/{cluster}/replication")
 }
+
+/// The SSM parameter holding the admin (client/operator) account's password.
+pub fn admin_parameter_name(cluster: &str) -> String {
+    format!("/strata/{cluster}/admin-password")
+}
+
+/// The database account clients and operators log in with.
+pub const ADMIN_USER: &str = "strata_admin";
 
 /// The IAM role and instance profile name Strata makes for a cluster (IAM is global, so the
 /// region is part of it).
@@ -224,6 +239,7 @@ enum Made {
     Group(String),
     Profile(String),
     Parameter(String),
+    Bucket(String),
 }
 
 /// Creates (or, on a retried apply, finds) everything a cluster is. On failure it removes what
@@ -251,11 +267,15 @@ pub async fn create_cluster(
                     }
                     Made::Profile(n) => delete_profile_and_role(&rc, n, &spec.name).await,
                     Made::Parameter(n) => delete_parameter(&rc, n).await,
+                    Made::Bucket(b) => {
+                        artifact::delete_bucket(&rc, b, &spec.name, &spec.resource).await
+                    }
                 };
                 if let Err(ce) = r {
                     tracing::warn!(error = %ce, object = ?m, "clean-up after a failed create failed");
                     leftovers.push(match m {
                         Made::Group(x) | Made::Profile(x) | Made::Parameter(x) => x.clone(),
+                        Made::Bucket(b) => format!("s3://{b}"),
                     });
                 }
             }
@@ -325,7 +345,14 @@ async fn create_steps(
         Some(p) if !p.is_empty() => p.clone(),
         _ => {
             let name = managed_profile_name(&spec.name, &rc.region);
-            let created = ensure_profile(clients, rc, spec, &name).await?;
+            let created = ensure_profile(
+                clients,
+                rc,
+                spec,
+                &name,
+                spec.agent.as_ref().map(|a| a.bucket.as_str()),
+            )
+            .await?;
             if created {
                 made.push(Made::Profile(name.clone()));
             }
@@ -333,11 +360,44 @@ async fn create_steps(
         }
     };
 
-    // Replication credential.
+    // Replication and admin credentials.
     let parameter_name = replication_parameter_name(&spec.name);
-    let (password, created) = ensure_parameter(clients, rc, spec, &parameter_name).await?;
+    let (password, created) = ensure_parameter(
+        clients,
+        rc,
+        spec,
+        &parameter_name,
+        "replication-credential",
+        "replication",
+    )
+    .await?;
     if created {
         made.push(Made::Parameter(parameter_name.clone()));
+    }
+    let admin_name = admin_parameter_name(&spec.name);
+    let (_, created) =
+        ensure_parameter(clients, rc, spec, &admin_name, "admin-credential", "admin").await?;
+    if created {
+        made.push(Made::Parameter(admin_name));
+    }
+
+    // The agent build, in the cluster's own bucket, before any node asks for it.
+    if let Some(up) = &spec.agent {
+        let t = tags::build_tags(
+            clients.default_tags(),
+            &spec.tags,
+            &ObjectTags {
+                cluster: &spec.name,
+                resource: &spec.resource,
+                role: Some("agent-artifacts"),
+                creation_token: &sub_token(&spec.creation_token, "bucket"),
+                name: None,
+            },
+        );
+        if artifact::ensure_bucket(rc, &up.bucket, &spec.name, &spec.resource, &t).await? {
+            made.push(Made::Bucket(up.bucket.clone()));
+        }
+        artifact::ensure_object(rc, &up.bucket, &up.key, &up.build, &t).await?;
     }
 
     // Source instance.
@@ -388,6 +448,7 @@ async fn ensure_profile(
     rc: &RegionClients,
     spec: &ClusterSpec,
     name: &str,
+    agent_bucket: Option<&str>,
 ) -> Result<bool, AwsError> {
     let what = format!("IAM role {name} of cluster {:?}", spec.name);
     let t = tags::build_tags(
@@ -443,7 +504,7 @@ async fn ensure_profile(
         .put_role_policy()
         .role_name(name)
         .policy_name(POLICY_NAME)
-        .policy_document(policy::node_policy(&rc.region, &spec.name))
+        .policy_document(policy::node_policy(&rc.region, &spec.name, agent_bucket))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
@@ -568,12 +629,15 @@ async fn delete_profile_and_role(
 }
 
 /// Stores a new random password as a SecureString (never overwriting), or reads back the one a
-/// previous attempt stored. Returns the password and whether it was created now.
+/// previous attempt stored. Returns the password and whether it was created now. `role` is the
+/// parameter's `strata:role` tag, `purpose` says whose credential it is.
 async fn ensure_parameter(
     clients: &Clients,
     rc: &RegionClients,
     spec: &ClusterSpec,
     name: &str,
+    role: &str,
+    purpose: &str,
 ) -> Result<(SecretString, bool), AwsError> {
     let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
     let t = tags::build_tags(
@@ -582,8 +646,8 @@ async fn ensure_parameter(
         &ObjectTags {
             cluster: &spec.name,
             resource: &spec.resource,
-            role: Some("replication-credential"),
-            creation_token: &sub_token(&spec.creation_token, "param"),
+            role: Some(role),
+            creation_token: &sub_token(&spec.creation_token, &format!("param-{purpose}")),
             name: None,
         },
     );
@@ -603,7 +667,7 @@ async fn ensure_parameter(
         .put_parameter()
         .name(name)
         .description(format!(
-            "Strata replication credential of cluster {}",
+            "Strata {purpose} credential of cluster {}",
             spec.name
         ))
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
@@ -756,6 +820,7 @@ pub async fn read_cluster(
             .unwrap_or(subnet.availability_zone),
         parameter_arn: policy::parameter_arn(&rc.region, &parameter_name),
         parameter_name,
+        admin_parameter_name: admin_parameter_name(name),
         parameter_version,
         instance_profile,
         instance_profile_arn: profile_arn,
@@ -827,7 +892,8 @@ pub async fn update_cluster(
 
 /// Deletes everything `create_cluster` made: the source instance (waiting for termination),
 /// the security group (retrying while it is still in use), the Strata-made profile and role,
-/// and the parameter. Missing objects are skipped, so it is safe to retry.
+/// both parameters, and the agent bucket with its objects. Missing objects are skipped, so it
+/// is safe to retry.
 pub async fn delete_cluster(
     clients: &Clients,
     region: Option<&str>,
@@ -847,7 +913,10 @@ pub async fn delete_cluster(
         network::delete_group(&rc.ec2, &g.group_id, timeout).await?;
     }
     delete_profile_and_role(&rc, &managed_profile_name(name, &rc.region), name).await?;
-    delete_parameter(&rc, &replication_parameter_name(name)).await
+    delete_parameter(&rc, &replication_parameter_name(name)).await?;
+    delete_parameter(&rc, &admin_parameter_name(name)).await?;
+    let bucket = strata_topology::agent_bucket_name(name, &clients.account_id().await?, &rc.region);
+    artifact::delete_bucket(&rc, &bucket, name, &format!("strata_cluster.{name}")).await
 }
 
 #[cfg(test)]
@@ -871,6 +940,10 @@ mod tests {
         assert_eq!(
             replication_parameter_name("orders"),
             "/strata/orders/replication"
+        );
+        assert_eq!(
+            admin_parameter_name("orders"),
+            "/strata/orders/admin-password"
         );
     }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -33,7 +34,11 @@ pub struct Endpoints {
     pub iam: Option<String>,
     pub ssm: Option<String>,
     pub sts: Option<String>,
+    pub s3: Option<String>,
 }
+
+/// How long the provider waits for a node it launched to report ready, when nothing says.
+pub const DEFAULT_NODE_READY_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// The provider block, as plain Rust. Every field is optional; the environment and the shared
 /// files fill in what it leaves out.
@@ -53,6 +58,9 @@ pub struct AwsConfig {
     pub skip_credentials_validation: bool,
     /// Retries after the first attempt (Terraform's meaning); `None` keeps the SDK default.
     pub max_retries: Option<u32>,
+    /// How long to wait for a launched node's `strata:node-state` tag to say `ready`; zero: do
+    /// not wait (EC2 emulators whose instances never boot). `None`: the default, 20 minutes.
+    pub node_ready_timeout: Option<Duration>,
 }
 
 /// Which services `Endpoints` covers, with the suffix their `AWS_ENDPOINT_URL_<X>` uses.
@@ -63,6 +71,7 @@ pub enum Service {
     Iam,
     Ssm,
     Sts,
+    S3,
 }
 
 impl Service {
@@ -73,6 +82,7 @@ impl Service {
             Service::Iam => "IAM",
             Service::Ssm => "SSM",
             Service::Sts => "STS",
+            Service::S3 => "S3",
         }
     }
 }
@@ -97,6 +107,7 @@ impl ResolvedSettings {
             Service::Iam => self.endpoints.iam.as_deref(),
             Service::Ssm => self.endpoints.ssm.as_deref(),
             Service::Sts => self.endpoints.sts.as_deref(),
+            Service::S3 => self.endpoints.s3.as_deref(),
         }
     }
 }
@@ -156,6 +167,7 @@ pub fn resolve_settings(
         iam: pick(&e.iam, Service::Iam),
         ssm: pick(&e.ssm, Service::Ssm),
         sts: pick(&e.sts, Service::Sts),
+        s3: pick(&e.s3, Service::S3),
     };
 
     let max_attempts = match cfg.max_retries {
@@ -185,6 +197,7 @@ pub struct RegionClients {
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// Who the credentials belong to (STS GetCallerIdentity).
@@ -202,6 +215,9 @@ pub struct Clients {
     settings: ResolvedSettings,
     default_region: String,
     default_tags: BTreeMap<String, String>,
+    node_ready_timeout: Duration,
+    /// STS GetCallerIdentity, asked once: the account id names the cluster's agent bucket.
+    identity: OnceCell<CallerIdentity>,
     // The outer lock guards only the map; initialisation runs inside the cell, outside the lock.
     regions: Mutex<HashMap<String, Arc<OnceCell<Arc<RegionClients>>>>>,
 }
@@ -278,10 +294,14 @@ impl Clients {
             settings,
             default_region,
             default_tags: cfg.default_tags.clone(),
+            node_ready_timeout: cfg.node_ready_timeout.unwrap_or(DEFAULT_NODE_READY_TIMEOUT),
+            identity: OnceCell::new(),
             regions: Mutex::new(HashMap::new()),
         };
         if !clients.settings.skip_credentials_validation {
-            clients.validate_credentials().await?;
+            let id = clients.validate_credentials().await?;
+            // Kept: the agent bucket's name needs the account id later.
+            let _ = clients.identity.set(id);
         }
         Ok(clients)
     }
@@ -296,6 +316,27 @@ impl Clients {
 
     pub fn settings(&self) -> &ResolvedSettings {
         &self.settings
+    }
+
+    /// How long to wait for a launched node to report ready; zero: do not wait.
+    pub fn node_ready_timeout(&self) -> Duration {
+        self.node_ready_timeout
+    }
+
+    /// The account the credentials belong to (STS GetCallerIdentity, asked once per process).
+    pub async fn account_id(&self) -> Result<String, AwsError> {
+        let id = self
+            .identity
+            .get_or_try_init(|| self.validate_credentials())
+            .await?;
+        if id.account.is_empty() {
+            return Err(AwsError::missing(
+                "sts:GetCallerIdentity",
+                "the provider credentials",
+                "Account",
+            ));
+        }
+        Ok(id.account.clone())
     }
 
     /// True when any endpoint is overridden: an emulator, where some lookups (public AMI
@@ -344,9 +385,14 @@ impl Clients {
         if let Some(u) = s.endpoint(Service::Iam) {
             iam = iam.endpoint_url(u);
         }
-        let mut sts = aws_sdk_sts::config::Builder::from(&self.base).region(r);
+        let mut sts = aws_sdk_sts::config::Builder::from(&self.base).region(r.clone());
         if let Some(u) = s.endpoint(Service::Sts) {
             sts = sts.endpoint_url(u);
+        }
+        let mut s3 = aws_sdk_s3::config::Builder::from(&self.base).region(r);
+        if let Some(u) = s.endpoint(Service::S3) {
+            // Emulators answer on one host name: virtual-hosted bucket names would not resolve.
+            s3 = s3.endpoint_url(u).force_path_style(true);
         }
         RegionClients {
             region: region.to_string(),
@@ -354,6 +400,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
         }
     }
 

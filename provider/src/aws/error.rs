@@ -33,13 +33,22 @@ pub fn classify(code: &str) -> ErrorKind {
         | "UnrecognizedClientException"
         | "OptInRequired"
         | "Blocked"
-        | "InvalidAccessKeyId" => ErrorKind::Unauthorized,
+        | "InvalidAccessKeyId"
+        | "Forbidden" => ErrorKind::Unauthorized,
         "DependencyViolation" | "DeleteConflict" => ErrorKind::DependencyViolation,
         "InvalidGroup.Duplicate"
         | "EntityAlreadyExists"
         | "ParameterAlreadyExists"
-        | "InvalidPermission.Duplicate" => ErrorKind::AlreadyExists,
-        "NoSuchEntity" | "ParameterNotFound" | "ParameterVersionNotFound" => ErrorKind::NotFound,
+        | "InvalidPermission.Duplicate"
+        | "BucketAlreadyExists"
+        | "BucketAlreadyOwnedByYou" => ErrorKind::AlreadyExists,
+        // S3's HEAD requests have no body, so their 404 comes back as plain `NotFound`.
+        "NoSuchEntity"
+        | "ParameterNotFound"
+        | "ParameterVersionNotFound"
+        | "NotFound"
+        | "NoSuchBucket"
+        | "NoSuchKey" => ErrorKind::NotFound,
         "IncorrectState"
         | "IncorrectInstanceState"
         | "IncorrectModificationState"
@@ -185,6 +194,44 @@ pub enum AwsError {
         operation: String,
         object: String,
         field: String,
+    },
+    /// No agent build for an instance type's architecture ships with this provider.
+    #[error(
+        "no strata-agent build for {arch} (looked for {}). Use an instance type whose \
+         architecture has an agent build (x86_64: e.g. m7i.large, r7i.large), or set ami_id to \
+         an image with the engine and the agent (at /usr/local/bin/strata-agent) baked in; \
+         STRATA_AGENT_DIR names another folder holding strata-agent_linux_<arch> builds",
+        looked_for.join(", ")
+    )]
+    NoAgentBuild {
+        arch: String,
+        looked_for: Vec<String>,
+    },
+    /// A node reported that its first boot failed (`strata:node-state` = `failed`).
+    #[error(
+        "node {instance_id} ({node}) failed during first boot: {reason}. Its user-data log is \
+         /var/log/strata-user-data.log on the node (also in the console output: `aws ec2 \
+         get-console-output --instance-id {instance_id}`)"
+    )]
+    NodeFailed {
+        instance_id: String,
+        node: String,
+        reason: String,
+    },
+    /// A node never reported `ready` within the provider's `node_ready_timeout`.
+    #[error(
+        "node {instance_id} ({node}) never reported ready within {waited:?} (last \
+         strata:node-state: {last_state}). Look at its console output (`aws ec2 \
+         get-console-output --instance-id {instance_id}`) or, on the node, \
+         /var/log/strata-user-data.log and `journalctl -u strata-agent`. If first boot is just \
+         slow, raise the provider's node_ready_timeout; for EC2 emulators whose instances never \
+         boot, set node_ready_timeout = \"0s\""
+    )]
+    NodeNotReady {
+        instance_id: String,
+        node: String,
+        last_state: String,
+        waited: Duration,
     },
     /// A create failed after some objects were made and could not be removed: the caller
     /// should keep them in state as tainted.

@@ -7,6 +7,7 @@
 //! rendered). Every create looks up its creation-token tag before creating, so a retried apply
 //! finds what a failed one made; no lock is held across an await.
 
+pub mod artifact;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -19,14 +20,15 @@ pub mod tags;
 pub mod wait;
 
 pub use cluster::{
-    ClusterCreated, ClusterInfo, ClusterSpec, DEFAULT_ENGINE_PORT, SecretString, create_cluster,
-    delete_cluster, read_cluster, replication_parameter_name, update_cluster,
+    ADMIN_USER, ClusterCreated, ClusterInfo, ClusterSpec, DEFAULT_ENGINE_PORT, SecretString,
+    admin_parameter_name, create_cluster, delete_cluster, read_cluster, replication_parameter_name,
+    update_cluster,
 };
 pub use config::{AssumeRole, AwsConfig, CallerIdentity, Clients, Endpoints, RegionClients};
 pub use error::{AwsError, ErrorKind};
 pub use node::{
-    NodeInfo, ReplicaInfo, ReplicaSpec, create_replica, default_ami, delete_replica, read_replica,
-    update_replica,
+    NodeInfo, ReplicaInfo, ReplicaSpec, arch_of, create_replica, default_ami, delete_replica,
+    read_replica, update_replica, wait_nodes_ready,
 };
 pub use region::{
     RegionInfo, RegionSpec, create_region, delete_region, discover_region, read_region,

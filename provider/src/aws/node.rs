@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use base64::Engine as _;
+use strata_topology::{Arch, NodeState, TAG_NODE_ERROR, TAG_NODE_STATE};
 
 use super::config::{Clients, RegionClients};
 use super::error::{AwsError, ErrorKind};
@@ -19,7 +20,7 @@ use super::tags::{self, ObjectTags, TAG_CLUSTER, TAG_ROLE, TAG_TOKEN};
 use super::wait::{Backoff, Poll, retry_while, wait_for};
 
 /// The image LocalStack (moto) has in every region; used only when it exists and no real
-/// Amazon Linux image was found.
+/// Debian image was found.
 pub const EMULATOR_FALLBACK_AMI: &str = "ami-03cf127a";
 
 pub const TAG_INDEX: &str = "strata:index";
@@ -304,54 +305,255 @@ pub fn architecture(instance_type: &str) -> &'static str {
     }
 }
 
-/// The default AMI for `instance_type`: the latest Amazon Linux 2023 for its architecture
-/// (the public SSM parameter, then DescribeImages), else the emulator's stock image if this
-/// region has it. Every candidate is checked to exist before it is used.
+/// Strata's architecture for an instance type (what the agent builds are named by).
+pub fn arch_of(instance_type: &str) -> Arch {
+    if architecture(instance_type) == "arm64" {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    }
+}
+
+/// EC2's name for an architecture (DescribeImages' `architecture` filter).
+pub fn ec2_arch(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64",
+        Arch::Aarch64 => "arm64",
+    }
+}
+
+/// Debian's name for an architecture (its image names and SSM parameters).
+pub fn debian_arch(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "amd64",
+        Arch::Aarch64 => "arm64",
+    }
+}
+
+/// The AWS account that publishes the official Debian images.
+pub const DEBIAN_OWNER: &str = "136693071363";
+
+/// One place a default image may come from, tried in order by `default_ami`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A public SSM parameter whose value is an image id.
+    SsmParameter(String),
+    /// The newest available image of `owner` whose name matches `name` (wildcards allowed).
+    Owner {
+        owner: String,
+        name: String,
+        architecture: String,
+    },
+    /// The image an EC2 emulator has in every region; only when it exists there.
+    Emulator(String),
+}
+
+/// Where the default image for `arch` comes from: official Debian 12 (its public SSM
+/// parameter, then its owner's newest image), and last the emulator's stock image, so a
+/// LocalStack run still launches something.
+pub fn default_image_sources(arch: Arch) -> Vec<ImageSource> {
+    let deb = debian_arch(arch);
+    vec![
+        ImageSource::SsmParameter(format!("/aws/service/debian/release/bookworm/latest/{deb}")),
+        ImageSource::Owner {
+            owner: DEBIAN_OWNER.to_string(),
+            name: format!("debian-12-{deb}-*"),
+            architecture: ec2_arch(arch).to_string(),
+        },
+        ImageSource::Emulator(EMULATOR_FALLBACK_AMI.to_string()),
+    ]
+}
+
+/// The newest of `(image id, creation date)` pairs (ISO 8601 dates sort as text).
+pub fn newest_image<'a>(images: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<&'a str> {
+    images
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(b.1))
+        .map(|(id, _)| id)
+}
+
+/// The default AMI for `instance_type`: the latest official Debian 12 image for its
+/// architecture, else (EC2 emulators only) the emulator's stock image. Every candidate is
+/// checked to exist before it is used.
 pub async fn default_ami(rc: &RegionClients, instance_type: &str) -> Result<String, AwsError> {
-    let arch = architecture(instance_type);
-    let param = format!("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}");
-    if let Ok(out) = rc.ssm.get_parameter().name(&param).send().await
-        && let Some(id) = out.parameter().and_then(|p| p.value())
-        && image_exists(rc, id).await?
-    {
-        return Ok(id.to_string());
-    }
-    let images = rc
-        .ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values(format!("al2023-ami-2023.*-kernel-*-{arch}"))
-                .build(),
-        )
-        .filters(Filter::builder().name("architecture").values(arch).build())
-        .filters(Filter::builder().name("state").values("available").build())
-        .send()
-        .await
-        .map_err(|e| {
-            AwsError::from_sdk(
-                e,
-                "ec2:DescribeImages",
-                "the default Amazon Linux 2023 image",
-            )
-        })?;
-    let latest = images
-        .images()
-        .iter()
-        .filter(|i| i.image_id().is_some())
-        .max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
-    if let Some(id) = latest.and_then(|i| i.image_id()) {
-        return Ok(id.to_string());
-    }
-    if image_exists(rc, EMULATOR_FALLBACK_AMI).await? {
-        return Ok(EMULATOR_FALLBACK_AMI.to_string());
+    let arch = arch_of(instance_type);
+    for source in default_image_sources(arch) {
+        match source {
+            ImageSource::SsmParameter(param) => {
+                if let Ok(out) = rc.ssm.get_parameter().name(&param).send().await
+                    && let Some(id) = out.parameter().and_then(|p| p.value())
+                    && image_exists(rc, id).await?
+                {
+                    return Ok(id.to_string());
+                }
+            }
+            ImageSource::Owner {
+                owner,
+                name,
+                architecture,
+            } => {
+                let images = rc
+                    .ec2
+                    .describe_images()
+                    .owners(&owner)
+                    .filters(Filter::builder().name("name").values(&name).build())
+                    .filters(
+                        Filter::builder()
+                            .name("architecture")
+                            .values(&architecture)
+                            .build(),
+                    )
+                    .filters(Filter::builder().name("state").values("available").build())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        AwsError::from_sdk(e, "ec2:DescribeImages", "the default Debian 12 image")
+                    })?;
+                let newest =
+                    newest_image(images.images().iter().filter_map(|i| {
+                        Some((i.image_id()?, i.creation_date().unwrap_or_default()))
+                    }));
+                if let Some(id) = newest {
+                    return Ok(id.to_string());
+                }
+            }
+            ImageSource::Emulator(id) => {
+                if image_exists(rc, &id).await? {
+                    return Ok(id);
+                }
+            }
+        }
     }
     Err(AwsError::Invalid(format!(
-        "no default image found for {instance_type} ({arch}) in {}: set `ami`",
+        "no Debian 12 image found for {instance_type} ({}) in {}: set ami_id",
+        ec2_arch(arch),
         rc.region
     )))
+}
+
+/// What one poll of a launched node says, from its `strata:node-state` tag and EC2 state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// The reason, from `strata:node-error` (or the instance's own state).
+    Failed(String),
+    /// Not yet: the state to report if the wait times out.
+    Pending(String),
+}
+
+/// The verdict for one node: its own tags decide, unless EC2 already stopped or ended it.
+pub fn readiness(tags: &BTreeMap<String, String>, instance_state: &str) -> Readiness {
+    let node_state = tags.get(TAG_NODE_STATE).map(String::as_str);
+    match node_state.and_then(NodeState::parse) {
+        Some(NodeState::Ready) => return Readiness::Ready,
+        Some(NodeState::Failed) => {
+            let reason = tags
+                .get(TAG_NODE_ERROR)
+                .filter(|r| !r.trim().is_empty())
+                .cloned()
+                .unwrap_or_else(|| "the node gave no reason (no strata:node-error tag)".into());
+            return Readiness::Failed(reason);
+        }
+        _ => {}
+    }
+    if matches!(
+        instance_state,
+        "shutting-down" | "terminated" | "stopping" | "stopped"
+    ) {
+        return Readiness::Failed(format!(
+            "the instance is {instance_state} before it reported ready"
+        ));
+    }
+    Readiness::Pending(match node_state {
+        Some(s) => format!("{s} (instance {instance_state})"),
+        None => format!("not reported yet (instance {instance_state})"),
+    })
+}
+
+/// Waits until every instance in `instance_ids` tags itself `strata:node-state=ready`, with one
+/// DescribeInstances call per poll for all of them. Fails at the first node that reports
+/// `failed` (or is terminated or stopped), and when `timeout` passes. A zero timeout returns at
+/// once (emulators whose instances never boot).
+pub async fn wait_nodes_ready(
+    rc: &RegionClients,
+    instance_ids: &[String],
+    timeout: Duration,
+) -> Result<(), AwsError> {
+    if timeout.is_zero() || instance_ids.is_empty() {
+        return Ok(());
+    }
+    let backoff = Backoff {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(15),
+        factor: 1.5,
+    };
+    let start = std::time::Instant::now();
+    let deadline = start + timeout;
+    let mut pending: Vec<String> = instance_ids.to_vec();
+    let mut last: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut attempt = 0u32;
+    loop {
+        let out = rc
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(pending.clone()))
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                    let n = node_info(&rc.region, i);
+                    let name = n
+                        .tags
+                        .get(tags::TAG_NAME)
+                        .cloned()
+                        .unwrap_or_else(|| n.instance_id.clone());
+                    match readiness(&n.tags, &n.state) {
+                        Readiness::Ready => {
+                            tracing::info!(instance_id = %n.instance_id, waited = ?start.elapsed(), "node ready");
+                            pending.retain(|p| *p != n.instance_id);
+                        }
+                        Readiness::Failed(reason) => {
+                            return Err(AwsError::NodeFailed {
+                                instance_id: n.instance_id,
+                                node: name,
+                                reason,
+                            });
+                        }
+                        Readiness::Pending(s) => {
+                            last.insert(n.instance_id.clone(), (name, s));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let e = AwsError::from_sdk(e, "ec2:DescribeInstances", "the nodes being waited on");
+                // A just-launched instance may not be visible yet: keep waiting for it.
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        match backoff.delay_within(attempt, std::time::Instant::now(), deadline) {
+            Some(d) => tokio::time::sleep(d).await,
+            None => {
+                let id = pending[0].clone();
+                let (node, last_state) = last
+                    .remove(&id)
+                    .unwrap_or_else(|| (id.clone(), "not visible to DescribeInstances".into()));
+                return Err(AwsError::NodeNotReady {
+                    instance_id: id,
+                    node,
+                    last_state,
+                    waited: start.elapsed(),
+                });
+            }
+        }
+        attempt += 1;
+    }
 }
 
 async fn image_exists(rc: &RegionClients, image_id: &str) -> Result<bool, AwsError> {
@@ -742,6 +944,91 @@ mod tests {
         ] {
             assert_eq!(architecture(t), "x86_64", "{t}");
         }
+    }
+
+    #[test]
+    fn arch_mapping() {
+        assert_eq!(arch_of("r7g.large"), Arch::Aarch64);
+        assert_eq!(arch_of("m7i.large"), Arch::X86_64);
+        assert_eq!(arch_of("t3.medium"), Arch::X86_64);
+        assert_eq!(ec2_arch(Arch::Aarch64), "arm64");
+        assert_eq!(debian_arch(Arch::X86_64), "amd64");
+        assert_eq!(debian_arch(Arch::Aarch64), "arm64");
+    }
+
+    #[test]
+    fn default_image_is_official_debian_12_then_the_emulator() {
+        assert_eq!(
+            default_image_sources(Arch::X86_64),
+            vec![
+                ImageSource::SsmParameter(
+                    "/aws/service/debian/release/bookworm/latest/amd64".into()
+                ),
+                ImageSource::Owner {
+                    owner: "136693071363".into(),
+                    name: "debian-12-amd64-*".into(),
+                    architecture: "x86_64".into(),
+                },
+                ImageSource::Emulator(EMULATOR_FALLBACK_AMI.into()),
+            ]
+        );
+        let arm = default_image_sources(Arch::Aarch64);
+        assert_eq!(
+            arm[0],
+            ImageSource::SsmParameter("/aws/service/debian/release/bookworm/latest/arm64".into())
+        );
+        assert!(
+            matches!(&arm[1], ImageSource::Owner { name, architecture, .. }
+            if name == "debian-12-arm64-*" && architecture == "arm64")
+        );
+        assert_eq!(
+            newest_image([
+                ("ami-old", "2024-01-02T00:00:00.000Z"),
+                ("ami-new", "2025-06-01T00:00:00.000Z"),
+                ("ami-mid", "2024-12-31T00:00:00.000Z"),
+            ]),
+            Some("ami-new")
+        );
+        assert_eq!(newest_image([]), None);
+    }
+
+    #[test]
+    fn readiness_from_tags() {
+        let t = |p: &[(&str, &str)]| -> BTreeMap<String, String> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            readiness(&t(&[(TAG_NODE_STATE, "ready")]), "running"),
+            Readiness::Ready
+        );
+        assert_eq!(
+            readiness(
+                &t(&[
+                    (TAG_NODE_STATE, "failed"),
+                    (TAG_NODE_ERROR, "apt-get install mariadb-server failed")
+                ]),
+                "running"
+            ),
+            Readiness::Failed("apt-get install mariadb-server failed".into())
+        );
+        assert!(matches!(
+            readiness(&t(&[(TAG_NODE_STATE, "failed")]), "running"),
+            Readiness::Failed(r) if r.contains("no reason")
+        ));
+        assert!(matches!(
+            readiness(&t(&[(TAG_NODE_STATE, "installing")]), "running"),
+            Readiness::Pending(s) if s.starts_with("installing")
+        ));
+        assert!(matches!(
+            readiness(&t(&[]), "pending"),
+            Readiness::Pending(s) if s.contains("not reported")
+        ));
+        assert!(matches!(
+            readiness(&t(&[(TAG_NODE_STATE, "installing")]), "terminated"),
+            Readiness::Failed(r) if r.contains("terminated")
+        ));
     }
 
     #[test]

@@ -38,27 +38,57 @@ pub fn trust_policy() -> String {
     .to_string()
 }
 
-/// What the node agent may do, and nothing more:
-/// - read the cluster's own SSM parameters (and decrypt them, only through SSM);
-/// - see volumes and instances (Describe* cannot be narrowed by resource);
-/// - create, attach, grow and tag volumes only when they carry this cluster's tag, and attach
-///   only to this cluster's instances.
-pub fn node_policy(home_region: &str, cluster: &str) -> String {
-    node_policy_value(home_region, cluster).to_string()
+/// The ARN of the objects under `agent/` in the cluster's agent bucket.
+pub fn agent_objects_arn(home_region: &str, bucket: &str) -> String {
+    format!("arn:{}:s3:::{bucket}/agent/*", partition(home_region))
 }
 
-pub fn node_policy_value(home_region: &str, cluster: &str) -> Value {
+/// What the node agent may do, and nothing more:
+/// - read the cluster's two SSM parameters (replication and admin credentials) and decrypt
+///   them, only through SSM;
+/// - fetch the agent build from the cluster's own bucket (`agent_bucket`; `None` when the
+///   image has the agent baked in);
+/// - see volumes and instances (Describe* cannot be narrowed by resource);
+/// - tag this cluster's instances with their node state (those two tag keys only);
+/// - create, attach, grow and tag volumes only when they carry this cluster's tag, and attach
+///   only to this cluster's instances.
+pub fn node_policy(home_region: &str, cluster: &str, agent_bucket: Option<&str>) -> String {
+    node_policy_value(home_region, cluster, agent_bucket).to_string()
+}
+
+pub fn node_policy_value(home_region: &str, cluster: &str, agent_bucket: Option<&str>) -> Value {
     let part = partition(home_region);
     let tag_cond = json!({ "StringEquals": { "aws:ResourceTag/strata:cluster": cluster } });
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadClusterParameters",
-                "Effect": "Allow",
-                "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-                "Resource": parameter_arn(home_region, &format!("strata/{cluster}/*"))
-            },
+    let mut statements = vec![json!({
+        "Sid": "ReadClusterParameters",
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+        "Resource": [
+            parameter_arn(home_region, &super::cluster::replication_parameter_name(cluster)),
+            parameter_arn(home_region, &super::cluster::admin_parameter_name(cluster)),
+        ]
+    })];
+    if let Some(bucket) = agent_bucket {
+        statements.push(json!({
+            "Sid": "FetchAgentBuild",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": agent_objects_arn(home_region, bucket)
+        }));
+    }
+    statements.push(json!({
+        "Sid": "ReportNodeState",
+        "Effect": "Allow",
+        "Action": "ec2:CreateTags",
+        "Resource": format!("arn:{part}:ec2:*:*:instance/*"),
+        "Condition": {
+            "StringEquals": { "aws:ResourceTag/strata:cluster": cluster },
+            "ForAllValues:StringEquals": {
+                "aws:TagKeys": [strata_topology::TAG_NODE_STATE, strata_topology::TAG_NODE_ERROR]
+            }
+        }
+    }));
+    let rest = json!([
             {
                 "Sid": "DecryptViaSsm",
                 "Effect": "Allow",
@@ -110,8 +140,11 @@ pub fn node_policy_value(home_region: &str, cluster: &str) -> Value {
                 "Resource": format!("arn:{part}:ec2:*:*:volume/*"),
                 "Condition": tag_cond
             }
-        ]
-    })
+    ]);
+    if let Value::Array(r) = rest {
+        statements.extend(r);
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 #[cfg(test)]
@@ -120,14 +153,38 @@ mod tests {
 
     #[test]
     fn policy_grants_only_the_cluster_parameters_and_tagged_volumes() {
-        let p = node_policy_value("us-east-1", "orders");
+        let p = node_policy_value("us-east-1", "orders", Some("strata-orders-1-us-east-1"));
         let st = p["Statement"].as_array().unwrap();
-        let ssm = &st[0];
+        let by_sid = |sid: &str| {
+            st.iter()
+                .find(|s| s["Sid"] == sid)
+                .unwrap_or_else(|| panic!("no {sid} in {p}"))
+        };
+        let ssm = by_sid("ReadClusterParameters");
         assert_eq!(
             ssm["Resource"],
-            "arn:aws:ssm:us-east-1:*:parameter/strata/orders/*"
+            json!([
+                "arn:aws:ssm:us-east-1:*:parameter/strata/orders/replication",
+                "arn:aws:ssm:us-east-1:*:parameter/strata/orders/admin-password"
+            ])
         );
-        let kms = &st[1];
+        let s3 = by_sid("FetchAgentBuild");
+        assert_eq!(s3["Action"], "s3:GetObject");
+        assert_eq!(
+            s3["Resource"],
+            "arn:aws:s3:::strata-orders-1-us-east-1/agent/*"
+        );
+        let tag = by_sid("ReportNodeState");
+        assert_eq!(tag["Resource"], "arn:aws:ec2:*:*:instance/*");
+        assert_eq!(
+            tag["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+            json!(["strata:node-state", "strata:node-error"])
+        );
+        assert!(!p.to_string().contains("s3:PutObject"));
+        assert!(!p.to_string().contains("s3:*"));
+        let baked = node_policy_value("us-east-1", "orders", None);
+        assert!(!baked.to_string().contains("s3:"), "{baked}");
+        let kms = by_sid("DecryptViaSsm");
         assert_eq!(
             kms["Condition"]["StringEquals"]["kms:ViaService"],
             "ssm.us-east-1.amazonaws.com"

@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use strata_topology::{
-    CredentialRef, Engine, LocalServer, NodeConfig, Replication, ReplicationMode, Role,
-    SCHEMA_VERSION, SourceEndpoint, Storage, Tls, parse_user_data,
+    Account, AgentArtifact, Arch, CredentialRef, Engine, Install, LocalServer, NodeConfig,
+    Replication, ReplicationMode, Role, SCHEMA_VERSION, SourceEndpoint, Storage, Tls,
+    agent_object_key, parse_user_data,
 };
 
-use crate::aws::{AwsError, RegionClients};
+use crate::aws::artifact::{self, AGENT_VERSION};
+use crate::aws::{AwsError, Clients, ObjectTags, RegionClients};
+use crate::cty::{AttributePath, Value};
+use crate::framework::{ApplyFailure, Diagnostic, Diagnostics};
 
 /// Where the data volume is mounted on every node.
 pub const DATA_MOUNT: &str = "/var/lib/mysql";
@@ -28,6 +32,10 @@ pub struct ClusterSettings {
     pub ack_count: u32,
     pub ack_timeout_ms: u64,
     pub parameter_name: String,
+    /// The admin account every node creates (None on clusters made before it existed).
+    pub admin: Option<Account>,
+    /// What first boot installs; a node of another architecture gets its own agent key.
+    pub install: Install,
 }
 
 impl ClusterSettings {
@@ -42,8 +50,94 @@ impl ClusterSettings {
             ack_count: cfg.replication.ack_count,
             ack_timeout_ms: cfg.replication.ack_timeout_ms,
             parameter_name: cfg.replication.credential.ssm_parameter.clone(),
+            admin: cfg.admin.clone(),
+            install: cfg.install.clone(),
         }
     }
+}
+
+/// What a node of `arch` installs at first boot, given the cluster's install: the same, with
+/// the agent build for `arch` (uploaded into the cluster's bucket if it is not there yet: a
+/// replica may run another architecture, or a newer provider than the cluster's create).
+pub async fn node_install(
+    c: &Clients,
+    s: &ClusterSettings,
+    arch: Arch,
+) -> Result<Install, AwsError> {
+    let Some(a) = &s.install.agent else {
+        return Ok(s.install.clone());
+    };
+    let build = artifact::local_agent(arch).await?;
+    let key = agent_object_key(AGENT_VERSION, arch, &build.sha256);
+    let rc = c.region(Some(&a.region)).await?;
+    let resource = format!("strata_cluster.{}", s.cluster_id);
+    let tags = crate::aws::build_tags(
+        c.default_tags(),
+        &BTreeMap::new(),
+        &ObjectTags {
+            cluster: &s.cluster_id,
+            resource: &resource,
+            role: Some("agent-artifacts"),
+            creation_token: "",
+            name: None,
+        },
+    );
+    artifact::ensure_object(&rc, &a.bucket, &key, &build, &tags).await?;
+    Ok(Install {
+        engine_packages: s.install.engine_packages,
+        agent: Some(AgentArtifact {
+            bucket: a.bucket.clone(),
+            key,
+            region: a.region.clone(),
+            sha256: build.sha256.clone(),
+        }),
+    })
+}
+
+/// Plan-time check: the instance type's architecture has an agent build this provider can
+/// upload. The error sits on `instance_type` and says what to do instead.
+pub fn check_agent_build(instance_type: &str) -> Result<(), Diagnostics> {
+    let arch = crate::aws::arch_of(instance_type);
+    artifact::find_agent(arch).map(|_| ()).map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error(
+                format!("No strata-agent build for instance_type {instance_type:?} ({arch})"),
+                e.to_string(),
+            )
+            .at(AttributePath::attr("instance_type")),
+        )
+    })
+}
+
+/// Waits for launched nodes to report ready (the provider's `node_ready_timeout`; zero skips
+/// it). On failure the resource's state so far goes back as partial state, so Terraform keeps
+/// it as tainted and the next apply replaces it, while the failed node stays for inspection.
+pub async fn wait_ready(
+    c: &Clients,
+    region: &str,
+    instance_ids: &[String],
+    resource: &str,
+    state: &Value,
+) -> Result<(), ApplyFailure> {
+    let timeout = c.node_ready_timeout();
+    if timeout.is_zero() || instance_ids.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: AwsError| ApplyFailure {
+        diagnostics: Diagnostic::error(
+            format!("{resource}: a node did not become ready"),
+            format!(
+                "{e}. The resource is kept in state as tainted: the next apply replaces it, \
+                 and destroy removes it."
+            ),
+        )
+        .into(),
+        partial_state: Some(state.clone()),
+    };
+    let rc = c.region(Some(region)).await.map_err(fail)?;
+    crate::aws::wait_nodes_ready(&rc, instance_ids, timeout)
+        .await
+        .map_err(fail)
 }
 
 /// One node's config. `source` is `None` for the source itself.
@@ -97,8 +191,8 @@ pub fn node_config(
             grow_by_percent: 20,
             min_step_gib: 10,
         },
-        admin: None,
-        install: Default::default(),
+        admin: s.admin.clone(),
+        install: s.install.clone(),
         tags: BTreeMap::new(),
     }
 }

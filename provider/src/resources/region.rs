@@ -124,7 +124,17 @@ fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior
 async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics> {
     let cluster_id = required_str(v, "cluster_id")?;
     let region = required_str(v, "region")?;
-    let (cluster, settings) = cluster_and_settings(c, &cluster_id).await?;
+    let (cluster, mut settings) = cluster_and_settings(c, &cluster_id).await?;
+    let instance_type = str_attr(v, "instance_type").unwrap_or(cluster.instance_type.clone());
+    // Region replicas fetch the agent from the home region's bucket (the instance role may).
+    settings.install = nodes::node_install(c, &settings, aws::arch_of(&instance_type))
+        .await
+        .map_err(|e| {
+            Diagnostics::from(
+                Diagnostic::error(format!("{TYPE_NAME}: the agent build"), e.to_string())
+                    .at(AttributePath::attr("instance_type")),
+            )
+        })?;
     let count = i64_attr(v, "replica_count").unwrap_or(1);
     let count = u32::try_from(count).map_err(|_| {
         Diagnostics::from(
@@ -163,7 +173,7 @@ async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics>
         region,
         subnet_id: required_str(v, "subnet_id")?,
         replica_count: count,
-        instance_type: str_attr(v, "instance_type").unwrap_or(cluster.instance_type.clone()),
+        instance_type,
         ami: None,
         instance_profile: Some(cluster.instance_profile.clone()),
         port: cluster.port,
@@ -195,6 +205,17 @@ impl Resource for RegionResource {
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
         plan_tags_all(plan);
+        let type_changes = plan.is_create()
+            || plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
+        if type_changes
+            && let Some(t) = str_attr(&plan.planned, "instance_type")
+            && let Some(cluster_id) = str_attr(&plan.planned, "cluster_id")
+            && let Ok(c) = clients(&plan.ctx)
+            && let Ok((_, settings)) = cluster_and_settings(c, &cluster_id).await
+            && settings.install.agent.is_some()
+        {
+            nodes::check_agent_build(&t)?;
+        }
         // The replica lists change exactly when the count or the instance type does.
         if !plan.is_create() {
             let same = |a: &str| plan.prior.get_attr(a) == plan.planned.get_attr(a);
@@ -215,13 +236,16 @@ impl Resource for RegionResource {
         let info = aws::create_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        Ok(NewState::new(state(
+        let st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        nodes::wait_ready(
             c,
-            &spec.cluster,
-            &info,
-            &spec,
-            &req.planned,
-        )))
+            &info.region,
+            &info.replica_instance_ids(),
+            &spec.resource,
+            &st,
+        )
+        .await?;
+        Ok(NewState::new(st))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
@@ -267,13 +291,16 @@ impl Resource for RegionResource {
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        Ok(NewState::new(state(
-            c,
-            &spec.cluster,
-            &info,
-            &spec,
-            &req.planned,
-        )))
+        let st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        // Only the replicas this update launched are waited for.
+        let before = string_list(&req.prior, "replica_node_ids");
+        let launched: Vec<String> = info
+            .replica_instance_ids()
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        nodes::wait_ready(c, &info.region, &launched, &spec.resource, &st).await?;
+        Ok(NewState::new(st))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {

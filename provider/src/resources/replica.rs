@@ -135,6 +135,19 @@ impl Resource for ReplicaResource {
             // attempt launched.
             plan.private = new_creation_token().into_bytes();
         }
+        // A replica of another instance type may need another agent build: say so at plan
+        // time when the cluster installs the agent at boot and this provider has none for it.
+        let type_changes = plan.is_create()
+            || plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
+        if type_changes
+            && let Some(t) = str_attr(&plan.planned, "instance_type")
+            && let Some(cluster_id) = str_attr(&plan.planned, "cluster_id")
+            && let Ok(c) = clients(&plan.ctx)
+            && let Ok((_, settings)) = cluster_and_settings(c, &cluster_id).await
+            && settings.install.agent.is_some()
+        {
+            nodes::check_agent_build(&t)?;
+        }
         plan_tags_all(plan);
         Ok(())
     }
@@ -142,7 +155,17 @@ impl Resource for ReplicaResource {
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let cluster_id = required_str(&req.planned, "cluster_id")?;
-        let (cluster, settings) = cluster_and_settings(c, &cluster_id).await?;
+        let (cluster, mut settings) = cluster_and_settings(c, &cluster_id).await?;
+        let instance_type =
+            str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
+        settings.install = nodes::node_install(c, &settings, aws::arch_of(&instance_type))
+            .await
+            .map_err(|e| {
+                ApplyFailure::from(
+                    Diagnostic::error(format!("{TYPE_NAME}: the agent build"), e.to_string())
+                        .at(crate::cty::AttributePath::attr("instance_type")),
+                )
+            })?;
         let token = String::from_utf8(req.private.clone())
             .ok()
             .filter(|t| !t.is_empty())
@@ -168,8 +191,6 @@ impl Resource for ReplicaResource {
                 e.to_string(),
             ))
         })?;
-        let instance_type =
-            str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
         let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
         spec.creation_token = token;
         spec.ami = cluster.ami.clone();
@@ -180,7 +201,16 @@ impl Resource for ReplicaResource {
         let n = aws::create_replica(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        Ok(NewState::new(state(c, &n, Some(&cfg), &req.planned)))
+        let st = state(c, &n, Some(&cfg), &req.planned);
+        nodes::wait_ready(
+            c,
+            &n.region,
+            std::slice::from_ref(&n.instance_id),
+            &spec.resource,
+            &st,
+        )
+        .await?;
+        Ok(NewState::new(st))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {

@@ -27,7 +27,7 @@ module "orders" {
   source = "../.."
 
   name          = "orders"
-  instance_type = "r7g.large"
+  instance_type = "r7i.large"
   subnet_ids    = var.subnet_ids
   replica_count = 2
 

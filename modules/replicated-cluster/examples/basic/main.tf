@@ -22,7 +22,7 @@ module "orders" {
   source = "../.."
 
   name                             = "orders"
-  instance_type                    = "r7g.large"
+  instance_type                    = "r7i.large"
   subnet_ids                       = var.subnet_ids
   replica_count                    = 2
   replication_mode                 = "semi_sync"
