@@ -93,7 +93,7 @@ fn run_shape(label: &str, complete: bool, expect_nodes: usize) -> Figures {
             acc.name,
             acc.subnet(0)
         );
-        acc.write(&body);
+        acc_support::write_config(&acc.dir, &acc.provider_hcl_waiting("20m"), &body);
     }
     let d = acc.dir.clone();
     acc.init_in(&d);

@@ -17,8 +17,8 @@ pub use boot::{
 
 pub use shape::{ClusterShape, ShapeError};
 pub use user_data::{
-    AGENT_BINARY_PATH, AGENT_CONFIG_PATH, AGENT_UNIT_NAME, UserDataError, parse_user_data,
-    render_user_data,
+    AGENT_BINARY_PATH, AGENT_CONFIG_PATH, AGENT_UNIT_NAME, UserDataError, decode_user_data,
+    encode_user_data, parse_user_data, render_user_data,
 };
 
 use serde::{Deserialize, Serialize};

@@ -599,21 +599,53 @@ run_logged "systemctl enable --now $AGENT_UNIT" systemctl enable --now "$AGENT_U
 log "done: $AGENT_UNIT runs and tags the instance ready once it bootstrapped"
 "#;
 
+/// The user-data as EC2 takes it: the script gzip-compressed, then base64. EC2 allows 16 KiB
+/// before base64 and the script is larger than that; cloud-init (and our first-boot runner on
+/// local nodes) recognises gzip by its magic bytes and decompresses it. Deterministic: gzip's
+/// header carries no time or name here.
+pub fn encode_user_data(script: &str) -> (String, usize) {
+    use std::io::Write as _;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(script.as_bytes());
+    let bytes = gz.finish().unwrap_or_default();
+    (
+        base64::engine::general_purpose::STANDARD.encode(&bytes),
+        bytes.len(),
+    )
+}
+
+/// The script inside user-data in any form it comes back in: the script itself, its base64
+/// (what DescribeInstanceAttribute returns), or base64 of its gzip ([`encode_user_data`]).
+pub fn decode_user_data(user_data: &str) -> Result<String, UserDataError> {
+    use std::io::Read as _;
+    let trimmed = user_data.trim();
+    if trimmed.starts_with("#!") {
+        return Ok(trimmed.to_string());
+    }
+    let compact: String = trimmed.split_whitespace().collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| UserDataError::NotStrata)?;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|_| UserDataError::NotStrata)?;
+        out
+    } else {
+        bytes
+    };
+    String::from_utf8(bytes).map_err(|_| UserDataError::NotStrata)
+}
+
 /// Reads the NodeConfig back out of user-data, validated. Accepts the script itself or its
 /// base64 form (what EC2's DescribeInstanceAttribute returns).
 pub fn parse_user_data(user_data: &str) -> Result<NodeConfig, UserDataError> {
-    let trimmed = user_data.trim();
-    let decoded;
-    let script = if trimmed.starts_with("#!") {
-        trimmed
-    } else {
-        let compact: String = trimmed.split_whitespace().collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|_| UserDataError::NotStrata)?;
-        decoded = String::from_utf8(bytes).map_err(|_| UserDataError::NotStrata)?;
-        decoded.as_str()
-    };
+    let decoded = decode_user_data(user_data)?;
+    let script = decoded.as_str();
     if !script.lines().any(|l| l.starts_with(MARKER)) {
         return Err(UserDataError::NotStrata);
     }
@@ -656,6 +688,22 @@ mod tests {
         assert_eq!(parse_user_data(&ud).unwrap(), cfg);
         let b64 = base64::engine::general_purpose::STANDARD.encode(ud.as_bytes());
         assert_eq!(parse_user_data(&b64).unwrap(), cfg);
+    }
+
+    #[test]
+    fn gzip_encoding_fits_ec2_and_round_trips() {
+        let cfg = sample_replica();
+        let script = render_user_data(&cfg);
+        let (b64, gz_len) = encode_user_data(&script);
+        assert!(gz_len <= 16 * 1024, "{gz_len} bytes gzipped");
+        assert!(gz_len < script.len() / 2, "{gz_len} of {}", script.len());
+        assert_eq!(encode_user_data(&script).0, b64, "not deterministic");
+        assert_eq!(decode_user_data(&b64).unwrap(), script);
+        assert_eq!(parse_user_data(&b64).unwrap(), cfg);
+        assert!(matches!(
+            decode_user_data("H4sIAAAAAAAA/wMA"),
+            Err(UserDataError::NotStrata)
+        ));
     }
 
     #[test]

@@ -331,8 +331,9 @@ provider "strata" {{
             .to_string();
         let cfg = strata_topology::parse_user_data(&b64)
             .unwrap_or_else(|e| panic!("user-data of {id} does not parse: {e}"));
-        use base64_decode::decode;
-        (decode(&b64), cfg)
+        let script = strata_topology::decode_user_data(&b64)
+            .unwrap_or_else(|e| panic!("user-data of {id} does not decode: {e}"));
+        (script, cfg)
     }
 
     pub fn volume(&self, id: &str) -> aws_sdk_ec2::types::Volume {
@@ -380,30 +381,6 @@ impl Drop for Acc {
                 &["destroy", "-auto-approve", "-input=false", "-no-color"],
             );
         }
-    }
-}
-
-/// A minimal base64 decoder for reading user-data text in assertions (the parse itself goes
-/// through `strata_topology::parse_user_data`, which decodes on its own).
-mod base64_decode {
-    pub fn decode(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut bits: u32 = 0;
-        let mut n = 0;
-        let mut out = Vec::new();
-        for c in s.bytes() {
-            let Some(v) = A.iter().position(|&a| a == c) else {
-                continue;
-            };
-            bits = (bits << 6) | v as u32;
-            n += 6;
-            if n >= 8 {
-                n -= 8;
-                out.push((bits >> n) as u8);
-                bits &= (1 << n) - 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

@@ -10,7 +10,6 @@ use aws_sdk_ec2::types::{
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
     VolumeType,
 };
-use base64::Engine as _;
 use strata_topology::{Arch, NodeState, TAG_NODE_ERROR, TAG_NODE_STATE};
 
 use super::config::{Clients, RegionClients};
@@ -635,7 +634,7 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         .volume_size(spec.root_volume_size_gib)
         .delete_on_termination(true)
         .build();
-    let user_data = base64::engine::general_purpose::STANDARD.encode(spec.user_data.as_bytes());
+    let user_data = encoded_user_data(spec)?;
     let client_token = tags::call_client_token(&spec.creation_token);
     let run = || async {
         let mut req = rc
@@ -896,14 +895,21 @@ pub(crate) fn validate_node_spec(spec: &NodeSpec) -> Result<(), AwsError> {
             spec.resource
         )));
     }
-    if spec.user_data.len() > 16 * 1024 {
+    encoded_user_data(spec)?;
+    Ok(())
+}
+
+/// The user-data as RunInstances takes it (gzip, then base64: the first-boot script is larger
+/// than EC2's 16 KiB limit, which applies to the compressed bytes), or an error naming the size.
+fn encoded_user_data(spec: &NodeSpec) -> Result<String, AwsError> {
+    let (b64, len) = strata_topology::encode_user_data(&spec.user_data);
+    if len > 16 * 1024 {
         return Err(AwsError::Invalid(format!(
-            "{}: user-data is {} bytes; EC2 allows 16 KiB",
-            spec.resource,
-            spec.user_data.len()
+            "{}: user-data is {len} bytes gzip-compressed; EC2 allows 16 KiB",
+            spec.resource
         )));
     }
-    Ok(())
+    Ok(b64)
 }
 
 /// Filters that find a cluster's live instances with one role.
@@ -1035,7 +1041,16 @@ mod tests {
     fn node_spec_validation() {
         let mut s = NodeSpec::new("c", "strata_replica.r", "tok", "subnet-1", "t3.micro");
         assert!(validate_node_spec(&s).is_ok());
-        s.user_data = "x".repeat(17 * 1024);
+        // Incompressible: the limit applies to the gzip-compressed bytes.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        s.user_data = (0..40 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect();
         assert!(
             validate_node_spec(&s)
                 .unwrap_err()

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use strata_topology::{
     Account, AgentArtifact, Arch, CredentialRef, Engine, Install, LocalServer, NodeConfig,
     Replication, ReplicationMode, Role, SCHEMA_VERSION, SourceEndpoint, Storage, Tls,
@@ -213,12 +212,9 @@ pub async fn read_node_config(
     let Some(b64) = out.user_data().and_then(|u| u.value()) else {
         return Ok(None);
     };
-    // LocalStack may hand the script back as sent; AWS returns base64.
-    let text = match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(_) => b64.to_string(),
-    };
-    Ok(parse_user_data(&text).ok())
+    // Base64 of the gzip'd script (AWS), or the script as sent (LocalStack may do that):
+    // parse_user_data reads both.
+    Ok(parse_user_data(b64).ok())
 }
 
 pub fn engine_from(s: &str) -> Option<Engine> {
