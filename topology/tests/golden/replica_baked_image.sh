@@ -451,8 +451,10 @@ EOF
 }
 
 # The node config the agent reads (no secret in it: credentials are SSM parameter names).
+# Its folder stays traversable: the server (user mysql) reads the TLS files the agent puts in
+# /etc/strata/tls.
 write_node_config() {
-  install -d -m 0700 "$ROOT${AGENT_CONFIG%/*}"
+  install -d -m 0755 "$ROOT${AGENT_CONFIG%/*}"
   (umask 077 && cat >"$ROOT$AGENT_CONFIG") <<'STRATA_NODE_JSON'
 {
   "version": 2,
