@@ -11,10 +11,9 @@
 //! strata-acceptance-tests --bench boot` (`STRATA_BENCH_RUNS`, default 1 run per shape).
 
 #[path = "../tests/acc_support/mod.rs"]
-#[allow(dead_code)]
 mod acc_support;
 
-use acc_support::{Acc, HOME};
+use acc_support::Acc;
 use aws_sdk_ec2::types::Filter;
 use std::time::{Duration, Instant};
 use strata_acceptance_tests::nodes::NodeHost;
@@ -120,7 +119,10 @@ fn run_shape(label: &str, complete: bool, expect_nodes: usize) -> Figures {
     let deadline = Duration::from_secs(900);
     let (source_ip, password, writer) = loop {
         poll_apply(&mut apply_done);
-        assert!(t0.elapsed() < deadline, "{label}: no writer within {deadline:?}");
+        assert!(
+            t0.elapsed() < deadline,
+            "{label}: no writer within {deadline:?}"
+        );
         let src = nodes_of(&acc).into_iter().find(|n| n.2 == "source");
         if let (Some((_, ip, _)), Some(pw)) = (src, admin_password(&acc))
             && nodes
@@ -140,13 +142,21 @@ fn run_shape(label: &str, complete: bool, expect_nodes: usize) -> Figures {
     // Every replica has the row (all expected nodes running first).
     let replicas = loop {
         poll_apply(&mut apply_done);
-        assert!(t0.elapsed() < deadline, "{label}: replicas not caught up within {deadline:?}");
+        assert!(
+            t0.elapsed() < deadline,
+            "{label}: replicas not caught up within {deadline:?}"
+        );
         let all = nodes_of(&acc);
         if all.len() >= expect_nodes {
             let reps: Vec<_> = all.iter().filter(|n| n.1 != source_ip).collect();
             if reps.iter().all(|(_, ip, _)| {
                 nodes
-                    .sql(ip, "strata_admin", &password, "SELECT id FROM bench.t WHERE id = 1")
+                    .sql(
+                        ip,
+                        "strata_admin",
+                        &password,
+                        "SELECT id FROM bench.t WHERE id = 1",
+                    )
                     .map(|r| r.trim() == "1")
                     .unwrap_or(false)
             }) {
@@ -160,7 +170,6 @@ fn run_shape(label: &str, complete: bool, expect_nodes: usize) -> Figures {
     let apply_s = apply_done.unwrap_or_else(|| t0.elapsed().as_secs_f64());
     acc.destroy_and_check();
     drop(nodes);
-    let _ = HOME;
     Figures {
         writer,
         replicas,
@@ -174,7 +183,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    println!("| shape | nodes | writer accepts writes | every replica caught up | apply returned |");
+    println!(
+        "| shape | nodes | writer accepts writes | every replica caught up | apply returned |"
+    );
     println!("|---|---|---|---|---|");
     for (label, complete, n) in [("b1", false, 1usize), ("bc", true, 4usize)] {
         for _ in 0..runs {

@@ -205,14 +205,11 @@ fn complete_example_boots_replicates_and_seeds_a_new_replica() {
         )
         .unwrap();
     }
-    let bytes: u64 = sql(
-        writer,
-        "SELECT SUM(LENGTH(pad)) FROM acc.big",
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let bytes: u64 = sql(writer, "SELECT SUM(LENGTH(pad)) FROM acc.big")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(bytes >= 100 << 20, "only {bytes} bytes loaded");
 
     write_vars(&acc, 2);
@@ -231,11 +228,7 @@ fn complete_example_boots_replicates_and_seeds_a_new_replica() {
         .expect("a new region replica");
     let pos = sql(writer, "SELECT @@gtid_binlog_pos").unwrap();
     let pos = pos.trim();
-    let waited = sql(
-        &new_ip,
-        &format!("SELECT MASTER_GTID_WAIT('{pos}', 600)"),
-    )
-    .unwrap();
+    let waited = sql(&new_ip, &format!("SELECT MASTER_GTID_WAIT('{pos}', 600)")).unwrap();
     assert_eq!(waited.trim(), "0", "new replica did not reach {pos}");
     eprintln!(
         "boot: new region replica {new_id} holds {} MB and caught up {:.1} s after apply started",
