@@ -286,11 +286,11 @@ async fn cluster_create_read_update_delete() {
         .and_then(|u| u.value())
         .unwrap_or_default()
         .to_string();
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(ud)
-        .unwrap();
-    assert_eq!(String::from_utf8(decoded).unwrap(), spec.user_data);
+    // EC2 holds the script gzip-compressed, base64 on the wire.
+    assert_eq!(
+        strata_topology::decode_user_data(&ud).unwrap(),
+        spec.user_data
+    );
     assert!(
         !spec
             .user_data
