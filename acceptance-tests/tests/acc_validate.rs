@@ -58,3 +58,62 @@ fn mariadb_ack_count_two_is_refused() {
     refused(&mut acc, &body, "semi_sync_wait_for_replica_count");
     acc.destroy_and_check();
 }
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn bad_node_ready_timeout_is_refused_at_validate() {
+    let mut acc = Acc::new("bad3");
+    let body = cluster(&acc, "");
+    acc_support::write_config(&acc.dir, &acc.provider_hcl_waiting("soon"), &body);
+    let d = acc.dir.clone();
+    acc.init_in(&d);
+    let v = acc.run(&d, &["validate", "-no-color"]);
+    let text =
+        String::from_utf8_lossy(&v.stderr).into_owned() + &String::from_utf8_lossy(&v.stdout);
+    assert!(
+        !v.status.success(),
+        "node_ready_timeout = \"soon\" passed validate:\n{text}"
+    );
+    assert!(text.contains("node_ready_timeout"), "{text}");
+    assert!(text.contains("not a duration"), "{text}");
+    acc.destroy_and_check();
+}
+
+/// Only x86_64 agent builds ship: a Graviton type without `ami_id` fails at plan time, naming
+/// `instance_type` and what to do; with `ami_id` (agent baked in) it plans.
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn graviton_without_an_agent_build_is_refused_at_plan() {
+    let mut acc = Acc::new("arm");
+    let body = format!(
+        "resource \"strata_cluster\" \"c\" {{\n  name = \"{}\"\n  instance_type = \"r7g.large\"\n  subnet_id = \"{}\"\n}}\n",
+        acc.name,
+        acc.subnet(0)
+    );
+    acc.write(&body);
+    let d = acc.dir.clone();
+    acc.init_in(&d);
+    let (code, out, err) = acc.plan_in(&d);
+    let text = format!("{out}{err}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        code, 1,
+        "a Graviton cluster without an agent build planned:\n{text}"
+    );
+    assert!(text.contains("instance_type"), "{text}");
+    assert!(text.contains("aarch64"), "{text}");
+    assert!(
+        text.contains("x86_64") && text.contains("ami_id"),
+        "no way out named: {text}"
+    );
+
+    acc.write(&body.replace(
+        "instance_type = \"r7g.large\"",
+        "instance_type = \"r7g.large\"\n  ami_id = \"ami-03cf127a\"",
+    ));
+    let (code, out, err) = acc.plan_in(&d);
+    assert_eq!(code, 2, "with a baked ami_id it should plan:\n{out}\n{err}");
+    acc.destroy_and_check();
+}

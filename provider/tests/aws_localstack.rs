@@ -1,6 +1,6 @@
 //! `strata_provider::aws` against LocalStack at `$LOCALSTACK_ENDPOINT` (default
-//! http://127.0.0.1:4566; start it with `scripts/localstack start`). Each test makes its own VPC and subnets, drives
-//! create → read → update → delete, and checks AWS directly through the SDK.
+//! http://127.0.0.1:4566; start it with `scripts/localstack start`). Each test makes its own VPC
+//! and subnets, drives create → read → update → delete, and checks AWS directly through the SDK.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -327,6 +327,26 @@ async fn cluster_create_read_update_delete() {
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
     has_strata_tags(&pt, &name);
+    // The admin password: its own SecureString, another value.
+    let ap = rc
+        .ssm
+        .get_parameter()
+        .name(&info.admin_parameter_name)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let ap = ap.parameter().unwrap();
+    assert_eq!(
+        info.admin_parameter_name,
+        format!("/strata/{name}/admin-password")
+    );
+    assert_eq!(
+        ap.r#type(),
+        Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+    );
+    assert_ne!(ap.value(), Some(created.replication_password.expose()));
+    assert!(ap.value().is_some_and(|v| v.len() == 32));
 
     // The role and profile: tagged, with the agent policy.
     let role = rc
@@ -358,7 +378,15 @@ async fn cluster_create_read_update_delete() {
     } else {
         doc.to_string()
     };
-    assert!(doc.contains(&format!("parameter/strata/{name}/*")), "{doc}");
+    for param in ["replication", "admin-password"] {
+        assert!(
+            doc.contains(&format!("parameter/strata/{name}/{param}")),
+            "{doc}"
+        );
+    }
+    // No agent upload in this spec (agent: None): no S3 grant either.
+    assert!(!doc.contains("s3:GetObject"), "{doc}");
+    assert!(doc.contains("strata:node-state"), "{doc}");
     let prof = rc
         .iam
         .get_instance_profile()
@@ -461,6 +489,14 @@ async fn cluster_create_read_update_delete() {
         .await
         .unwrap_err();
     assert!(AwsError::from_sdk(e, "ssm:GetParameter", "p").is_not_found());
+    let e = rc
+        .ssm
+        .get_parameter()
+        .name(&info.admin_parameter_name)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(AwsError::from_sdk(e, "ssm:GetParameter", "admin").is_not_found());
     let e = rc
         .iam
         .get_instance_profile()
@@ -1131,4 +1167,104 @@ async fn ten_replicas_do_not_cost_ten_times_one() {
         .unwrap();
     assert!(tagged_leftovers(&rc, &name).await.is_empty());
     drop_network(&rc, &net).await;
+}
+
+/// The agent bucket: made private, encrypted and tagged; found again by name and tags; a bucket
+/// of that name with other tags is refused (never adopted) and left alone on delete.
+#[tokio::test]
+#[ignore = "needs LocalStack: run via scripts/test"]
+async fn agent_bucket_is_found_by_its_tags_and_never_adopted() {
+    use strata_provider::aws::artifact::{self, AgentBuild};
+    let clients = clients().await;
+    let rc = clients.home().await.unwrap();
+    let cluster = unique("b");
+    let resource = format!("strata_cluster.{cluster}");
+    let account = clients.account_id().await.unwrap();
+    let bucket = strata_topology::agent_bucket_name(&cluster, &account, &rc.region);
+    let tags = aws::build_tags(
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &aws::ObjectTags {
+            cluster: &cluster,
+            resource: &resource,
+            role: Some("agent-artifacts"),
+            creation_token: "tok",
+            name: None,
+        },
+    );
+    assert!(
+        artifact::ensure_bucket(&rc, &bucket, &cluster, &resource, &tags)
+            .await
+            .unwrap(),
+        "first call creates"
+    );
+    assert!(
+        !artifact::ensure_bucket(&rc, &bucket, &cluster, &resource, &tags)
+            .await
+            .unwrap(),
+        "second call finds it"
+    );
+    let pab = rc
+        .s3
+        .get_public_access_block()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let pab = pab.public_access_block_configuration().unwrap();
+    assert_eq!(pab.block_public_acls(), Some(true));
+    assert_eq!(pab.restrict_public_buckets(), Some(true));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata-agent");
+    std::fs::write(&path, b"\x7fELF not really an agent").unwrap();
+    let build = AgentBuild {
+        arch: strata_topology::Arch::X86_64,
+        path,
+        sha256: "0".repeat(64),
+        size: 24,
+    };
+    let key = strata_topology::agent_object_key("0.0.0", build.arch, &build.sha256);
+    assert!(
+        artifact::ensure_object(&rc, &bucket, &key, &build, &tags)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !artifact::ensure_object(&rc, &bucket, &key, &build, &tags)
+            .await
+            .unwrap(),
+        "content-addressed: an existing key is not uploaded again"
+    );
+    let got = rc
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"\x7fELF not really an agent"
+    );
+
+    // Another resource's name on the same bucket: refused, and not deleted by it.
+    let e = artifact::ensure_bucket(&rc, &bucket, &cluster, "strata_cluster.other", &tags)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not tagged"), "{e}");
+    artifact::delete_bucket(&rc, &bucket, "someone-else", "strata_cluster.someone-else")
+        .await
+        .unwrap();
+    assert!(artifact::bucket_exists(&rc, &bucket).await.unwrap());
+
+    artifact::delete_bucket(&rc, &bucket, &cluster, &resource)
+        .await
+        .unwrap();
+    assert!(!artifact::bucket_exists(&rc, &bucket).await.unwrap());
+    // Deleting again is fine.
+    artifact::delete_bucket(&rc, &bucket, &cluster, &resource)
+        .await
+        .unwrap();
 }

@@ -354,7 +354,6 @@ pub async fn ensure_object(
         .bucket(bucket)
         .key(key)
         .body(body)
-        .content_length(i64::try_from(build.size).unwrap_or(i64::MAX))
         .content_type("application/octet-stream")
         .server_side_encryption(ServerSideEncryption::Aes256)
         .metadata("sha256", &build.sha256)
