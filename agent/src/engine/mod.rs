@@ -66,6 +66,27 @@ pub struct LoadSpec<'a> {
     pub user: &'a str,
 }
 
+/// The engine's command-line client loading a dump into the local server. Both engines' clients
+/// take the same flags; only the program differs.
+pub(crate) fn client_load_command(program: &'static str, spec: &LoadSpec<'_>) -> Tool {
+    let mut args = vec![format!("--defaults-file={}", spec.defaults_file)];
+    match spec.socket {
+        Some(sock) => args.push(format!("--socket={sock}")),
+        None => {
+            args.push(format!("--host={}", spec.host));
+            args.push(format!("--port={}", spec.port));
+            args.push("--protocol=TCP".into());
+        }
+    }
+    args.push(format!("--user={}", spec.user));
+    args.push("--default-character-set=utf8mb4".into());
+    // The copy is this replica's own: in its binlog it would be a second history of the
+    // source's transactions under this server's id.
+    args.push("--init-command=SET SESSION sql_log_bin = 0".into());
+    args.push("--batch".into());
+    Tool { program, args }
+}
+
 /// The privileges on `*.*` in SHOW GRANTS rows (`GRANT a, b ON *.* TO ...`), upper-case.
 pub fn global_privileges(grants: &[String]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

@@ -304,23 +304,7 @@ impl EngineSql for MySql {
     }
 
     fn load_command(&self, spec: &LoadSpec<'_>) -> Tool {
-        let mut args = vec![format!("--defaults-file={}", spec.defaults_file)];
-        match spec.socket {
-            Some(sock) => args.push(format!("--socket={sock}")),
-            None => {
-                args.push(format!("--host={}", spec.host));
-                args.push(format!("--port={}", spec.port));
-                args.push("--protocol=TCP".into());
-            }
-        }
-        args.push(format!("--user={}", spec.user));
-        args.push("--default-character-set=utf8mb4".into());
-        args.push("--init-command=SET SESSION sql_log_bin = 0".into());
-        args.push("--batch".into());
-        Tool {
-            program: "mysql",
-            args,
-        }
+        super::client_load_command("mysql", spec)
     }
 
     fn dump_gtid(&self, line: &str) -> Option<String> {
