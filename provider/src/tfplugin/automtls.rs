@@ -2,7 +2,7 @@
 //! `PLUGIN_CLIENT_CERT`; the plugin generates its own, pins the client's, and sends its own
 //! back in the handshake line. Both ends trust exactly one certificate each.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -67,10 +67,42 @@ impl ServerIdentity {
     }
 }
 
-/// The crypto provider AutoMTLS uses. aws-lc-rs, not ring: go-plugin clients sign with
-/// ECDSA P-521 keys, which ring cannot verify.
+/// The crypto provider AutoMTLS uses: ring for everything (key exchange, ciphers, randomness),
+/// plus aws-lc-rs's verifiers for the signature schemes ring lacks, ECDSA P-521 above all,
+/// which go-plugin clients sign with.
+///
+/// Why not aws-lc-rs throughout: its random generator seeds itself from CPU-jitter entropy the
+/// first time a process asks for random bytes, and a TLS handshake asks at once. A profile of
+/// provider starts put most of a start's CPU there (`jent_*`), and tofu starts the provider
+/// three times per plan. ring takes randomness from the OS (getrandom), which is free.
+/// Signature verification needs no randomness, so borrowing aws-lc-rs's verifiers does not
+/// wake that generator.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.signature_verification_algorithms = *verification_algorithms();
+    Arc::new(provider)
+}
+
+/// ring's verifiers, then aws-lc-rs's for each scheme ring does not verify. Built once and
+/// kept for the life of the process (rustls wants `'static` tables).
+fn verification_algorithms() -> &'static WebPkiSupportedAlgorithms {
+    static TABLE: OnceLock<WebPkiSupportedAlgorithms> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let ring = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let lc = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let mut mapping = ring.mapping.to_vec();
+        let mut all = ring.all.to_vec();
+        for (scheme, algs) in lc.mapping {
+            if !mapping.iter().any(|(s, _)| s == scheme) {
+                mapping.push((*scheme, *algs));
+                all.extend(algs.iter().copied());
+            }
+        }
+        WebPkiSupportedAlgorithms {
+            all: Vec::leak(all),
+            mapping: Vec::leak(mapping),
+        }
+    })
 }
 
 /// A server TLS configuration that presents `identity` and accepts exactly one client
@@ -206,12 +238,27 @@ mod tests {
         let now = UnixTime::now();
         assert!(verifier.verify_client_cert(&pinned, &[], now).is_ok());
         assert!(verifier.verify_client_cert(&other, &[], now).is_err());
-        // P-521, which go-plugin clients use, must be among the accepted schemes.
+        // P-521, which go-plugin clients use, must be among the accepted schemes, beside the
+        // ones ring verifies itself.
+        assert!(
+            verifier
+                .supported_verify_schemes()
+                .contains(&SignatureScheme::ECDSA_NISTP256_SHA256)
+        );
         assert!(
             verifier
                 .supported_verify_schemes()
                 .contains(&SignatureScheme::ECDSA_NISTP521_SHA512)
         );
+    }
+
+    #[test]
+    fn randomness_comes_from_ring_not_aws_lc() {
+        // aws-lc-rs's generator seeds itself from CPU jitter on first use, which cost most of a
+        // provider start's CPU; the handshake's random bytes must come from ring (getrandom).
+        let provider = crypto_provider();
+        assert_eq!(format!("{:?}", provider.secure_random), "Ring");
+        assert_eq!(format!("{:?}", provider.key_provider), "Ring");
     }
 
     #[test]
