@@ -3,7 +3,17 @@
 # clone, so a fresh checkout reuses it.
 STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STRATA_CACHE/target}"
+# One cargo target dir per clone, outside it: a later run of the same clone is incremental, and
+# two clones never share one (a shared dir let one clone's tests run the other's binaries:
+# cargo re-links target/debug/<bin> only when it rebuilds, so a fresh clone could find the
+# binary the last *other* clone built there). `.clone-path` lets scripts/test prune the dirs of
+# clones that are gone.
+if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+  CARGO_TARGET_DIR="$STRATA_CACHE/targets/$(basename "$STRATA_ROOT")-$(printf %s "$STRATA_ROOT" | sha256sum | cut -c1-12)"
+  mkdir -p "$CARGO_TARGET_DIR"
+  [[ -f "$CARGO_TARGET_DIR/.clone-path" ]] || printf '%s\n' "$STRATA_ROOT" >"$CARGO_TARGET_DIR/.clone-path"
+fi
+export CARGO_TARGET_DIR
 export LOCALSTACK_ENDPOINT="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
 # Called from inside `cargo test` (the acceptance harness runs scripts/package), the outer
 # cargo's per-package variables would leak into the nested cargo build and change crates'
