@@ -143,6 +143,7 @@ provider "strata" {{
     iam = "{e}"
     sts = "{e}"
     s3  = "{e}"
+    route53 = "{e}"
   }}
 }}
 "#,
