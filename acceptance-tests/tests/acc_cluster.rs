@@ -48,7 +48,7 @@ fn cluster_with_one_segment() {
     assert_eq!(param, format!("/strata/{}/replication", acc.name));
     assert_eq!(
         c["writer_endpoint"].as_str().unwrap(),
-        format!("{}:3306", c["source_private_ip"].as_str().unwrap())
+        format!("writer.{}.strata.internal:3306", acc.name)
     );
 
     // The source instance: tags, IMDSv2, encrypted root.

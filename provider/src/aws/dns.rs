@@ -562,11 +562,12 @@ pub async fn ensure_initial_records(
         made.push(w.clone());
         // A fresh writer goes with a fresh epoch 0: a stale TXT next to a new writer would
         // make the first promotion's compare-and-swap fail forever.
-        if let Some(old) = record_values(&sets, &epoch, &RrType::Txt) {
-            changes.push(change(
-                ChangeAction::Delete,
-                record_set(&epoch, RrType::Txt, &old, ttl)?,
-            )?);
+        if let Some(old) = sets.iter().find(|s| {
+            same_name(s.name(), &epoch)
+                && *s.r#type() == RrType::Txt
+                && s.set_identifier().is_none()
+        }) {
+            changes.push(change(ChangeAction::Delete, old.clone())?);
         }
         let txt = vec![strata_topology::failover::render_writer_epoch_txt(
             0,
