@@ -71,6 +71,13 @@ fn endpoints_follow_a_failover_and_plan_stays_empty() {
         t0.elapsed().as_secs_f64()
     );
 
+    // The cluster's status attributes were taken at its create, before the replica: a
+    // refresh brings them up to date (and changes nothing else).
+    let d = acc.dir.clone();
+    acc.run_ok(
+        &d,
+        &["apply", "-refresh-only", "-auto-approve", "-no-color"],
+    );
     let c = acc.resource("strata_cluster.c");
     let name = acc.name.clone();
     let base = format!("{name}.strata.internal");

@@ -560,24 +560,19 @@ pub async fn ensure_initial_records(
             record_set(&w, RrType::A, &ip, ttl)?,
         )?);
         made.push(w.clone());
-        // A fresh writer goes with a fresh epoch 0: a stale TXT next to a new writer would
-        // make the first promotion's compare-and-swap fail forever.
-        if let Some(old) = sets.iter().find(|s| {
-            same_name(s.name(), &epoch)
-                && *s.r#type() == RrType::Txt
-                && s.set_identifier().is_none()
-        }) {
-            changes.push(change(ChangeAction::Delete, old.clone())?);
+        // The epoch TXT is the agents' fencing record: made only when absent. A writer
+        // repaired after a failover keeps the higher epoch already there.
+        if record_values(&sets, &epoch, &RrType::Txt).is_none() {
+            let txt = vec![strata_topology::failover::render_writer_epoch_txt(
+                0,
+                source_node_id,
+            )];
+            changes.push(change(
+                ChangeAction::Create,
+                record_set(&epoch, RrType::Txt, &txt, ttl)?,
+            )?);
+            made.push(epoch);
         }
-        let txt = vec![strata_topology::failover::render_writer_epoch_txt(
-            0,
-            source_node_id,
-        )];
-        changes.push(change(
-            ChangeAction::Create,
-            record_set(&epoch, RrType::Txt, &txt, ttl)?,
-        )?);
-        made.push(epoch);
     }
     if record_values(&sets, &r, &RrType::A).is_none() {
         changes.push(change(
@@ -636,7 +631,7 @@ pub async fn edit_reader(
     retry_while(
         Duration::from_secs(60),
         Backoff::default(),
-        |e| matches!(e, AwsError::Api { code, .. } if code == "InvalidChangeBatch" || code == "PriorRequestNotComplete"),
+        |e| matches!(e, AwsError::Api { code, .. } if code == "InvalidChangeBatch" || code == "PriorRequestNotComplete" || code == "InvalidInput"),
         || async {
             let sets = list_records(rc, zone_id).await?;
             let current = record_values(&sets, name, &RrType::A);

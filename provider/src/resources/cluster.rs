@@ -773,6 +773,15 @@ fn plan_volatile(plan: &mut PlanChange) {
     if plan.is_create() {
         return;
     }
+    // Read reports a missing zone or writer record as a null endpoint: plan the repair (the
+    // planner alone marks nothing unknown when the configuration did not change).
+    if plan
+        .prior
+        .get_attr("writer_endpoint")
+        .is_some_and(Value::is_null)
+    {
+        set_attr(&mut plan.planned, "writer_endpoint", Value::unknown());
+    }
     for a in VOLATILE {
         let v = plan.prior.get_attr(a).cloned().unwrap_or_else(Value::null);
         set_attr(&mut plan.planned, a, v);
