@@ -13,7 +13,6 @@
 //! apply never makes a second zone.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
@@ -23,7 +22,6 @@ use aws_sdk_route53::types::{
 use super::config::RegionClients;
 use super::error::{AwsError, ErrorKind};
 use super::tags::{TAG_CLUSTER, TAG_RESOURCE, TAG_ROLE};
-use super::wait::{Backoff, retry_while};
 
 /// The domain under which clusters get their own zone (`<cluster>.strata.internal`).
 pub const DEFAULT_DOMAIN: &str = "strata.internal";
@@ -615,10 +613,21 @@ pub async fn put_reader(
     .await
 }
 
-/// Adds `ip` to a reader record (made if absent) or removes it, as a compare-and-swap: the
-/// batch deletes exactly the values read, so a concurrent writer (another replica's create,
-/// the source's agent) makes it fail and it reads again. `fallback` is what an emptied record
-/// holds instead (the home reader points at the source when no replica publishes it).
+/// One lock per record name: the replicas of one apply (run in parallel by Terraform, in this
+/// one provider process) edit the reader record one after another.
+fn record_lock(name: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(name.to_ascii_lowercase()).or_default().clone()
+}
+
+/// Adds `ip` to a reader record (made if absent) or removes it, read-modify-write under a
+/// per-name lock (UPSERT: Route 53 emulators refuse a DELETE and CREATE of one name in one
+/// batch). `fallback` is what an emptied record holds instead (the home reader points at the
+/// source when no replica publishes it); when adding, it is dropped. The source's agent
+/// rewrites the record from its members anyway, so a race with it only lasts a heartbeat.
 pub async fn edit_reader(
     rc: &RegionClients,
     zone_id: &str,
@@ -628,44 +637,37 @@ pub async fn edit_reader(
     fallback: Option<&str>,
     ttl: u32,
 ) -> Result<(), AwsError> {
-    retry_while(
-        Duration::from_secs(60),
-        Backoff::default(),
-        |e| matches!(e, AwsError::Api { code, .. } if code == "InvalidChangeBatch" || code == "PriorRequestNotComplete" || code == "InvalidInput"),
-        || async {
-            let sets = list_records(rc, zone_id).await?;
-            let current = record_values(&sets, name, &RrType::A);
-            let old = current.clone().unwrap_or_default();
-            let mut new: Vec<String> = old
-                .iter()
-                .filter(|v| v.as_str() != ip && Some(v.as_str()) != fallback.filter(|_| add))
-                .cloned()
-                .collect();
-            if add {
-                new.push(ip.to_string());
-            }
-            if new.is_empty()
-                && let Some(f) = fallback
-            {
-                new.push(f.to_string());
-            }
-            new.sort();
-            let mut sorted_old = old.clone();
-            sorted_old.sort();
-            if new == sorted_old {
-                return Ok(());
-            }
-            let mut changes = Vec::new();
-            if let Some(cur) = &current {
-                changes.push(change(ChangeAction::Delete, record_set(name, RrType::A, cur, ttl)?)?);
-            }
-            if !new.is_empty() {
-                changes.push(change(ChangeAction::Create, record_set(name, RrType::A, &new, ttl)?)?);
-            }
-            submit(rc, zone_id, changes, name).await
-        },
-    )
-    .await
+    let lock = record_lock(name);
+    let _held = lock.lock().await;
+    let sets = list_records(rc, zone_id).await?;
+    let old = record_values(&sets, name, &RrType::A).unwrap_or_default();
+    let new = edited_values(&old, ip, add, fallback);
+    let mut sorted_old = old.clone();
+    sorted_old.sort();
+    if new == sorted_old {
+        return Ok(());
+    }
+    put_reader(rc, zone_id, name, &new, ttl).await
+}
+
+/// Pure: the reader's values after adding or removing `ip`.
+pub fn edited_values(old: &[String], ip: &str, add: bool, fallback: Option<&str>) -> Vec<String> {
+    let mut new: Vec<String> = old
+        .iter()
+        .filter(|v| v.as_str() != ip && !(add && Some(v.as_str()) == fallback))
+        .cloned()
+        .collect();
+    if add {
+        new.push(ip.to_string());
+    }
+    if new.is_empty()
+        && let Some(f) = fallback
+    {
+        new.push(f.to_string());
+    }
+    new.sort();
+    new.dedup();
+    new
 }
 
 /// Deletes the record sets (every type) with these names; absent ones are skipped.
@@ -841,6 +843,38 @@ mod tests {
         assert_eq!(short_zone_id("/hostedzone/Z123"), "Z123");
         assert_eq!(short_zone_id("Z123"), "Z123");
         assert!(same_name("Writer.X.", "writer.x"));
+    }
+
+    #[test]
+    fn reader_edits() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The first replica replaces the source placeholder.
+        assert_eq!(
+            edited_values(&v(&["10.0.0.1"]), "10.0.0.2", true, Some("10.0.0.1")),
+            v(&["10.0.0.2"])
+        );
+        assert_eq!(
+            edited_values(&v(&["10.0.0.2"]), "10.0.0.3", true, Some("10.0.0.1")),
+            v(&["10.0.0.2", "10.0.0.3"])
+        );
+        // The last replica leaves the source behind.
+        assert_eq!(
+            edited_values(&v(&["10.0.0.2"]), "10.0.0.2", false, Some("10.0.0.1")),
+            v(&["10.0.0.1"])
+        );
+        assert_eq!(
+            edited_values(
+                &v(&["10.0.0.2", "10.0.0.3"]),
+                "10.0.0.2",
+                false,
+                Some("10.0.0.1")
+            ),
+            v(&["10.0.0.3"])
+        );
+        assert_eq!(
+            edited_values(&[], "10.0.0.2", false, None),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
