@@ -81,10 +81,16 @@ fn complete_example_boots_replicates_and_seeds_a_new_replica() {
 
     let o = outputs(&acc);
     let writer_endpoint = out(&o, "writer_endpoint").as_str().unwrap().to_string();
-    let (writer, port) = writer_endpoint
+    let (writer_name, port) = writer_endpoint
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("writer_endpoint {writer_endpoint} is not host:port"));
     assert_eq!(port, "3306");
+    // The writer is a name in the cluster's private zone; the router namespace cannot resolve
+    // it, so ask Route 53 as the VPC's resolver would.
+    let zone_id = acc.attr_str("strata_cluster.main", "dns_zone_id");
+    let writer_ips = acc.resolve(&zone_id, writer_name);
+    assert_eq!(writer_ips.len(), 1, "{writer_name} -> {writer_ips:?}");
+    let writer = writer_ips[0].as_str();
     let admin_user = out(&o, "admin_user").as_str().unwrap().to_string();
     let admin_param = out(&o, "admin_parameter_name")
         .as_str()

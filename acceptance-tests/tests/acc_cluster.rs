@@ -48,7 +48,7 @@ fn cluster_with_one_segment() {
     assert_eq!(param, format!("/strata/{}/replication", acc.name));
     assert_eq!(
         c["writer_endpoint"].as_str().unwrap(),
-        format!("{}:3306", c["source_private_ip"].as_str().unwrap())
+        format!("writer.{}.strata.internal:3306", acc.name)
     );
 
     // The source instance: tags, IMDSv2, encrypted root.
@@ -448,7 +448,14 @@ resource "strata_replica" "b" {{
         assert_eq!(cfg.role, Role::Replica, "{r}");
         assert_eq!(cfg.cluster_id, acc.name);
         let src = cfg.source.as_ref().expect("a replica names its source");
-        assert_eq!(src.host, source_ip, "{r} replicates from the source");
+        // With failover, the first hint of the source is the writer's name (a failover moves
+        // it), not the source's IP.
+        let _ = &source_ip;
+        assert_eq!(
+            src.host,
+            format!("writer.{}.strata.internal", acc.name),
+            "{r} replicates from the writer endpoint"
+        );
         assert_eq!(src.port, 3306);
         azs.push(az);
         server_ids.push(cfg.server_id);
@@ -514,9 +521,10 @@ resource "strata_region" "eu" {{
         assert_eq!(cfg.role, Role::RegionReplica, "{id}");
         assert_eq!(cfg.cluster_id, acc.name);
         assert_eq!(cfg.region, "eu-west-1");
+        let _ = &source_ip;
         assert_eq!(
-            cfg.source.as_ref().map(|s| s.host.as_str()),
-            Some(source_ip.as_str())
+            cfg.source.as_ref().map(|s| s.host.clone()),
+            Some(format!("writer.{}.strata.internal", acc.name))
         );
         assert!(
             !cfg.semi_sync(),

@@ -13,12 +13,13 @@ provider "strata" {
   dynamic "endpoints" {
     for_each = var.aws_endpoint_url == null ? [] : [var.aws_endpoint_url]
     content {
-      ec2 = endpoints.value
-      ebs = endpoints.value
-      iam = endpoints.value
-      ssm = endpoints.value
-      sts = endpoints.value
-      s3  = endpoints.value
+      ec2     = endpoints.value
+      ebs     = endpoints.value
+      iam     = endpoints.value
+      ssm     = endpoints.value
+      sts     = endpoints.value
+      s3      = endpoints.value
+      route53 = endpoints.value
     }
   }
 

@@ -4,8 +4,18 @@ output "cluster_id" {
 }
 
 output "writer_endpoint" {
-  description = "Where clients write (\"ip:3306\")."
+  description = "Where clients write: \"writer.<name>.strata.internal:3306\", a private DNS name that follows the source through failovers."
   value       = strata_cluster.main.writer_endpoint
+}
+
+output "reader_endpoint" {
+  description = "Where clients read: \"reader.<name>.strata.internal:3306\", the healthy home replicas."
+  value       = strata_cluster.main.reader_endpoint
+}
+
+output "current_source_node_id" {
+  description = "The node that is the source now (changes after a failover, without any plan)."
+  value       = strata_cluster.main.current_source_node_id
 }
 
 output "admin_user" {
@@ -49,6 +59,7 @@ output "read_only_region" {
   value = {
     id                  = strata_region.read_only.id
     region              = strata_region.read_only.region
+    reader_endpoint     = strata_region.read_only.reader_endpoint
     replica_node_ids    = strata_region.read_only.replica_node_ids
     replica_private_ips = strata_region.read_only.replica_private_ips
   }

@@ -4,8 +4,13 @@ output "cluster_id" {
 }
 
 output "writer_endpoint" {
-  description = "Where clients write: the home source's private \"ip:port\"."
+  description = "Where clients write: \"writer.<name>.<dns_domain>:port\", a private DNS name that follows the home source through failovers (resolvable in the cluster's VPCs)."
   value       = module.home.writer_endpoint
+}
+
+output "reader_endpoint" {
+  description = "Where clients read: \"reader.<name>.<dns_domain>:port\", one address per healthy home replica."
+  value       = module.home.reader_endpoint
 }
 
 output "admin_user" {
@@ -49,11 +54,12 @@ output "security_group_id" {
 }
 
 output "regions" {
-  description = "Each read-only region, by region name: its strata_region id, security group, replica node ids and private IPs."
+  description = "Each read-only region, by region name: its strata_region id, security group, reader endpoint, replica node ids and private IPs."
   value = {
     for name, r in strata_region.this : name => {
       id                  = r.id
       security_group_id   = r.security_group_id
+      reader_endpoint     = r.reader_endpoint
       replica_node_ids    = r.replica_node_ids
       replica_private_ips = r.replica_private_ips
     }

@@ -4,8 +4,13 @@ output "cluster_id" {
 }
 
 output "writer_endpoint" {
-  description = "Where clients write: the source's private \"ip:port\"."
+  description = "Where clients write: \"writer.<name>.<dns_domain>:port\", a private DNS name that follows the source through failovers (resolvable in the cluster's VPCs)."
   value       = strata_cluster.this.writer_endpoint
+}
+
+output "reader_endpoint" {
+  description = "Where clients read: \"reader.<name>.<dns_domain>:port\", one address per healthy home replica."
+  value       = strata_cluster.this.reader_endpoint
 }
 
 output "admin_user" {

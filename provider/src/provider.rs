@@ -117,7 +117,8 @@ pub fn provider_schema() -> Schema {
                 .attribute(endpoint("iam"))
                 .attribute(endpoint("ssm"))
                 .attribute(endpoint("sts"))
-                .attribute(endpoint("s3")),
+                .attribute(endpoint("s3"))
+                .attribute(endpoint("route53")),
         ))
         .build()
 }
@@ -138,6 +139,7 @@ pub fn aws_config(config: &Value) -> Result<AwsConfig, Diagnostics> {
             ssm: str_attr(&b, "ssm"),
             sts: str_attr(&b, "sts"),
             s3: str_attr(&b, "s3"),
+            route53: str_attr(&b, "route53"),
         })
         .unwrap_or_default();
     let max_retries = match i64_attr(config, "max_retries") {

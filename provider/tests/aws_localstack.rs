@@ -34,7 +34,8 @@ fn local_config() -> AwsConfig {
             iam: e.clone(),
             ssm: e.clone(),
             sts: e.clone(),
-            s3: e,
+            s3: e.clone(),
+            route53: e,
         },
         // LocalStack 4.14's STS answers GetCallerIdentity with an internal error here.
         skip_credentials_validation: true,

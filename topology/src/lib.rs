@@ -7,6 +7,7 @@
 //! never a secret (the replication password lives in SSM; the config only names the parameter).
 
 mod boot;
+pub mod failover;
 mod shape;
 mod user_data;
 
@@ -15,6 +16,10 @@ pub use boot::{
     agent_file_name, agent_object_key,
 };
 
+pub use failover::{
+    CurrentRole, DnsRecords, Failover, FailoverTiming, LeaseRef, TAG_CURRENT_ROLE,
+    TAG_LAST_FAILOVER_AT, TAG_LAST_FAILOVER_DURATION_MS, TAG_LAST_FAILOVER_REASON, TAG_LEASE_EPOCH,
+};
 pub use shape::{ClusterShape, ShapeError};
 pub use user_data::{
     AGENT_BINARY_PATH, AGENT_CONFIG_PATH, AGENT_UNIT_NAME, UserDataError, decode_user_data,
@@ -67,6 +72,12 @@ pub struct NodeConfig {
     /// What first boot installs: the engine from the OS's packages, the agent from S3.
     #[serde(default)]
     pub install: Install,
+    /// Automatic failover: lease, DNS records, timings. None: the node keeps the role it was
+    /// launched with. With it, `source` is only the first hint (see [`Failover`]). Older agents
+    /// reject the field (unknown fields are refused) rather than misread it, so the schema
+    /// version stays 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -489,6 +500,84 @@ impl NodeConfig {
                 });
             }
         }
+        if let Some(f) = &self.failover {
+            self.validate_failover(f)?;
+        }
+        Ok(())
+    }
+
+    fn validate_failover(&self, f: &Failover) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("failover.lease.bucket", &f.lease.bucket),
+            ("failover.lease.key_prefix", &f.lease.key_prefix),
+            ("failover.lease.region", &f.lease.region),
+        ] {
+            non_empty(field, v)?;
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+            {
+                return Err(ConfigError::BadCharacter {
+                    field,
+                    value: v.clone(),
+                });
+            }
+        }
+        if let Some(d) = &f.dns {
+            for (field, v) in [
+                ("failover.dns.zone_id", &d.zone_id),
+                ("failover.dns.writer_name", &d.writer_name),
+                ("failover.dns.reader_name", &d.reader_name),
+            ] {
+                non_empty(field, v)?;
+                if !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                {
+                    return Err(ConfigError::BadCharacter {
+                        field,
+                        value: v.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(a) = &f.advertise {
+            non_empty("failover.advertise.host", &a.host)?;
+            if !a
+                .host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+            {
+                return Err(ConfigError::BadCharacter {
+                    field: "failover.advertise.host",
+                    value: a.host.clone(),
+                });
+            }
+        }
+        let t = &f.timing;
+        // The source must renew several times per lease, and the margin must leave it time
+        // to fence itself before anyone else may take over.
+        if t.heartbeat_ms == 0 || t.lease_ms < 2 * t.heartbeat_ms {
+            return Err(ConfigError::OutOfRange {
+                field: "failover.timing.lease_ms",
+                value: t.lease_ms,
+                range: ">= 2 * heartbeat_ms, heartbeat_ms >= 1",
+            });
+        }
+        if t.clock_margin_ms == 0 || t.clock_margin_ms >= t.lease_ms {
+            return Err(ConfigError::OutOfRange {
+                field: "failover.timing.clock_margin_ms",
+                value: t.clock_margin_ms,
+                range: "1..lease_ms",
+            });
+        }
+        if t.detect_misses == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "failover.timing.detect_misses",
+                value: 0,
+                range: ">= 1",
+            });
+        }
         Ok(())
     }
 
@@ -597,8 +686,112 @@ pub(crate) mod tests {
                     sha256: "ab".repeat(32),
                 }),
             },
+            failover: None,
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
+    }
+
+    pub(crate) fn sample_failover() -> Failover {
+        Failover {
+            lease: LeaseRef {
+                bucket: "strata-orders-000000000000-us-east-1".into(),
+                key_prefix: failover::default_key_prefix("orders"),
+                region: "us-east-1".into(),
+            },
+            dns: Some(DnsRecords {
+                zone_id: "Z0123456789ABCDEFGHIJ".into(),
+                writer_name: "writer.orders.strata.internal".into(),
+                reader_name: "reader.orders.strata.internal".into(),
+                ttl: 5,
+            }),
+            timing: FailoverTiming::default(),
+            advertise: Some(SourceEndpoint {
+                host: "10.0.1.11".into(),
+                port: 3306,
+            }),
+            stop_old_source: true,
+            allow_async_fallback: false,
+        }
+    }
+
+    /// The failover part as both sides read it (the rest of the NodeConfig is pinned above).
+    const FAILOVER_GOLDEN: &str = r#"{
+  "lease": {
+    "bucket": "strata-orders-000000000000-us-east-1",
+    "key_prefix": "failover/orders",
+    "region": "us-east-1"
+  },
+  "dns": {
+    "zone_id": "Z0123456789ABCDEFGHIJ",
+    "writer_name": "writer.orders.strata.internal",
+    "reader_name": "reader.orders.strata.internal",
+    "ttl": 5
+  },
+  "timing": {
+    "heartbeat_ms": 1000,
+    "lease_ms": 4000,
+    "clock_margin_ms": 1000,
+    "detect_misses": 3
+  },
+  "advertise": {
+    "host": "10.0.1.11",
+    "port": 3306
+  },
+  "stop_old_source": true,
+  "allow_async_fallback": false
+}"#;
+
+    #[test]
+    fn failover_json_is_pinned_and_round_trips() {
+        let mut c = sample_replica();
+        c.failover = Some(sample_failover());
+        let json = c.to_json();
+        let start = json.find("\"failover\": ").unwrap() + "\"failover\": ".len();
+        let end = json.find(",\n  \"tags\"").unwrap();
+        let part: String = json[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(part, FAILOVER_GOLDEN);
+        assert_eq!(NodeConfig::from_json(&json).unwrap(), c);
+        // Without the field, the JSON is exactly version 2's.
+        assert!(!sample_replica().to_json().contains("failover"));
+    }
+
+    #[test]
+    fn failover_validation_names_the_problem() {
+        let mut c = sample_replica();
+        let mut f = sample_failover();
+        f.timing.lease_ms = f.timing.heartbeat_ms;
+        c.failover = Some(f);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::OutOfRange {
+                field: "failover.timing.lease_ms",
+                ..
+            })
+        ));
+        let mut f = sample_failover();
+        f.timing.clock_margin_ms = f.timing.lease_ms;
+        c.failover = Some(f);
+        assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })));
+        let mut f = sample_failover();
+        f.lease.key_prefix = "a b".into();
+        c.failover = Some(f);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BadCharacter { .. })
+        ));
+        let mut f = sample_failover();
+        f.dns.as_mut().unwrap().writer_name = "w'x".into();
+        c.failover = Some(f);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BadCharacter { .. })
+        ));
+        c.failover = Some(sample_failover());
+        assert_eq!(c.validate(), Ok(()));
     }
 
     /// The JSON form both sides read. If this test fails, the provider and the agent no longer

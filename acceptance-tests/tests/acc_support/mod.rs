@@ -57,6 +57,7 @@ pub struct Acc {
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
     pub s3: aws_sdk_s3::Client,
+    pub route53: aws_sdk_route53::Client,
     initialised: bool,
     destroyed: bool,
 }
@@ -107,6 +108,7 @@ impl Acc {
                     .force_path_style(true)
                     .build(),
             ),
+            route53: aws_sdk_route53::Client::new(&home),
             endpoint,
             rt,
             scratch,
@@ -142,12 +144,42 @@ provider "strata" {{
     ssm = "{e}"
     iam = "{e}"
     sts = "{e}"
-    s3  = "{e}"
+    s3      = "{e}"
+    route53 = "{e}"
   }}
 }}
 "#,
             e = self.endpoint
         )
+    }
+
+    /// Where a name of a Route 53 private zone points (`A` values), as the VPC's resolver
+    /// would answer: this machine cannot resolve the cluster's private zone.
+    pub fn resolve(&self, zone_id: &str, name: &str) -> Vec<String> {
+        self.records(zone_id, name, aws_sdk_route53::types::RrType::A)
+    }
+
+    /// The values of the record `name` of type `ty` in the zone (empty when there is none).
+    pub fn records(
+        &self,
+        zone_id: &str,
+        name: &str,
+        ty: aws_sdk_route53::types::RrType,
+    ) -> Vec<String> {
+        let out = self
+            .block(
+                self.route53
+                    .list_resource_record_sets()
+                    .hosted_zone_id(zone_id)
+                    .send(),
+            )
+            .unwrap();
+        let want = format!("{}.", name.trim_end_matches('.'));
+        out.resource_record_sets()
+            .iter()
+            .filter(|s| s.name().eq_ignore_ascii_case(&want) && *s.r#type() == ty)
+            .flat_map(|s| s.resource_records().iter().map(|r| r.value().to_string()))
+            .collect()
     }
 
     pub fn subnet(&self, i: usize) -> &str {

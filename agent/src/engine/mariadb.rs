@@ -618,6 +618,7 @@ mod tests {
             },
             admin: None,
             install: Default::default(),
+            failover: None,
             tags: Default::default(),
         };
         let text = MariaDb.render_server_config(&cfg);

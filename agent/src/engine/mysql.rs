@@ -481,6 +481,7 @@ mod tests {
             },
             admin: None,
             install: Default::default(),
+            failover: None,
             tags: Default::default(),
         }
     }

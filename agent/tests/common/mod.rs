@@ -164,6 +164,7 @@ pub fn node_config(
         },
         admin: None,
         install: Default::default(),
+        failover: None,
         tags: BTreeMap::new(),
     }
 }

@@ -26,6 +26,12 @@ resource "strata_cluster" "orders" {
   }
 }
 
+# "writer.orders.strata.internal:3306": follows the source through failovers.
 output "orders_writer_endpoint" {
   value = strata_cluster.orders.writer_endpoint
+}
+
+# "reader.orders.strata.internal:3306": the healthy replicas.
+output "orders_reader_endpoint" {
+  value = strata_cluster.orders.reader_endpoint
 }

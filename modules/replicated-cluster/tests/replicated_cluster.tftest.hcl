@@ -44,8 +44,8 @@ run "three_replicas_over_two_azs" {
   }
 
   assert {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+:3306$", output.writer_endpoint))
-    error_message = "writer_endpoint ${output.writer_endpoint} is not ip:3306"
+    condition     = output.writer_endpoint == "writer.${var.name}.strata.internal:3306" && output.reader_endpoint == "reader.${var.name}.strata.internal:3306"
+    error_message = "endpoints ${output.writer_endpoint} / ${output.reader_endpoint} are not writer./reader.<name>.strata.internal:3306"
   }
 
   assert {

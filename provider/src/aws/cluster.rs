@@ -8,6 +8,7 @@ use rand::Rng as _;
 
 use super::artifact::{self, AgentUpload};
 use super::config::{Clients, RegionClients};
+use super::dns;
 use super::error::{AwsError, ErrorKind};
 use super::network::{self, Rule, RuleSource, SubnetInfo};
 use super::node::{self, NodeInfo, NodeSpec};
@@ -73,6 +74,9 @@ pub struct ClusterSpec {
     pub root_kms_key_id: Option<String>,
     pub key_name: Option<String>,
     pub timeout: Duration,
+    /// The endpoints' zone (made by the caller first: its id goes into the nodes' config and
+    /// the node policy); recorded on the security group.
+    pub zone: Option<dns::Zone>,
 }
 
 impl ClusterSpec {
@@ -103,6 +107,7 @@ impl ClusterSpec {
             root_kms_key_id: None,
             key_name: None,
             timeout: Duration::from_secs(20 * 60),
+            zone: None,
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct ClusterInfo {
     /// User-visible tags of the source instance.
     pub tags: BTreeMap<String, String>,
     pub source: NodeInfo,
+    /// The endpoints' zone, from the security group's tags (`None`: made before endpoints).
+    pub zone: Option<dns::Zone>,
 }
 
 /// `create_cluster`'s answer: the info plus the generated replication password (for
@@ -312,6 +319,9 @@ async fn create_steps(
         },
     );
     sg_tags.insert(TAG_PORT.into(), spec.port.to_string());
+    if let Some(z) = &spec.zone {
+        sg_tags.extend(z.group_tags());
+    }
     let sg_name = security_group_name(&spec.name);
     let before = network::find_groups(
         &rc.ec2,
@@ -504,7 +514,12 @@ async fn ensure_profile(
         .put_role_policy()
         .role_name(name)
         .policy_name(POLICY_NAME)
-        .policy_document(policy::node_policy(&rc.region, &spec.name, agent_bucket))
+        .policy_document(policy::node_policy(
+            &rc.region,
+            &spec.name,
+            agent_bucket,
+            spec.zone.as_ref().map(|z| z.zone_id.as_str()),
+        ))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
@@ -831,6 +846,7 @@ pub async fn read_cluster(
         allowed_security_group_ids: allowed_groups,
         tags: source.user_tags(),
         source,
+        zone: dns::Zone::from_group_tags(&group.tags),
     })
 }
 
@@ -866,6 +882,10 @@ pub async fn update_cluster(
         },
     );
     sg_tags.insert(TAG_PORT.into(), cur.port.to_string());
+    // The endpoints' zone: a repair may have made a new one (spec.zone), else the one recorded.
+    if let Some(z) = spec.zone.as_ref().or(cur.zone.as_ref()) {
+        sg_tags.extend(z.group_tags());
+    }
     network::sync_tags(&rc.ec2, &cur.security_group_id, &group.tags, &sg_tags).await?;
     let node_spec = NodeSpec {
         cluster: spec.name.clone(),
@@ -910,6 +930,9 @@ pub async fn delete_cluster(
     )
     .await?;
     if let Some(g) = find_cluster_group(&rc, name).await? {
+        if let Some(z) = dns::Zone::from_group_tags(&g.tags) {
+            dns::delete_endpoints(&rc, &z, name).await?;
+        }
         network::delete_group(&rc.ec2, &g.group_id, timeout).await?;
     }
     delete_profile_and_role(&rc, &managed_profile_name(name, &rc.region), name).await?;

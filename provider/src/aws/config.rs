@@ -35,6 +35,7 @@ pub struct Endpoints {
     pub ssm: Option<String>,
     pub sts: Option<String>,
     pub s3: Option<String>,
+    pub route53: Option<String>,
 }
 
 /// How long the provider waits for a node it launched to report ready, when nothing says.
@@ -72,6 +73,7 @@ pub enum Service {
     Ssm,
     Sts,
     S3,
+    Route53,
 }
 
 impl Service {
@@ -83,6 +85,7 @@ impl Service {
             Service::Ssm => "SSM",
             Service::Sts => "STS",
             Service::S3 => "S3",
+            Service::Route53 => "ROUTE_53",
         }
     }
 }
@@ -108,6 +111,7 @@ impl ResolvedSettings {
             Service::Ssm => self.endpoints.ssm.as_deref(),
             Service::Sts => self.endpoints.sts.as_deref(),
             Service::S3 => self.endpoints.s3.as_deref(),
+            Service::Route53 => self.endpoints.route53.as_deref(),
         }
     }
 }
@@ -168,6 +172,7 @@ pub fn resolve_settings(
         ssm: pick(&e.ssm, Service::Ssm),
         sts: pick(&e.sts, Service::Sts),
         s3: pick(&e.s3, Service::S3),
+        route53: pick(&e.route53, Service::Route53),
     };
 
     let max_attempts = match cfg.max_retries {
@@ -198,6 +203,9 @@ pub struct RegionClients {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
     pub s3: aws_sdk_s3::Client,
+    /// Route 53 is global; the client still carries the region for signing (us-east-1 is
+    /// where AWS serves it, whatever the region).
+    pub route53: aws_sdk_route53::Client,
 }
 
 /// Who the credentials belong to (STS GetCallerIdentity).
@@ -389,6 +397,10 @@ impl Clients {
         if let Some(u) = s.endpoint(Service::Sts) {
             sts = sts.endpoint_url(u);
         }
+        let mut route53 = aws_sdk_route53::config::Builder::from(&self.base).region(r.clone());
+        if let Some(u) = s.endpoint(Service::Route53) {
+            route53 = route53.endpoint_url(u);
+        }
         let mut s3 = aws_sdk_s3::config::Builder::from(&self.base).region(r);
         if let Some(u) = s.endpoint(Service::S3) {
             // Emulators answer on one host name: virtual-hosted bucket names would not resolve.
@@ -401,6 +413,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            route53: aws_sdk_route53::Client::from_conf(route53.build()),
         }
     }
 

@@ -10,7 +10,9 @@
 pub mod artifact;
 pub mod cluster;
 pub mod config;
+pub mod dns;
 pub mod error;
+pub mod failover;
 pub mod network;
 pub mod node;
 pub mod policy;

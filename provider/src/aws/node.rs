@@ -801,6 +801,12 @@ pub async fn sync_node_tags(
     if let Some(i) = node.tags.get(TAG_INDEX) {
         wanted.insert(TAG_INDEX.into(), i.clone());
     }
+    // The agent's own tags (node state, current role, last failover) are its, not Terraform's.
+    for k in super::policy::agent_tag_keys() {
+        if let Some(v) = node.tags.get(k) {
+            wanted.insert(k.to_string(), v.clone());
+        }
+    }
     if let Some(n) = node.tags.get(tags::TAG_NAME)
         && !spec.tags.contains_key(tags::TAG_NAME)
     {

@@ -51,12 +51,48 @@ pub fn agent_objects_arn(home_region: &str, bucket: &str) -> String {
 /// - see volumes and instances (Describe* cannot be narrowed by resource);
 /// - tag this cluster's instances with their node state (those two tag keys only);
 /// - create, attach, grow and tag volumes only when they carry this cluster's tag, and attach
-///   only to this cluster's instances.
-pub fn node_policy(home_region: &str, cluster: &str, agent_bucket: Option<&str>) -> String {
-    node_policy_value(home_region, cluster, agent_bucket).to_string()
+///   only to this cluster's instances;
+/// - failover (when the cluster has its bucket): read and write the lease, member and
+///   switchover objects under `failover/<cluster>/` of that bucket (and list only that prefix);
+///   move the records of the cluster's zone (`zone_id`); stop (fence) only this cluster's
+///   instances; tag its own instance with its current role and the last failover.
+pub fn node_policy(
+    home_region: &str,
+    cluster: &str,
+    agent_bucket: Option<&str>,
+    zone_id: Option<&str>,
+) -> String {
+    node_policy_value(home_region, cluster, agent_bucket, zone_id).to_string()
 }
 
-pub fn node_policy_value(home_region: &str, cluster: &str, agent_bucket: Option<&str>) -> Value {
+/// The tag keys an agent writes on its own instance (node state, and the failover facts).
+pub fn agent_tag_keys() -> Vec<&'static str> {
+    vec![
+        strata_topology::TAG_NODE_STATE,
+        strata_topology::TAG_NODE_ERROR,
+        strata_topology::TAG_CURRENT_ROLE,
+        strata_topology::TAG_LEASE_EPOCH,
+        strata_topology::TAG_LAST_FAILOVER_AT,
+        strata_topology::TAG_LAST_FAILOVER_REASON,
+        strata_topology::TAG_LAST_FAILOVER_DURATION_MS,
+    ]
+}
+
+/// The ARN of a Route 53 hosted zone (global: no region, no account).
+pub fn zone_arn(home_region: &str, zone_id: &str) -> String {
+    format!(
+        "arn:{}:route53:::hostedzone/{}",
+        partition(home_region),
+        super::dns::short_zone_id(zone_id)
+    )
+}
+
+pub fn node_policy_value(
+    home_region: &str,
+    cluster: &str,
+    agent_bucket: Option<&str>,
+    zone_id: Option<&str>,
+) -> Value {
     let part = partition(home_region);
     let tag_cond = json!({ "StringEquals": { "aws:ResourceTag/strata:cluster": cluster } });
     let mut statements = vec![json!({
@@ -75,6 +111,45 @@ pub fn node_policy_value(home_region: &str, cluster: &str, agent_bucket: Option<
             "Action": "s3:GetObject",
             "Resource": agent_objects_arn(home_region, bucket)
         }));
+        let prefix = strata_topology::failover::default_key_prefix(cluster);
+        statements.push(json!({
+            "Sid": "FailoverLeaseObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": format!("arn:{part}:s3:::{bucket}/{prefix}/*")
+        }));
+        statements.push(json!({
+            "Sid": "FailoverListMembers",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:{part}:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } }
+        }));
+        statements.push(json!({
+            "Sid": "FenceClusterInstances",
+            "Effect": "Allow",
+            "Action": "ec2:StopInstances",
+            "Resource": format!("arn:{part}:ec2:*:*:instance/*"),
+            "Condition": tag_cond.clone()
+        }));
+    }
+    if let Some(zone) = zone_id {
+        statements.push(json!({
+            "Sid": "MoveClusterEndpoints",
+            "Effect": "Allow",
+            "Action": [
+                "route53:ChangeResourceRecordSets",
+                "route53:ListResourceRecordSets",
+                "route53:GetHostedZone"
+            ],
+            "Resource": zone_arn(home_region, zone)
+        }));
+        statements.push(json!({
+            "Sid": "WaitForRecordChanges",
+            "Effect": "Allow",
+            "Action": "route53:GetChange",
+            "Resource": format!("arn:{part}:route53:::change/*")
+        }));
     }
     statements.push(json!({
         "Sid": "ReportNodeState",
@@ -84,7 +159,7 @@ pub fn node_policy_value(home_region: &str, cluster: &str, agent_bucket: Option<
         "Condition": {
             "StringEquals": { "aws:ResourceTag/strata:cluster": cluster },
             "ForAllValues:StringEquals": {
-                "aws:TagKeys": [strata_topology::TAG_NODE_STATE, strata_topology::TAG_NODE_ERROR]
+                "aws:TagKeys": agent_tag_keys()
             }
         }
     }));
@@ -153,7 +228,12 @@ mod tests {
 
     #[test]
     fn policy_grants_only_the_cluster_parameters_and_tagged_volumes() {
-        let p = node_policy_value("us-east-1", "orders", Some("strata-orders-1-us-east-1"));
+        let p = node_policy_value(
+            "us-east-1",
+            "orders",
+            Some("strata-orders-1-us-east-1"),
+            Some("/hostedzone/Z0ORDERS"),
+        );
         let st = p["Statement"].as_array().unwrap();
         let by_sid = |sid: &str| {
             st.iter()
@@ -178,12 +258,59 @@ mod tests {
         assert_eq!(tag["Resource"], "arn:aws:ec2:*:*:instance/*");
         assert_eq!(
             tag["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
-            json!(["strata:node-state", "strata:node-error"])
+            json!([
+                "strata:node-state",
+                "strata:node-error",
+                "strata:current-role",
+                "strata:lease-epoch",
+                "strata:last-failover-at",
+                "strata:last-failover-reason",
+                "strata:last-failover-duration-ms"
+            ])
         );
-        assert!(!p.to_string().contains("s3:PutObject"));
         assert!(!p.to_string().contains("s3:*"));
-        let baked = node_policy_value("us-east-1", "orders", None);
+        // Writes to the bucket only under the cluster's failover prefix.
+        let lease = by_sid("FailoverLeaseObjects");
+        assert_eq!(
+            lease["Action"],
+            json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+        );
+        assert_eq!(
+            lease["Resource"],
+            "arn:aws:s3:::strata-orders-1-us-east-1/failover/orders/*"
+        );
+        for s in st {
+            if s.to_string().contains("s3:PutObject") {
+                assert_eq!(s["Sid"], "FailoverLeaseObjects");
+            }
+        }
+        let list = by_sid("FailoverListMembers");
+        assert_eq!(list["Resource"], "arn:aws:s3:::strata-orders-1-us-east-1");
+        assert_eq!(
+            list["Condition"]["StringLike"]["s3:prefix"],
+            json!(["failover/orders/*"])
+        );
+        // Route 53: only the cluster's zone.
+        let dns = by_sid("MoveClusterEndpoints");
+        assert_eq!(dns["Resource"], "arn:aws:route53:::hostedzone/Z0ORDERS");
+        assert!(
+            dns["Action"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("route53:ChangeResourceRecordSets"))
+        );
+        assert!(!p.to_string().contains("route53:*"));
+        assert!(!p.to_string().contains("hostedzone/*"));
+        // Fencing stops only the cluster's own instances; nothing terminates.
+        let fence = by_sid("FenceClusterInstances");
+        assert_eq!(fence["Action"], "ec2:StopInstances");
+        assert_eq!(
+            fence["Condition"]["StringEquals"]["aws:ResourceTag/strata:cluster"],
+            "orders"
+        );
+        let baked = node_policy_value("us-east-1", "orders", None, None);
         assert!(!baked.to_string().contains("s3:"), "{baked}");
+        assert!(!baked.to_string().contains("route53:"), "{baked}");
         let kms = by_sid("DecryptViaSsm");
         assert_eq!(
             kms["Condition"]["StringEquals"]["kms:ViaService"],

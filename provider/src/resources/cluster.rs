@@ -13,6 +13,8 @@ use strata_topology::{
 use super::common::*;
 use super::nodes::{self, ClusterSettings};
 use crate::aws::artifact::{self, AGENT_VERSION, AgentUpload};
+use crate::aws::dns::{self, EndpointsState, Zone};
+use crate::aws::failover::{self, ClusterStatus};
 use crate::aws::{self, Clients, ClusterInfo, ClusterSpec};
 use crate::cty::{AttributePath, Value};
 use crate::framework::{
@@ -60,6 +62,10 @@ pub fn schema() -> Schema {
             .use_state_for_unknown()
             .description(what)
     };
+    // Reported by the agents, changed outside Terraform: never planned from the prior state
+    // (see `modify_plan`).
+    let volatile =
+        |name: &str, ty: Type, what: &str| Attr::of(name, ty).computed_only().description(what);
     Schema::builder(SCHEMA_VERSION)
         .description(
             "The home region of a replicated MySQL-compatible database: a source node (an EC2 \
@@ -154,9 +160,29 @@ pub fn schema() -> Schema {
         .attribute(Attr::map("tags", Type::String).optional().description("Tags for every AWS object of the cluster."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
         .attribute(computed("id", Type::String, "The cluster's id: its name."))
-        .attribute(computed("source_node_id", Type::String, "Instance id of the source node."))
+        .attribute(computed("source_node_id", Type::String, "Instance id of the node this resource launched as the source. It stays the same after a failover (storage segments attached to it stay where they are); `current_source_node_id` says who the source is now."))
         .attribute(computed("source_private_ip", Type::String, "Private IP of the source node."))
-        .attribute(computed("writer_endpoint", Type::String, "Where clients write: `<source private ip>:<port>`."))
+        .attribute(
+            Attr::string("dns_domain")
+                .optional()
+                .default("strata.internal")
+                .requires_replace()
+                .description("Domain of the cluster's endpoints: Strata makes the private hosted zone `<name>.<dns_domain>`, associated with the cluster's VPC. Ignored when `dns_zone_id` is set."),
+        )
+        .attribute(
+            Attr::string("dns_zone_id")
+                .optional()
+                .computed()
+                .requires_replace()
+                .use_state_for_unknown()
+                .description("A private Route 53 hosted zone of yours to put the endpoint records in (as `writer.<name>.<zone name>`); Strata associates it with the cluster's VPC and never deletes it. By default Strata makes (and deletes) the cluster's own zone, and this is its id."),
+        )
+        .attribute(computed("writer_endpoint", Type::String, "Where clients write: `writer.<name>.<dns_domain>:<port>`, a name in the cluster's private hosted zone that always points at the current source (a failover moves it). Resolvable inside the cluster's VPCs."))
+        .attribute(computed("reader_endpoint", Type::String, "Where clients read: `reader.<name>.<dns_domain>:<port>`, a name with one address per healthy home replica (the source when there is none), kept by the agents."))
+        .attribute(volatile("current_source_node_id", Type::String, "Instance id of the node that is the source now, as the agents report it (the `strata:current-role` tag). Equals `source_node_id` until a failover or switchover."))
+        .attribute(volatile("last_failover", Type::Map(Box::new(Type::String)), "The last failover or switchover the agents reported: `at` (RFC 3339), `reason`, `duration_ms`, `node_id` (the promoted instance). Null when there was none."))
+        .attribute(volatile("node_roles", Type::Map(Box::new(Type::String)), "Each home node (instance id) and its current role as its agent reports it (`source`, `replica`, `fenced`, `diverged`, `unknown`), or the role it was launched with before its agent reports."))
+        .attribute(volatile("node_health", Type::Map(Box::new(Type::String)), "Each home node (instance id) and its agent's reported state (`ready`, `installing`, `failed`, ...), or the instance state when it is not running."))
         .attribute(computed("port", Type::Number, "The engine port."))
         .attribute(computed("security_group_id", Type::String, "The cluster's security group."))
         .attribute(computed("vpc_id", Type::String, "VPC of the subnet."))
@@ -198,6 +224,7 @@ fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics
         ack_timeout_ms: i64_attr(v, "semi_sync_timeout_ms").unwrap_or(10_000) as u64,
         admin,
         install: Install::default(),
+        failover: None,
     })
 }
 
@@ -270,12 +297,69 @@ fn set_like_prior(prior: &Value, name: &str, items: &[String]) -> Value {
     }
 }
 
+/// What Route 53 and the agents say, beside `ClusterInfo`.
+#[derive(Debug, Clone, Default)]
+struct Live {
+    /// The zone and its records; `None` when the cluster has no zone recorded.
+    endpoints: Option<(Zone, EndpointsState)>,
+    status: ClusterStatus,
+}
+
+async fn live(c: &Clients, info: &ClusterInfo) -> Result<Live, aws::AwsError> {
+    let rc = c.region(Some(&info.region)).await?;
+    let endpoints = match &info.zone {
+        Some(z) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
+        None => None,
+    };
+    let status = failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?;
+    Ok(Live { endpoints, status })
+}
+
+fn str_map(m: &std::collections::BTreeMap<String, String>) -> Value {
+    map_value(m)
+}
+
 fn state(
     clients: &Clients,
     info: &ClusterInfo,
     cfg: Option<&strata_topology::NodeConfig>,
+    live: &Live,
     prior: &Value,
 ) -> Value {
+    // A missing zone or writer record reads as a null endpoint: drift the next apply repairs.
+    // Where the writer points is the agents' business and never read as drift.
+    let (writer_endpoint, reader_endpoint, zone_id) = match &live.endpoints {
+        Some((z, e)) if e.healthy() => (
+            Value::string(dns::endpoint(&dns::writer_name(&z.base), info.port)),
+            Value::string(dns::endpoint(&dns::reader_name(&z.base), info.port)),
+            Value::string(z.zone_id.clone()),
+        ),
+        Some((z, _)) if !z.owned => (
+            Value::null(),
+            Value::null(),
+            Value::string(z.zone_id.clone()),
+        ),
+        _ => (
+            Value::null(),
+            Value::null(),
+            prior
+                .get_attr("dns_zone_id")
+                .cloned()
+                .unwrap_or_else(Value::null),
+        ),
+    };
+    let dns_domain = match prior.get_attr("dns_domain") {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => match &live.endpoints {
+            Some((z, _)) if z.owned => Value::string(
+                z.base
+                    .strip_prefix(&format!("{}.", info.cluster_id))
+                    .unwrap_or(dns::DEFAULT_DOMAIN),
+            ),
+            _ => Value::string(dns::DEFAULT_DOMAIN),
+        },
+    };
+    let st = &live.status;
     let tags = own_tags(clients, &info.tags, prior);
     let tags_v = tags_value(&tags, prior);
     let keep = |n: &str| prior.get_attr(n).cloned().unwrap_or_else(Value::null);
@@ -333,10 +417,23 @@ fn state(
             Value::string(info.source_instance_id.clone()),
         ),
         ("source_private_ip", opt_string(info.private_ip.as_deref())),
+        ("dns_domain", dns_domain),
+        ("dns_zone_id", zone_id),
+        ("writer_endpoint", writer_endpoint),
+        ("reader_endpoint", reader_endpoint),
         (
-            "writer_endpoint",
-            opt_string(info.writer_endpoint.as_deref()),
+            "current_source_node_id",
+            opt_string(st.current_source.as_deref()),
         ),
+        (
+            "last_failover",
+            st.last_failover
+                .as_ref()
+                .map(str_map)
+                .unwrap_or_else(Value::null),
+        ),
+        ("node_roles", str_map(&st.roles)),
+        ("node_health", str_map(&st.health)),
         ("port", Value::number_i64(i64::from(info.port))),
         (
             "security_group_id",
@@ -447,6 +544,7 @@ impl Resource for ClusterResource {
             }
         }
         plan_tags_all(plan);
+        plan_volatile(plan);
         Ok(())
     }
 
@@ -467,6 +565,42 @@ impl Resource for ClusterResource {
                 )
             })?;
         s.install = install;
+        let rc = c
+            .home()
+            .await
+            .map_err(|e| apply_failure(&resource, "create", &e))?;
+        let subnet_id = required_str(&req.planned, "subnet_id")?;
+        let subnet = aws::network::subnet_info(&rc.ec2, &subnet_id)
+            .await
+            .map_err(|e| apply_failure(&resource, "create", &e))?;
+        let token = aws::creation_token(&[TYPE_NAME, &name]);
+        let zone_spec = dns::ZoneSpec {
+            cluster: name.clone(),
+            resource: resource.clone(),
+            creation_token: aws::tags::sub_token(&token, "zone"),
+            domain: str_attr(&req.planned, "dns_domain")
+                .unwrap_or_else(|| dns::DEFAULT_DOMAIN.into()),
+            user_zone_id: str_attr(&req.config, "dns_zone_id"),
+            vpc_id: subnet.vpc_id.clone(),
+            vpc_region: home.clone(),
+            tags: dns::zone_object_tags(
+                c.default_tags(),
+                &string_map(&req.planned, "tags"),
+                &name,
+                &resource,
+                &aws::tags::sub_token(&token, "zone"),
+            ),
+        };
+        let (zone, zone_made) = dns::ensure_zone(&rc, &zone_spec).await.map_err(|e| {
+            ApplyFailure::from(
+                Diagnostic::error(
+                    format!("{resource}: the endpoints' hosted zone"),
+                    e.to_string(),
+                )
+                .at(AttributePath::attr("dns_zone_id")),
+            )
+        })?;
+        s.failover = nodes::failover_for(&name, &home, &s.install, Some(&zone));
         let cfg = nodes::node_config(
             &s,
             Role::Source,
@@ -483,10 +617,28 @@ impl Resource for ClusterResource {
         })?;
         let mut spec = spec(c, &req.planned, render_user_data(&cfg), Op::Create)?;
         spec.agent = upload;
-        let created = aws::create_cluster(c, &spec)
+        spec.zone = Some(zone.clone());
+        let created = match aws::create_cluster(c, &spec).await {
+            Ok(x) => x,
+            Err(e) => {
+                // The zone goes with the rest of a failed create (create_cluster cleaned up
+                // its own objects).
+                if zone_made && let Err(ce) = dns::delete_endpoints(&rc, &zone, &name).await {
+                    tracing::warn!(error = %ce, zone_id = %zone.zone_id, "clean-up of the zone after a failed create failed");
+                }
+                return Err(apply_failure(&spec.resource, "create", &e));
+            }
+        };
+        let source_ip = created.info.private_ip.clone().unwrap_or_default();
+        if !source_ip.is_empty() {
+            dns::ensure_initial_records(&rc, &zone, &source_ip, &cfg.node_id, dns::DEFAULT_TTL)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?;
+        }
+        let live = live(c, &created.info)
             .await
-            .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        let st = state(c, &created.info, Some(&cfg), &req.planned);
+            .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
+        let st = state(c, &created.info, Some(&cfg), &live, &req.planned);
         nodes::wait_ready(
             c,
             &created.info.region,
@@ -510,28 +662,44 @@ impl Resource for ClusterResource {
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read user-data", &e))?;
+        let live = live(c, &info)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read the endpoints", &e))?;
         Ok(Some(NewState::new(state(
             c,
             &info,
             cfg.as_ref(),
+            &live,
             &req.state,
         ))))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
-        let spec = spec(c, &req.planned, String::new(), Op::Update)?;
-        let info = aws::update_cluster(c, &spec)
-            .await
-            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        let mut spec = spec(c, &req.planned, String::new(), Op::Update)?;
         let rc = c
             .home()
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        spec.zone = repair_endpoints(c, &rc, &req.planned, &req.config)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "repair the endpoints", &e))?;
+        let info = aws::update_cluster(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
-        Ok(NewState::new(state(c, &info, cfg.as_ref(), &req.planned)))
+        let live = live(c, &info)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
+        Ok(NewState::new(state(
+            c,
+            &info,
+            cfg.as_ref(),
+            &live,
+            &req.planned,
+        )))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
@@ -589,6 +757,107 @@ impl Resource for ClusterResource {
             schema().null_object_with([("id", Value::string(req.id.clone()))]),
         ))
     }
+}
+
+/// The attributes the agents change outside Terraform. Planned as the prior state when nothing
+/// else changes (so a failover never shows as a change), unknown when an apply will run (the
+/// apply reports them as they are then).
+const VOLATILE: [&str; 4] = [
+    "current_source_node_id",
+    "last_failover",
+    "node_roles",
+    "node_health",
+];
+
+fn plan_volatile(plan: &mut PlanChange) {
+    if plan.is_create() {
+        return;
+    }
+    // Read reports a missing zone or writer record as a null endpoint: plan the repair (the
+    // planner alone marks nothing unknown when the configuration did not change).
+    if plan
+        .prior
+        .get_attr("writer_endpoint")
+        .is_some_and(Value::is_null)
+    {
+        set_attr(&mut plan.planned, "writer_endpoint", Value::unknown());
+    }
+    for a in VOLATILE {
+        let v = plan.prior.get_attr(a).cloned().unwrap_or_else(Value::null);
+        set_attr(&mut plan.planned, a, v);
+    }
+    if plan.planned == plan.prior {
+        return;
+    }
+    for a in VOLATILE {
+        set_attr(&mut plan.planned, a, Value::unknown());
+    }
+    // A repair (the endpoints read as missing) may make a new zone.
+    if plan
+        .planned
+        .get_attr("writer_endpoint")
+        .is_some_and(|v| !v.is_known())
+        && plan
+            .config
+            .get_attr("dns_zone_id")
+            .is_none_or(Value::is_null)
+    {
+        set_attr(&mut plan.planned, "dns_zone_id", Value::unknown());
+        set_attr(&mut plan.planned, "reader_endpoint", Value::unknown());
+    }
+}
+
+/// Before an update: the zone and the writer record exist again (made if they were deleted
+/// outside Terraform, the writer pointing at the current source), and the first records of a
+/// cluster made before endpoints existed. Existing records keep their values.
+async fn repair_endpoints(
+    c: &Clients,
+    rc: &aws::RegionClients,
+    planned: &Value,
+    config: &Value,
+) -> Result<Option<Zone>, aws::AwsError> {
+    let name = str_attr(planned, "name").unwrap_or_default();
+    let info = aws::read_cluster(c, None, &name).await?;
+    let l = live(c, &info).await?;
+    if l.endpoints.as_ref().is_some_and(|(_, e)| e.healthy()) {
+        return Ok(None);
+    }
+    let resource = format!("{TYPE_NAME}.{name}");
+    let token = aws::creation_token(&[TYPE_NAME, &name]);
+    let user_zone = str_attr(config, "dns_zone_id").or_else(|| {
+        info.zone
+            .as_ref()
+            .filter(|z| !z.owned)
+            .map(|z| z.zone_id.clone())
+    });
+    let spec = dns::ZoneSpec {
+        cluster: name.clone(),
+        resource: resource.clone(),
+        creation_token: aws::tags::sub_token(&token, "zone"),
+        domain: str_attr(planned, "dns_domain").unwrap_or_else(|| dns::DEFAULT_DOMAIN.into()),
+        user_zone_id: user_zone,
+        vpc_id: info.vpc_id.clone(),
+        vpc_region: info.region.clone(),
+        tags: dns::zone_object_tags(
+            c.default_tags(),
+            &string_map(planned, "tags"),
+            &name,
+            &resource,
+            &aws::tags::sub_token(&token, "zone"),
+        ),
+    };
+    let (zone, _) = dns::ensure_zone(rc, &spec).await?;
+    let source_ip = l
+        .status
+        .current_source_ip
+        .clone()
+        .or(info.private_ip.clone())
+        .unwrap_or_default();
+    let node_id = format!("{name}-source");
+    if !source_ip.is_empty() {
+        dns::ensure_initial_records(rc, &zone, &source_ip, &node_id, dns::DEFAULT_TTL).await?;
+    }
+    Ok(Some(zone))
 }
 
 /// Used by `strata_replica` and `strata_region`: the cluster and the settings its source runs.

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use strata_topology::{
-    Account, AgentArtifact, Arch, CredentialRef, Engine, Install, LocalServer, NodeConfig,
-    Replication, ReplicationMode, Role, SCHEMA_VERSION, SourceEndpoint, Storage, Tls,
-    agent_object_key, parse_user_data,
+    Account, AgentArtifact, Arch, CredentialRef, DnsRecords, Engine, Failover, FailoverTiming,
+    Install, LeaseRef, LocalServer, NodeConfig, Replication, ReplicationMode, Role, SCHEMA_VERSION,
+    SourceEndpoint, Storage, Tls, agent_object_key, parse_user_data,
 };
 
 use crate::aws::artifact::{self, AGENT_VERSION};
@@ -35,6 +35,10 @@ pub struct ClusterSettings {
     pub admin: Option<Account>,
     /// What first boot installs; a node of another architecture gets its own agent key.
     pub install: Install,
+    /// Automatic failover as the source's config has it (`None`: a cluster made before
+    /// failover, or one without a bucket for the lease). Each node gets a copy with its own
+    /// region's reader name.
+    pub failover: Option<Failover>,
 }
 
 impl ClusterSettings {
@@ -51,8 +55,45 @@ impl ClusterSettings {
             parameter_name: cfg.replication.credential.ssm_parameter.clone(),
             admin: cfg.admin.clone(),
             install: cfg.install.clone(),
+            failover: cfg.failover.clone(),
         }
     }
+}
+
+/// The failover section of a cluster: the lease in the cluster's own bucket (so none when the
+/// image has the agent baked in and no bucket is made), and the zone's records when there is
+/// a zone. Timings are the contract's defaults.
+pub fn failover_for(
+    cluster_id: &str,
+    home_region: &str,
+    install: &Install,
+    zone: Option<&crate::aws::dns::Zone>,
+) -> Option<Failover> {
+    let bucket = install.agent.as_ref()?.bucket.clone();
+    Some(Failover {
+        lease: LeaseRef {
+            bucket,
+            key_prefix: strata_topology::failover::default_key_prefix(cluster_id),
+            region: home_region.to_string(),
+        },
+        dns: zone.map(|z| DnsRecords {
+            zone_id: z.zone_id.clone(),
+            writer_name: crate::aws::dns::writer_name(&z.base),
+            reader_name: crate::aws::dns::reader_name(&z.base),
+            ttl: crate::aws::dns::DEFAULT_TTL,
+        }),
+        timing: FailoverTiming::default(),
+        advertise: None,
+        stop_old_source: true,
+        allow_async_fallback: false,
+    })
+}
+
+/// The `<cluster>.<domain>` part of the cluster's endpoint names, from its writer name.
+pub fn dns_base(f: &Failover) -> Option<String> {
+    f.dns
+        .as_ref()
+        .and_then(|d| d.writer_name.strip_prefix("writer.").map(str::to_string))
 }
 
 /// What a node of `arch` installs at first boot, given the cluster's install: the same, with
@@ -154,6 +195,25 @@ pub fn node_config(
     } else {
         s.mode
     };
+    // Every node reads its region's reader name; a region replica publishes its own region's.
+    let failover = s.failover.clone().map(|mut f| {
+        if role == Role::RegionReplica
+            && let Some(base) = dns_base(&f)
+            && let Some(d) = f.dns.as_mut()
+        {
+            d.reader_name = crate::aws::dns::region_reader_name(&base, region);
+        }
+        f
+    });
+    // With failover, `source` is only the first hint of where the source is: the writer's
+    // name, which a failover moves, so no user-data ever goes stale.
+    let source = source.map(|ip| {
+        failover
+            .as_ref()
+            .and_then(|f| f.dns.as_ref())
+            .map(|d| d.writer_name.clone())
+            .unwrap_or_else(|| ip.to_string())
+    });
     NodeConfig {
         version: SCHEMA_VERSION,
         cluster_id: s.cluster_id.clone(),
@@ -165,7 +225,7 @@ pub fn node_config(
         engine_version: s.engine_version.clone(),
         server_id,
         source: source.map(|host| SourceEndpoint {
-            host: host.to_string(),
+            host,
             port: crate::aws::DEFAULT_ENGINE_PORT,
         }),
         replication: Replication {
@@ -192,6 +252,7 @@ pub fn node_config(
         },
         admin: s.admin.clone(),
         install: s.install.clone(),
+        failover,
         tags: BTreeMap::new(),
     }
 }

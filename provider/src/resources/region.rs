@@ -66,12 +66,76 @@ pub fn schema() -> Schema {
         .attribute(computed("security_group_id", Type::String, "The region's security group.").use_state_for_unknown())
         .attribute(computed("replica_node_ids", Type::List(Box::new(Type::String)), "Instance ids of the region's replicas, by index."))
         .attribute(computed("replica_private_ips", Type::List(Box::new(Type::String)), "Private IPs of the region's replicas, by index."))
+        .attribute(computed("reader_endpoint", Type::String, "Where clients in this region read: `reader-<region>.<cluster name>.<dns_domain>:<port>`, a name in the cluster's private zone (associated with this region's VPC too) with one address per healthy replica of the region, kept by the agents. Null for clusters without endpoints.").use_state_for_unknown())
         .block(timeouts_block())
         .build()
 }
 
 fn resource_name(cluster: &str, region: &str) -> String {
     format!("{TYPE_NAME}.{cluster}.{region}")
+}
+
+/// The region's reader name, when the cluster has endpoints.
+fn region_reader(cluster: &aws::ClusterInfo, region: &str) -> Option<(aws::dns::Zone, String)> {
+    cluster
+        .zone
+        .as_ref()
+        .map(|z| (z.clone(), aws::dns::region_reader_name(&z.base, region)))
+}
+
+/// Associates the cluster's zone with the region's VPC (its replicas resolve the writer name)
+/// and points the region's reader name at its replicas. Afterwards the agents keep it.
+async fn publish_region(
+    c: &Clients,
+    cluster_id: &str,
+    info: &RegionInfo,
+) -> Result<(), aws::AwsError> {
+    let cluster = aws::read_cluster(c, None, cluster_id).await?;
+    let Some((z, name)) = region_reader(&cluster, &info.region) else {
+        return Ok(());
+    };
+    let rc = c.region(Some(&cluster.region)).await?;
+    if !info.vpc_id.is_empty() {
+        aws::dns::associate_vpc(&rc, &z.zone_id, &info.vpc_id, &info.region).await?;
+    }
+    let ips: Vec<String> = info
+        .replicas
+        .iter()
+        .filter_map(|n| n.private_ip.clone())
+        .collect();
+    aws::dns::put_reader(&rc, &z.zone_id, &name, &ips, aws::dns::DEFAULT_TTL).await
+}
+
+/// Removes the region's reader name and the zone's association with the region's VPC.
+async fn unpublish_region(
+    c: &Clients,
+    cluster_id: &str,
+    region: &str,
+    vpc_id: &str,
+) -> Result<(), aws::AwsError> {
+    let cluster = match aws::read_cluster(c, None, cluster_id).await {
+        Ok(x) => x,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some((z, name)) = region_reader(&cluster, region) else {
+        return Ok(());
+    };
+    let rc = c.region(Some(&cluster.region)).await?;
+    aws::dns::delete_names(&rc, &z.zone_id, &[name]).await?;
+    if !vpc_id.is_empty() && vpc_id != cluster.vpc_id {
+        aws::dns::disassociate_vpc(&rc, &z.zone_id, vpc_id, region).await?;
+    }
+    Ok(())
+}
+
+async fn reader_endpoint(c: &Clients, cluster_id: &str, region: &str) -> Value {
+    match aws::read_cluster(c, None, cluster_id).await {
+        Ok(cl) => region_reader(&cl, region)
+            .map(|(_, n)| Value::string(aws::dns::endpoint(&n, cl.port)))
+            .unwrap_or_else(Value::null),
+        Err(_) => Value::null(),
+    }
 }
 
 fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior: &Value) -> Value {
@@ -115,6 +179,7 @@ fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior
                     .map(|n| opt_string(n.private_ip.as_deref())),
             ),
         ),
+        ("reader_endpoint", keep("reader_endpoint")),
         ("timeouts", keep("timeouts")),
     ])
 }
@@ -236,7 +301,15 @@ impl Resource for RegionResource {
         let info = aws::create_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        let st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        publish_region(c, &spec.cluster, &info).await.map_err(|e| {
+            apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
+        })?;
+        let mut st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        set_attr(
+            &mut st,
+            "reader_endpoint",
+            reader_endpoint(c, &spec.cluster, &info.region).await,
+        );
         nodes::wait_ready(
             c,
             &info.region,
@@ -280,9 +353,13 @@ impl Resource for RegionResource {
         {
             info.subnet_id = s;
         }
-        Ok(Some(NewState::new(state(
-            c, &cluster, &info, &spec, &req.state,
-        ))))
+        let mut st = state(c, &cluster, &info, &spec, &req.state);
+        set_attr(
+            &mut st,
+            "reader_endpoint",
+            reader_endpoint(c, &cluster, &region).await,
+        );
+        Ok(Some(NewState::new(st)))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -291,7 +368,17 @@ impl Resource for RegionResource {
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        let st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        if req.prior.get_attr("replica_count") != req.planned.get_attr("replica_count") {
+            publish_region(c, &spec.cluster, &info).await.map_err(|e| {
+                apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
+            })?;
+        }
+        let mut st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        set_attr(
+            &mut st,
+            "reader_endpoint",
+            reader_endpoint(c, &spec.cluster, &info.region).await,
+        );
         // Only the replicas this update launched are waited for.
         let before = string_list(&req.prior, "replica_node_ids");
         let launched: Vec<String> = info
@@ -326,6 +413,13 @@ impl Resource for RegionResource {
             spec.subnet_id = s;
         }
         spec.timeout = timeout(&req.prior, Op::Delete, DEFAULT_TIMEOUT);
+        let vpc_id = aws::read_region(c, &spec)
+            .await
+            .map(|i| i.vpc_id)
+            .unwrap_or_default();
+        unpublish_region(c, &cluster, &region, &vpc_id)
+            .await
+            .map_err(|e| aws_diag(&resource, "remove the region's reader endpoint", &e))?;
         aws::delete_region(c, &spec)
             .await
             .map_err(|e| aws_diag(&resource, "delete", &e))

@@ -119,6 +119,42 @@ fn spec_base(v: &Value, cluster: &str, instance_type: String) -> Result<ReplicaS
     Ok(s)
 }
 
+/// Takes the replica's address out of the home reader name (the source's address goes back
+/// in when it was the last). Nothing to do when the cluster or its zone is gone.
+async fn remove_from_reader(c: &Clients, cluster_id: &str, id: &str) -> Result<(), aws::AwsError> {
+    let cluster = match aws::read_cluster(c, None, cluster_id).await {
+        Ok(x) => x,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some(z) = &cluster.zone else {
+        return Ok(());
+    };
+    let n = match aws::read_replica(c, None, id).await {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some(ip) = &n.private_ip else {
+        return Ok(());
+    };
+    let rc = c.region(Some(&cluster.region)).await?;
+    let e = aws::dns::read_endpoints(&rc, z).await?;
+    if !e.zone_present {
+        return Ok(());
+    }
+    aws::dns::edit_reader(
+        &rc,
+        &z.zone_id,
+        &aws::dns::reader_name(&z.base),
+        ip,
+        false,
+        e.writer_values.first().map(String::as_str),
+        aws::dns::DEFAULT_TTL,
+    )
+    .await
+}
+
 #[async_trait]
 impl Resource for ReplicaResource {
     fn type_name(&self) -> &'static str {
@@ -201,6 +237,29 @@ impl Resource for ReplicaResource {
         let n = aws::create_replica(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        // The home reader name gets the replica's address (replacing the source, which it
+        // holds while no replica does); from then on the source's agent keeps it.
+        if let (Some(z), Some(ip)) = (&cluster.zone, &n.private_ip) {
+            let rc = c
+                .region(Some(&cluster.region))
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+            let writer = aws::dns::read_endpoints(&rc, z)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?
+                .writer_values;
+            aws::dns::edit_reader(
+                &rc,
+                &z.zone_id,
+                &aws::dns::reader_name(&z.base),
+                ip,
+                true,
+                writer.first().map(String::as_str),
+                aws::dns::DEFAULT_TTL,
+            )
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
+        }
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(
             c,
@@ -251,6 +310,15 @@ impl Resource for ReplicaResource {
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
+        if let Some(cluster_id) = str_attr(&req.prior, "cluster_id") {
+            remove_from_reader(c, &cluster_id, &id).await.map_err(|e| {
+                aws_diag(
+                    &format!("{TYPE_NAME} {id}"),
+                    "remove it from the reader endpoint",
+                    &e,
+                )
+            })?;
+        }
         aws::delete_replica(
             c,
             None,
