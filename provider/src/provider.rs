@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::aws::{AssumeRole, AwsConfig, Clients, Endpoints};
 use crate::cty::Value;
 use crate::framework::{
-    Attr, Block, Diagnostic, Diagnostics, NestedBlock, Provider, ProviderData, Resource, Schema,
+    Attr, Block, DataSource, Diagnostic, Diagnostics, NestedBlock, Provider, ProviderData, Resource, Schema,
     Type, async_trait, validators,
 };
 use crate::resources::common::{
@@ -202,5 +202,9 @@ impl Provider for StrataProvider {
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         crate::resources::all()
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        crate::datasources::all()
     }
 }
