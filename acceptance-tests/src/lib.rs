@@ -333,7 +333,11 @@ impl Tofu {
             String::from_utf8_lossy(&out.stderr)
         );
         if !out.status.success() {
-            bail!("`{} init` in {} failed:\n{text}", self.cli.name(), dir.display());
+            bail!(
+                "`{} init` in {} failed:\n{text}",
+                self.cli.name(),
+                dir.display()
+            );
         }
         Ok(text)
     }

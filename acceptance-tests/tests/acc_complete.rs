@@ -17,7 +17,10 @@ fn assert_no_warning(step: &str, out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{step} failed:\n{text}");
-    assert!(!text.contains("Warning:"), "{step} printed a warning:\n{text}");
+    assert!(
+        !text.contains("Warning:"),
+        "{step} printed a warning:\n{text}"
+    );
 }
 
 #[test]
@@ -68,7 +71,10 @@ fn complete_example_applies_plans_empty_and_destroys_without_warnings() {
     assert_eq!(acc.live_instances(&acc.ec2).len(), 1 + replicas.len());
     assert_eq!(acc.live_instances(&acc.ec2_eu).len(), 1);
 
-    let out = acc.run(&d, &["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    let out = acc.run(
+        &d,
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+    );
     assert_no_warning("destroy", &out);
     acc.forget();
     acc.destroy_and_check();

@@ -69,7 +69,10 @@ fn data_sources_read_a_cluster_applied_in_another_state() {
     let app = acc.scratch.path().join("app");
     write_config(&app, &acc.provider_hcl(), &consumer(&acc.name));
     acc.init_in(&app);
-    let out = acc.run_ok(&app, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let out = acc.run_ok(
+        &app,
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
     assert!(out.contains("0 added, 0 changed, 0 destroyed"), "{out}");
     acc.assert_plan_empty_in(&app);
     // Data sources are in the state `show -json` prints, sensitive values included.
@@ -102,17 +105,25 @@ fn data_sources_read_a_cluster_applied_in_another_state() {
         "instance_profile_name",
         "allowed_cidr_blocks",
     ] {
-        assert_eq!(ds[k], cluster[k], "data.strata_cluster.{k} differs from the resource");
+        assert_eq!(
+            ds[k], cluster[k],
+            "data.strata_cluster.{k} differs from the resource"
+        );
     }
     assert!(
-        ds["writer_endpoint"].as_str().is_some_and(|s| !s.is_empty()),
+        ds["writer_endpoint"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
         "{ds}"
     );
     assert_eq!(ds["replica_node_ids"], serde_json::json!([replica["id"]]));
     let az = replica["availability_zone"].as_str().unwrap();
     assert_eq!(ds["replicas_per_az"], serde_json::json!({ az: 1 }));
     assert_eq!(ds["regions"], serde_json::json!(["eu-west-1"]));
-    assert_eq!(ds["region_replica_counts"], serde_json::json!({"eu-west-1": 2}));
+    assert_eq!(
+        ds["region_replica_counts"],
+        serde_json::json!({"eu-west-1": 2})
+    );
 
     // strata_nodes: source, the replica, the two eu-west-1 replicas, with roles and segments.
     let list = nodes["nodes"].as_array().unwrap();

@@ -86,7 +86,10 @@ fn no_warning(step: &str, dir: &Path, out: &std::process::Output, failures: &mut
     if !out.status.success() {
         failures.push(format!("{step} failed in {}:\n{text}", dir.display()));
     } else if text.contains("Warning:") {
-        failures.push(format!("{step} printed a warning in {}:\n{text}", dir.display()));
+        failures.push(format!(
+            "{step} printed a warning in {}:\n{text}",
+            dir.display()
+        ));
     }
 }
 
@@ -166,7 +169,10 @@ fn every_example_inits_validates_and_plans_without_warnings() {
         let init = tofu.lock_and_init(d, &[]);
         match init {
             Ok(text) if text.contains("Warning:") => {
-                failures.push(format!("init printed a warning in {}:\n{text}", d.display()));
+                failures.push(format!(
+                    "init printed a warning in {}:\n{text}",
+                    d.display()
+                ));
             }
             Ok(_) => {}
             Err(e) => {

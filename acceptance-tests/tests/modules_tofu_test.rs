@@ -26,7 +26,10 @@ fn tofu_test(module: &str) {
     std::fs::write(&vars, net.tfvars_json().to_string()).unwrap();
 
     let init = tofu.lock_and_init(&dir, &[]).unwrap();
-    assert!(!init.contains("Warning:"), "init printed a warning:\n{init}");
+    assert!(
+        !init.contains("Warning:"),
+        "init printed a warning:\n{init}"
+    );
     let run = tofu
         .run(
             &dir,
@@ -49,7 +52,11 @@ fn tofu_test(module: &str) {
         tofu.cli.name()
     );
     assert!(!out.contains("skip"), "a run was skipped:\n{out}");
-    assert!(!out.contains("Warning:"), "{} test printed a warning:\n{out}", tofu.cli.name());
+    assert!(
+        !out.contains("Warning:"),
+        "{} test printed a warning:\n{out}",
+        tofu.cli.name()
+    );
 }
 
 #[test]

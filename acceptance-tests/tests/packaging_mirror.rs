@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 use strata_acceptance_tests::{
-    Tofu, localstack_endpoint, network, provider_mirror, require_localstack,
-    test_dist_dir, workspace_version, write_cli_config,
+    Tofu, localstack_endpoint, network, provider_mirror, require_localstack, test_dist_dir,
+    workspace_version, write_cli_config,
 };
 
 fn config(dir: &Path, extra: &str) {

@@ -115,7 +115,10 @@ fn generate(root: &Path) -> Result<BTreeMap<String, String>> {
         let name = d.type_name();
         let schema = d.schema();
         check_descriptions(&format!("data.{name}"), &schema.block, &mut missing);
-        let example = read(root, &format!("examples/data-sources/{name}/data-source.tf"))?;
+        let example = read(
+            root,
+            &format!("examples/data-sources/{name}/data-source.tf"),
+        )?;
         let short = name.strip_prefix("strata_").unwrap_or(name);
         pages.insert(
             format!("docs/data-sources/{short}.md"),

@@ -67,7 +67,11 @@ fn index_of(n: &NodeInfo) -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-async fn find_role(rc: &RegionClients, cluster: &str, role: &str) -> Result<Vec<NodeInfo>, AwsError> {
+async fn find_role(
+    rc: &RegionClients,
+    cluster: &str,
+    role: &str,
+) -> Result<Vec<NodeInfo>, AwsError> {
     let [(k1, v1), (k2, v2)] = role_filters(cluster, role);
     node::find_nodes(rc, &[(&k1, v1), (&k2, v2)]).await
 }
@@ -120,9 +124,15 @@ mod tests {
             group_name: "g".into(),
             vpc_id: "vpc-1".into(),
             ingress: vec![
-                rule(Some("strata:region strata_region.orders.eu-west-1 eu-west-1")),
-                rule(Some("strata:region strata_region.orders.ap-south-1 ap-south-1")),
-                rule(Some("strata:region strata_region.orders.eu-west-1 eu-west-1")),
+                rule(Some(
+                    "strata:region strata_region.orders.eu-west-1 eu-west-1",
+                )),
+                rule(Some(
+                    "strata:region strata_region.orders.ap-south-1 ap-south-1",
+                )),
+                rule(Some(
+                    "strata:region strata_region.orders.eu-west-1 eu-west-1",
+                )),
                 rule(Some("strata: allowed clients")),
                 rule(None),
             ],

@@ -27,16 +27,40 @@ pub struct NodesDataSource;
 pub fn schema() -> Schema {
     let ro = |a: Attr, what: &str| a.computed_only().description(what);
     let node = vec![
-        ro(Attr::string("node_id"), "The node's EC2 instance id (what `strata_storage_segment.node_id` takes)."),
-        ro(Attr::string("role"), "`source`, `replica` (home region) or `region-replica` (a read-only region)."),
+        ro(
+            Attr::string("node_id"),
+            "The node's EC2 instance id (what `strata_storage_segment.node_id` takes).",
+        ),
+        ro(
+            Attr::string("role"),
+            "`source`, `replica` (home region) or `region-replica` (a read-only region).",
+        ),
         ro(Attr::string("region"), "AWS region of the node."),
-        ro(Attr::string("availability_zone"), "Availability zone of the node."),
-        ro(Attr::string("private_ip"), "Private IP of the node; the engine listens on the cluster's port there."),
+        ro(
+            Attr::string("availability_zone"),
+            "Availability zone of the node.",
+        ),
+        ro(
+            Attr::string("private_ip"),
+            "Private IP of the node; the engine listens on the cluster's port there.",
+        ),
         ro(Attr::string("instance_type"), "EC2 instance type."),
-        ro(Attr::string("instance_state"), "EC2 state: `pending`, `running`, `stopping` or `stopped`."),
-        ro(Attr::string("node_state"), "How far the node's first boot got, from its `strata:node-state` tag (`ready` once the engine and agent run and replication is set up); null before the agent reports."),
-        ro(Attr::list("segment_ids", Type::String), "EBS volume ids of the node's storage segments, by volume id."),
-        ro(Attr::list("segment_sizes_gib", Type::Number), "Current size of each segment in `segment_ids` (same order), in GiB: grows when the agent grows it."),
+        ro(
+            Attr::string("instance_state"),
+            "EC2 state: `pending`, `running`, `stopping` or `stopped`.",
+        ),
+        ro(
+            Attr::string("node_state"),
+            "How far the node's first boot got, from its `strata:node-state` tag (`ready` once the engine and agent run and replication is set up); null before the agent reports.",
+        ),
+        ro(
+            Attr::list("segment_ids", Type::String),
+            "EBS volume ids of the node's storage segments, by volume id.",
+        ),
+        ro(
+            Attr::list("segment_sizes_gib", Type::Number),
+            "Current size of each segment in `segment_ids` (same order), in GiB: grows when the agent grows it.",
+        ),
     ];
     Schema::builder(0)
         .description(
@@ -137,10 +161,7 @@ async fn segments(
 fn node_value(n: &NodeInfo, segs: &[SegmentInfo]) -> Value {
     Value::object([
         ("node_id", Value::string(n.instance_id.clone())),
-        (
-            "role",
-            opt_string(n.tags.get(TAG_ROLE).map(String::as_str)),
-        ),
+        ("role", opt_string(n.tags.get(TAG_ROLE).map(String::as_str))),
         ("region", Value::string(n.region.clone())),
         (
             "availability_zone",
@@ -159,7 +180,10 @@ fn node_value(n: &NodeInfo, segs: &[SegmentInfo]) -> Value {
         ),
         (
             "segment_sizes_gib",
-            Value::list(segs.iter().map(|s| Value::number_i64(i64::from(s.size_gib)))),
+            Value::list(
+                segs.iter()
+                    .map(|s| Value::number_i64(i64::from(s.size_gib))),
+            ),
         ),
     ])
 }
@@ -294,16 +318,25 @@ mod tests {
             v.get_attr("node_ids"),
             Some(&Value::list(["i-s", "i-r", "i-e"].map(Value::string)))
         );
-        assert_eq!(v.get_attr("total_storage_gib"), Some(&Value::number_i64(75)));
+        assert_eq!(
+            v.get_attr("total_storage_gib"),
+            Some(&Value::number_i64(75))
+        );
         let nodes = v.get_attr("nodes").and_then(Value::as_elements).unwrap();
         assert_eq!(nodes[0].get_attr("role"), Some(&Value::string("source")));
         assert_eq!(
             nodes[0].get_attr("segment_sizes_gib"),
             Some(&Value::list([Value::number_i64(20), Value::number_i64(30)]))
         );
-        assert_eq!(nodes[2].get_attr("region"), Some(&Value::string("eu-west-1")));
+        assert_eq!(
+            nodes[2].get_attr("region"),
+            Some(&Value::string("eu-west-1"))
+        );
         assert_eq!(nodes[2].get_attr("segment_ids"), Some(&Value::list([])));
-        assert_eq!(nodes[1].get_attr("node_state"), Some(&Value::string("ready")));
+        assert_eq!(
+            nodes[1].get_attr("node_state"),
+            Some(&Value::string("ready"))
+        );
     }
 
     #[test]

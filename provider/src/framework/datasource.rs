@@ -159,7 +159,10 @@ mod tests {
             panic!("parts is not nested");
         };
         assert!(attributes[0].computed && !attributes[0].required);
-        assert_eq!(s.block.attribute_named("size").unwrap().description, "Size.");
+        assert_eq!(
+            s.block.attribute_named("size").unwrap().description,
+            "Size."
+        );
     }
 
     #[test]
