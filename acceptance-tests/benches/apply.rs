@@ -21,10 +21,9 @@ fn provider_block(endpoint: &str) -> String {
   }}
 }}
 provider "strata" {{
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  region     = "us-east-1"
+  access_key = "test"
+  secret_key = "test"
   endpoints {{
     ec2 = "{endpoint}"
     ssm = "{endpoint}"

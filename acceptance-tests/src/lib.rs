@@ -1,6 +1,7 @@
-//! Shared harness for the acceptance tests: finds the `tofu` CLI and LocalStack, packages the
-//! provider into a filesystem mirror, writes a CLI config that installs Strata only from that
-//! mirror, runs `tofu` with the environment a LocalStack run needs, and creates the LocalStack
+//! Shared harness for the acceptance tests: finds the CLI (`tofu`, or HashiCorp's `terraform`
+//! when `STRATA_TF_CLI=terraform`) and LocalStack, packages the provider into a filesystem
+//! mirror, writes a CLI config that installs Strata only from that mirror, runs the CLI with
+//! the environment a LocalStack run needs, and creates the LocalStack
 //! network (VPCs and subnets) that modules and examples need, since Strata has no VPC resource.
 //!
 //! It owns no provider logic: everything here drives real processes from the outside.
@@ -18,6 +19,42 @@ use std::time::Duration;
 
 /// The provider's source address as `tofu` resolves `strata/strata`.
 pub const PROVIDER_ADDRESS: &str = "registry.opentofu.org/strata/strata";
+/// The same as `terraform` resolves it.
+pub const TERRAFORM_PROVIDER_ADDRESS: &str = "registry.terraform.io/strata/strata";
+
+/// Which CLI the tests drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cli {
+    Tofu,
+    Terraform,
+}
+
+impl Cli {
+    /// `STRATA_TF_CLI`: `tofu` (the default) or `terraform`. Anything else panics, so a typo
+    /// never silently runs the other CLI.
+    pub fn selected() -> Cli {
+        match std::env::var("STRATA_TF_CLI").ok().as_deref() {
+            None | Some("") | Some("tofu") => Cli::Tofu,
+            Some("terraform") => Cli::Terraform,
+            Some(other) => panic!("STRATA_TF_CLI must be tofu or terraform, not {other:?}"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cli::Tofu => "tofu",
+            Cli::Terraform => "terraform",
+        }
+    }
+
+    /// What `strata/strata` means to this CLI (its default registry host).
+    pub fn provider_address(self) -> &'static str {
+        match self {
+            Cli::Tofu => PROVIDER_ADDRESS,
+            Cli::Terraform => TERRAFORM_PROVIDER_ADDRESS,
+        }
+    }
+}
 
 /// The repository root (the workspace folder holding `scripts/`, `modules/`, `examples/`).
 pub fn repo_root() -> PathBuf {
@@ -35,34 +72,42 @@ pub fn localstack_endpoint() -> String {
         .unwrap_or_else(|| "http://127.0.0.1:4566".to_string())
 }
 
-/// The `tofu` binary: `$TOFU` if set, else whatever `scripts/install-tofu` prints (it builds
-/// OpenTofu on first use and caches it).
+/// The selected CLI's binary ([`Cli::selected`]). For tofu: `$TOFU` if set, else whatever
+/// `scripts/install-tofu` prints; for terraform: `$TERRAFORM`, else `scripts/install-terraform`
+/// (both build the CLI on first use and cache it).
 pub fn tofu_path() -> Result<PathBuf> {
     static TOFU: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    TOFU.get_or_init(|| find_tofu().map_err(|e| format!("{e:#}")))
+    TOFU.get_or_init(|| find_cli(Cli::selected()).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!(e))
 }
 
-fn find_tofu() -> Result<PathBuf> {
-    if let Some(t) = std::env::var_os("TOFU").filter(|t| !t.is_empty()) {
+fn find_cli(cli: Cli) -> Result<PathBuf> {
+    let var = match cli {
+        Cli::Tofu => "TOFU",
+        Cli::Terraform => "TERRAFORM",
+    };
+    if let Some(t) = std::env::var_os(var).filter(|t| !t.is_empty()) {
         let p = PathBuf::from(t);
         if !p.is_file() {
             bail!(
-                "TOFU={} is not a file; unset it or point it at a tofu binary",
-                p.display()
+                "{var}={} is not a file; unset it or point it at a {} binary",
+                p.display(),
+                cli.name()
             );
         }
         return Ok(p);
     }
-    let script = repo_root().join("scripts/install-tofu");
+    let script = repo_root().join(format!("scripts/install-{}", cli.name()));
     let out = Command::new(&script)
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
         bail!(
-            "tofu is missing and {} failed (set TOFU=/path/to/tofu or run scripts/test):\n{}",
+            "{} is missing and {} failed (set {var}=/path/to/{} or run scripts/test):\n{}",
+            cli.name(),
             script.display(),
+            cli.name(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -166,21 +211,27 @@ pub fn workspace_version() -> Result<String> {
 }
 
 /// Writes a CLI config that installs Strata only from `mirror` and everything else (nothing, in
-/// our configs) directly; returns its path.
+/// our configs) directly; returns its path. It names both registry hosts, so the one file
+/// serves tofu and terraform.
 pub fn write_cli_config(dir: &Path, mirror: &Path) -> Result<PathBuf> {
     let path = dir.join("strata.tfrc");
+    let both = format!("\"{PROVIDER_ADDRESS}\", \"{TERRAFORM_PROVIDER_ADDRESS}\"");
     let text = format!(
-        "provider_installation {{\n  filesystem_mirror {{\n    path    = {mirror:?}\n    include = [\"{PROVIDER_ADDRESS}\"]\n  }}\n  direct {{\n    exclude = [\"{PROVIDER_ADDRESS}\"]\n  }}\n}}\n",
+        "provider_installation {{\n  filesystem_mirror {{\n    path    = {mirror:?}\n    include = [{both}]\n  }}\n  direct {{\n    exclude = [{both}]\n  }}\n}}\n",
         mirror = mirror.display().to_string()
     );
     std::fs::write(&path, text)?;
     Ok(path)
 }
 
-/// Runs `tofu` with Strata from a mirror and AWS pointed at LocalStack.
+/// Runs the selected CLI (`tofu` or `terraform`, see [`Cli`]) with Strata from a mirror and
+/// AWS pointed at LocalStack.
 #[derive(Debug, Clone)]
 pub struct Tofu {
+    pub cli: Cli,
     pub bin: PathBuf,
+    /// The filesystem mirror the CLI config installs Strata from.
+    pub mirror: PathBuf,
     pub cli_config: PathBuf,
     pub endpoint: String,
 }
@@ -192,7 +243,9 @@ impl Tofu {
         let mirror = provider_mirror()?;
         let cli_config = write_cli_config(scratch, &mirror)?;
         Ok(Self {
+            cli: Cli::selected(),
             bin,
+            mirror,
             cli_config,
             endpoint: localstack_endpoint(),
         })
@@ -229,7 +282,8 @@ impl Tofu {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(
-                "`tofu {}` in {} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+                "`{} {}` in {} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+                self.cli.name(),
                 args.join(" "),
                 dir.display(),
                 out.status,
@@ -238,6 +292,54 @@ impl Tofu {
             );
         }
         Ok(stdout)
+    }
+}
+
+/// This machine's provider platform (`linux_amd64`), as lock files and mirrors name it.
+pub fn host_platform() -> String {
+    let os = std::env::consts::OS;
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("{os}_{arch}")
+}
+
+impl Tofu {
+    /// `init` the way the README tells users to install from a mirror, so that init prints no
+    /// "Incomplete lock file information" warning: `get` (modules: `providers lock` reads the
+    /// whole configuration), `providers lock -fs-mirror=<mirror> -platform=<each platform the
+    /// mirror holds>` (here: this machine's), then `init`. Returns init's output (both streams
+    /// joined: warnings go to either, depending on the CLI).
+    pub fn lock_and_init(&self, dir: &Path, init_args: &[&str]) -> Result<String> {
+        self.run_ok(dir, &["get", "-no-color"])?;
+        self.run_ok(
+            dir,
+            &[
+                "providers",
+                "lock",
+                "-no-color",
+                &format!("-fs-mirror={}", self.mirror.display()),
+                &format!("-platform={}", host_platform()),
+            ],
+        )?;
+        let mut args = vec!["init", "-input=false", "-no-color"];
+        args.extend_from_slice(init_args);
+        let out = self.run(dir, &args)?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!(
+                "`{} init` in {} failed:\n{text}",
+                self.cli.name(),
+                dir.display()
+            );
+        }
+        Ok(text)
     }
 }
 
@@ -282,7 +384,9 @@ mod tests {
         let t = std::fs::read_to_string(p).unwrap();
         assert!(t.contains("path    = \"/x/mirror\""), "{t}");
         assert!(
-            t.contains("exclude = [\"registry.opentofu.org/strata/strata\"]"),
+            t.contains(
+                "exclude = [\"registry.opentofu.org/strata/strata\", \"registry.terraform.io/strata/strata\"]"
+            ),
             "{t}"
         );
     }

@@ -1,6 +1,7 @@
-//! `tofu test` for every published module, against LocalStack, with Strata from the local
-//! filesystem mirror. The modules' own `tests/*.tftest.hcl` hold the assertions; this runs them
-//! and fails with tofu's full output.
+//! `tofu test` (or `terraform test`, with `STRATA_TF_CLI=terraform`) for every published module,
+//! against LocalStack, with Strata from the local filesystem mirror. The modules' own
+//! `tests/*.tftest.hcl` hold the assertions; this runs them and fails with the CLI's full output,
+//! and also when init or test prints a warning.
 
 use strata_acceptance_tests::{
     Tofu, copy_tree, localstack_endpoint, localstack_lock, network, repo_root, require_localstack,
@@ -24,10 +25,13 @@ fn tofu_test(module: &str) {
     let vars = scratch.path().join("network.tfvars.json");
     std::fs::write(&vars, net.tfvars_json().to_string()).unwrap();
 
-    tofu.run_ok(&dir, &["init", "-input=false", "-no-color"])
-        .unwrap();
-    let out = tofu
-        .run_ok(
+    let init = tofu.lock_and_init(&dir, &[]).unwrap();
+    assert!(
+        !init.contains("Warning:"),
+        "init printed a warning:\n{init}"
+    );
+    let run = tofu
+        .run(
             &dir,
             &[
                 "test",
@@ -37,11 +41,22 @@ fn tofu_test(module: &str) {
             ],
         )
         .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(
-        out.contains("Success!") && out.contains(" 0 failed"),
-        "{out}"
+        run.status.success() && out.contains("Success!") && out.contains(" 0 failed"),
+        "{} test failed:\n{out}",
+        tofu.cli.name()
     );
     assert!(!out.contains("skip"), "a run was skipped:\n{out}");
+    assert!(
+        !out.contains("Warning:"),
+        "{} test printed a warning:\n{out}",
+        tofu.cli.name()
+    );
 }
 
 #[test]

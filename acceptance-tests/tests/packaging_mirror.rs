@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 use strata_acceptance_tests::{
-    PROVIDER_ADDRESS, Tofu, localstack_endpoint, network, provider_mirror, require_localstack,
-    test_dist_dir, workspace_version, write_cli_config,
+    Tofu, localstack_endpoint, network, provider_mirror, require_localstack, test_dist_dir,
+    workspace_version, write_cli_config,
 };
 
 fn config(dir: &Path, extra: &str) {
@@ -20,10 +20,9 @@ fn config(dir: &Path, extra: &str) {
 }}
 
 provider "strata" {{
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  region     = "us-east-1"
+  access_key = "test"
+  secret_key = "test"
   endpoints {{
     ec2 = "{endpoint}"
     ebs = "{endpoint}"
@@ -161,13 +160,13 @@ fn tofu_init_installs_from_the_mirror_via_cli_config_and_plugin_dir() {
     );
     let lock = std::fs::read_to_string(work.join(".terraform.lock.hcl")).unwrap();
     assert!(
-        lock.contains(&format!("provider \"{PROVIDER_ADDRESS}\""))
+        lock.contains(&format!("provider \"{}\"", tofu.cli.provider_address()))
             && lock.contains(&format!("version = \"{v}\"")),
         "{lock}"
     );
     let providers = tofu.run_ok(&work, &["providers", "-no-color"]).unwrap();
     assert!(
-        providers.contains(&format!("provider[{PROVIDER_ADDRESS}]")),
+        providers.contains(&format!("provider[{}]", tofu.cli.provider_address())),
         "{providers}"
     );
 

@@ -4,9 +4,6 @@
 provider "strata" {
   region = var.region
 
-  # LocalStack has no real credentials to check.
-  skip_credentials_validation = var.aws_endpoint_url != null
-
   # null: the provider's default (20m). "0s" for emulators whose instances never boot.
   node_ready_timeout = var.node_ready_timeout
 

@@ -21,11 +21,10 @@ provider "strata" {
 
 # Against LocalStack instead of AWS:
 provider "strata" {
-  alias                       = "localstack"
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  alias      = "localstack"
+  region     = "us-east-1"
+  access_key = "test"
+  secret_key = "test"
 
   # LocalStack's instances never boot: do not wait for nodes to report ready.
   node_ready_timeout = "0s"

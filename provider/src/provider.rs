@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::aws::{AssumeRole, AwsConfig, Clients, Endpoints};
 use crate::cty::Value;
 use crate::framework::{
-    Attr, Block, Diagnostic, Diagnostics, NestedBlock, Provider, ProviderData, Resource, Schema,
-    Type, async_trait, validators,
+    Attr, Block, DataSource, Diagnostic, Diagnostics, NestedBlock, Provider, ProviderData,
+    Resource, Schema, Type, async_trait, validators,
 };
 use crate::resources::common::{
     bool_attr, i64_attr, parse_duration, str_attr, string_list, string_map,
@@ -204,5 +204,9 @@ impl Provider for StrataProvider {
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         crate::resources::all()
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        crate::datasources::all()
     }
 }

@@ -133,10 +133,9 @@ impl Acc {
 }}
 
 provider "strata" {{
-  region                      = "{HOME}"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  region     = "{HOME}"
+  access_key = "test"
+  secret_key = "test"
   # LocalStack's instances never boot: no node reports ready unless a test tags it.
   node_ready_timeout = "{node_ready_timeout}"
   endpoints {{
@@ -203,8 +202,11 @@ provider "strata" {{
         self.tofu.run_ok(dir, args).unwrap()
     }
 
+    /// `get`, `providers lock` against the mirror, `init` (see [`Tofu::lock_and_init`]); init
+    /// must print no warning.
     pub fn init_in(&self, dir: &Path) {
-        self.run_ok(dir, &["init", "-input=false", "-no-color"]);
+        let out = self.tofu.lock_and_init(dir, &[]).unwrap();
+        assert!(!out.contains("Warning:"), "init printed a warning:\n{out}");
     }
 
     fn ensure_init(&mut self) {

@@ -14,10 +14,9 @@ variables {
 
 # One provider configuration for both regions: strata_region builds its own eu-west-1 client.
 provider "strata" {
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  region     = "us-east-1"
+  access_key = "test"
+  secret_key = "test"
   # LocalStack's instances never boot: do not wait for nodes to report ready.
   node_ready_timeout = "0s"
 
@@ -25,11 +24,17 @@ provider "strata" {
   # block in a test file cannot read the test's variables.
 }
 
+run "network" {
+  module {
+    source = "./tests/network"
+  }
+}
+
 run "rejects_a_bad_region_name" {
   command = plan
 
   variables {
-    regions = { "Europe" = { subnet_id = var.eu_subnet_id, replica_count = 1 } }
+    regions = { "Europe" = { subnet_id = run.network.eu_subnet_id, replica_count = 1 } }
   }
 
   expect_failures = [var.regions]
@@ -37,7 +42,7 @@ run "rejects_a_bad_region_name" {
 
 run "home_plus_eu_west_1" {
   variables {
-    regions = { "eu-west-1" = { subnet_id = var.eu_subnet_id, replica_count = 2 } }
+    regions = { "eu-west-1" = { subnet_id = run.network.eu_subnet_id, replica_count = 2 } }
   }
 
   assert {
@@ -79,7 +84,7 @@ run "home_plus_eu_west_1" {
 run "grow_eu_west_1_in_place" {
   # Earlier runs' outputs reach assertions through variables (tofu evaluates run.* there).
   variables {
-    regions          = { "eu-west-1" = { subnet_id = var.eu_subnet_id, replica_count = 3 } }
+    regions          = { "eu-west-1" = { subnet_id = run.network.eu_subnet_id, replica_count = 3 } }
     earlier_eu_nodes = run.home_plus_eu_west_1.regions["eu-west-1"].replica_node_ids
     earlier_source   = run.home_plus_eu_west_1.source_node_id
   }

@@ -12,10 +12,9 @@ variables {
 }
 
 provider "strata" {
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
+  region     = "us-east-1"
+  access_key = "test"
+  secret_key = "test"
   # LocalStack's instances never boot: do not wait for nodes to report ready.
   node_ready_timeout = "0s"
 

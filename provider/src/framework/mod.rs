@@ -5,6 +5,7 @@
 //! planner, and `server::ProviderServer`, which implements the generated gRPC `Provider`
 //! service on top of them. Resources never see protobuf types; this module never talks to AWS.
 
+pub mod datasource;
 pub mod diag;
 pub mod modifiers;
 pub mod planner;

@@ -233,7 +233,8 @@ pub trait Resource: Send + Sync + 'static {
     }
 }
 
-/// A data source (none yet; the server already routes them).
+/// A data source: reads something that exists (see `framework::datasource` for data sources
+/// built on a resource's read). `config` is wholly known when Terraform calls `read`.
 #[async_trait]
 pub trait DataSource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;

@@ -1,0 +1,81 @@
+//! Acceptance: `examples/complete` as a user runs it, against LocalStack (nodes are records
+//! only: `node_ready_timeout = "0s"`): init, apply, an empty plan, destroy, nothing left, and no
+//! warning printed by any step. Part of the CLI matrix: scripts/test runs it under tofu and
+//! under terraform.
+
+mod acc_support;
+
+use acc_support::Acc;
+use strata_acceptance_tests::{copy_tree, repo_root};
+
+/// Fails naming the step when a CLI step printed a warning (tofu and terraform both print
+/// `Warning:` at the start of a diagnostic, on stdout or stderr).
+fn assert_no_warning(step: &str, out: &std::process::Output) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{step} failed:\n{text}");
+    assert!(
+        !text.contains("Warning:"),
+        "{step} printed a warning:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu (or terraform) and LocalStack: run via scripts/test"]
+fn complete_example_applies_plans_empty_and_destroys_without_warnings() {
+    let mut acc = Acc::new("cplt");
+    copy_tree(&repo_root().join("examples/complete"), &acc.dir).unwrap();
+    let vars = serde_json::json!({
+        "name": acc.name,
+        "subnet_ids": acc.net.home_subnet_ids,
+        "eu_subnet_id": acc.net.read_only_subnet_id,
+        "aws_endpoint_url": acc.endpoint,
+        "node_ready_timeout": "0s",
+        "instance_type": "t3.medium",
+        "read_only_replica_count": 1,
+        "storage_size_gib": 10,
+    });
+    std::fs::write(
+        acc.dir.join("test.auto.tfvars.json"),
+        serde_json::to_string_pretty(&vars).unwrap(),
+    )
+    .unwrap();
+    let d = acc.dir.clone();
+    // get + providers lock against the mirror + init, with no warning (see init_in).
+    acc.init_in(&d);
+    for (step, args) in [
+        ("validate", &["validate", "-no-color"][..]),
+        ("plan", &["plan", "-input=false", "-no-color"][..]),
+    ] {
+        assert_no_warning(step, &acc.run(&d, args));
+    }
+    // apply (init again is a no-op), then a plan that must be empty.
+    let out = acc.apply();
+    assert!(out.contains("Apply complete!"), "{out}");
+    assert!(!out.contains("Warning:"), "apply printed a warning:\n{out}");
+
+    let o: serde_json::Value =
+        serde_json::from_str(&acc.run_ok(&d, &["output", "-json", "-no-color"])).unwrap();
+    let replicas = o["replicas"]["value"].as_array().unwrap();
+    assert_eq!(replicas.len(), acc.net.home_subnet_ids.len(), "{o}");
+    assert_eq!(
+        o["read_only_region"]["value"]["replica_node_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(acc.live_instances(&acc.ec2).len(), 1 + replicas.len());
+    assert_eq!(acc.live_instances(&acc.ec2_eu).len(), 1);
+
+    let out = acc.run(
+        &d,
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+    );
+    assert_no_warning("destroy", &out);
+    acc.forget();
+    acc.destroy_and_check();
+}

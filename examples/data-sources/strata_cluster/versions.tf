@@ -1,0 +1,7 @@
+terraform {
+  required_providers {
+    strata = {
+      source = "strata/strata"
+    }
+  }
+}
