@@ -506,10 +506,10 @@ impl Node {
             last_failover: None,
         };
         match self.store.create_lease(&lease).await {
-            Ok(_) => {
+            Ok(etag) => {
                 tracing::info!("created the cluster's lease (epoch 1)");
                 self.set_deadline(started);
-                self.promote(&lease, None).await;
+                self.promote(&lease, etag, None).await;
             }
             Err(e) => tracing::info!(error = %e, "first lease not created"),
         }
@@ -556,9 +556,9 @@ impl Node {
         next.expires_at_ms = now + self.timing().lease_ms;
         next.renewed_at_ms = now;
         match self.store.replace_lease(&next, &etag).await {
-            Ok(_) => {
+            Ok(etag) => {
                 self.set_deadline(started);
-                self.promote(&next, None).await;
+                self.promote(&next, etag, None).await;
             }
             Err(e) => tracing::info!(error = %e, "could not renew the lease to take over"),
         }
@@ -567,7 +567,25 @@ impl Node {
     /// Makes the local server the source of `l`: replication stopped after everything
     /// received is applied, semi-sync on without fallback, then writable; then the writer
     /// record. `old` is the holder this node replaces after an election (to stop).
-    async fn promote(&mut self, l: &Lease, old: Option<&LeaseHolder>) {
+    async fn promote(&mut self, l: &Lease, etag: ETag, old: Option<&LeaseHolder>) {
+        // The lease is renewed while the promotion runs (a first bootstrap can take longer
+        // than a short lease); the server takes writes only at the very end.
+        let renewer = renew_while_promoting(
+            self.store.clone(),
+            self.guard.clone(),
+            self.timing(),
+            l.clone(),
+            etag,
+        );
+        tokio::pin!(renewer);
+        let steps = self.promote_steps(l, old);
+        tokio::select! {
+            _ = steps => {}
+            _ = &mut renewer => {}
+        }
+    }
+
+    async fn promote_steps(&mut self, l: &Lease, old: Option<&LeaseHolder>) {
         if let (Some(old), true) = (old, self.f.stop_old_source)
             && let (Some(ec2), Some(id)) = (self.ec2.clone(), old.instance_id.clone())
         {
@@ -583,28 +601,28 @@ impl Node {
             return;
         }
         let eff = effective_config(&self.cfg, None);
-        // Semi-sync first, writable after: a commit in between would otherwise be
-        // acknowledged without any replica.
-        let semi: Vec<(&str, String)> = self
-            .eng
-            .dynamic_settings(&eff)
-            .into_iter()
-            .filter(|(k, _)| k.contains("semi_sync_master") || k.contains("semi_sync_source"))
-            .collect();
-        for (k, v) in semi {
-            if let Err(e) = self.q_exec(&self.eng.set_global_sql(k, &v), "semi-sync before writes").await {
-                tracing::warn!(error = %e, "promotion: semi-sync not set; retrying next beat");
-                return;
-            }
+        // Everything a source needs (replication user, semi-sync on with no fallback) while
+        // the server is still read-only; writable last: a commit before semi-sync was on
+        // would be acknowledged without any replica.
+        let mut opts = self.opts.clone();
+        opts.hold_read_only = true;
+        if let Err(e) = bootstrap(&eff, &self.creds, &opts).await {
+            tracing::warn!(error = %e, "promotion: bootstrap as source failed; retrying");
+            return;
         }
-        if self.deadline_left().is_none_or(|d| d.is_zero()) {
+        if self.deadline_left().is_none_or(|d| d.is_zero())
+            || self.guard.lock().map(|g| g.fenced).unwrap_or(true)
+        {
             tracing::warn!("promotion: lease validity ran out before taking writes");
             return;
         }
-        match bootstrap(&eff, &self.creds, &self.opts).await {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "promotion: bootstrap as source failed; fencing and retrying");
+        // MySQL: super_read_only first (read_only cannot go OFF under it).
+        for v in self.eng.read_only_vars().iter().rev() {
+            if let Err(e) = self
+                .q_exec(&self.eng.set_global_sql(v, "OFF"), "taking writes")
+                .await
+            {
+                tracing::warn!(error = %e, "promotion: could not make the server writable");
                 self.fence_now("promotion failed").await;
                 return;
             }
@@ -1191,10 +1209,10 @@ impl Node {
             to_node: self.me.node_id.clone(),
         });
         match self.store.replace_lease(&next, &etag).await {
-            Ok(_) => {
+            Ok(etag) => {
                 tracing::warn!(epoch = next.epoch, old = %l.holder.node_id, %reason, "won the election: promoting");
                 self.set_deadline(cas_started);
-                self.promote(&next, Some(&l.holder)).await;
+                self.promote(&next, etag, Some(&l.holder)).await;
             }
             Err(StoreError::Conflict) => {
                 tracing::info!("election: another node took the lease first");
@@ -1297,6 +1315,38 @@ impl Node {
             Err(e) => tracing::warn!(error = %e, "ready tag not written"),
         }
     }
+}
+
+/// Renews `lease` every heartbeat until a renewal fails; never completes (a promotion
+/// selects on it). Extends the watchdog's deadline unless it already fenced.
+async fn renew_while_promoting(
+    store: LeaseStore,
+    guard: Arc<Mutex<Guard>>,
+    t: strata_topology::FailoverTiming,
+    mut lease: Lease,
+    mut etag: ETag,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(t.heartbeat_ms)).await;
+        let started = Instant::now();
+        let now = wall_ms();
+        lease.expires_at_ms = now + t.lease_ms;
+        lease.renewed_at_ms = now;
+        match store.replace_lease(&lease, &etag).await {
+            Ok(e) => {
+                etag = e;
+                let mut g = guard.lock().unwrap_or_else(|p| p.into_inner());
+                if !g.fenced {
+                    g.deadline = Some(
+                        started
+                            + Duration::from_millis(t.lease_ms.saturating_sub(t.clock_margin_ms)),
+                    );
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 fn tag(k: &str, v: &str) -> aws_sdk_ec2::types::Tag {

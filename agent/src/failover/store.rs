@@ -32,6 +32,7 @@ pub struct LeaseStore {
     s3: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    timeout: Duration,
 }
 
 impl LeaseStore {
@@ -59,16 +60,42 @@ impl LeaseStore {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&conf)
                 .force_path_style(path_style)
+                // A plain body with a Content-Length, not aws-chunked with a trailing
+                // checksum: a writer killed mid-request then leaves no object behind (seen
+                // with LocalStack, which stored the partial chunked upload).
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                )
                 .build(),
         );
         LeaseStore {
             s3,
             bucket: lease.bucket.clone(),
             prefix: lease.key_prefix.clone(),
+            timeout,
+        }
+    }
+
+    /// Bounds a whole call, body included (the SDK's timeouts end at the headers).
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout * 2, f).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!("{what}: timed out"))),
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+        self.bounded(key, self.get_unbounded(key)).await
+    }
+
+    async fn get_unbounded(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
         let out = self
             .s3
             .get_object()
@@ -95,6 +122,16 @@ impl LeaseStore {
     }
 
     async fn put(
+        &self,
+        key: &str,
+        body: String,
+        condition: Condition<'_>,
+    ) -> Result<ETag, StoreError> {
+        self.bounded(key, self.put_unbounded(key, body, condition))
+            .await
+    }
+
+    async fn put_unbounded(
         &self,
         key: &str,
         body: String,
@@ -195,12 +232,15 @@ impl LeaseStore {
                 .collect();
             let reads = keys.iter().map(|k| self.get(k));
             for (key, got) in keys.iter().zip(futures::future::join_all(reads).await) {
-                match got? {
-                    Some((body, _)) => match parse_member(&body) {
+                // One unreadable member (a node that died mid-write, a slow read) must not
+                // hide the others: it simply does not count as live.
+                match got {
+                    Ok(Some((body, _))) => match parse_member(&body) {
                         Ok(m) => out.push(m),
                         Err(e) => tracing::warn!(%key, error = %e, "unreadable member object"),
                     },
-                    None => {}
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(%key, error = %e, "member object not read"),
                 }
             }
             if page.is_truncated() == Some(true) {

@@ -127,10 +127,13 @@ async fn pipe(
     let (br, bw) = b.into_split();
     let g2 = generation.clone();
     let rx2 = rx.clone();
-    tokio::select! {
-        _ = copy(ar, bw, rx, generation, born) => {}
-        _ = copy(br, aw, rx2, g2, born) => {}
-    }
+    // Both directions to their end, with half-closes, as TCP does when a process dies: its
+    // last request still reaches the server whole (closing both at once made LocalStack
+    // keep a broken half-written object).
+    tokio::join!(
+        copy(ar, bw, rx, generation, born),
+        copy(br, aw, rx2, g2, born)
+    );
 }
 
 async fn copy(
@@ -147,7 +150,13 @@ async fn copy(
             return;
         }
         let n = tokio::select! {
-            r = r.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+            r = r.read(&mut buf) => match r {
+                Ok(0) | Err(_) => {
+                    let _ = w.shutdown().await;
+                    return;
+                }
+                Ok(n) => n,
+            },
             _ = rx.changed() => continue,
         };
         // Data read just as the cut began is held until the heal (which then drops it).
@@ -256,7 +265,10 @@ impl CNode {
     }
     pub fn agent_log_tail(&self, n: usize) -> String {
         let s = std::fs::read_to_string(self.node.dir.path().join("agent.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
+        let lines: Vec<&str> = s
+            .lines()
+            .filter(|l| !l.contains("storage segments not found"))
+            .collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 }
@@ -491,7 +503,7 @@ impl Cluster {
 
     pub fn dump_logs(&self) {
         for n in &self.nodes {
-            eprintln!("==== {} agent log ====\n{}", n.id(), n.agent_log_tail(40));
+            eprintln!("==== {} agent log ====\n{}", n.id(), n.agent_log_tail(80));
         }
     }
 
