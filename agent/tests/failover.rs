@@ -180,11 +180,10 @@ async fn switchover_moves_the_source_without_loss() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let i = c.idx(to);
         let t0 = Instant::now();
-        let (ok, out, err) = c.nodes[i].node.agent(
-            "switchover",
-            &c.nodes[i].node.config_path(),
-            &["--to", to, "--wait", "30"],
-        );
+        let (ok, out, err) = c.agent_cli(i, "switchover", &["--to", to, "--wait", "30"]);
+        if !ok {
+            c.dump_logs();
+        }
         assert!(ok, "switchover to {to}: {err}\n{out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["source"], to, "{out}");
@@ -207,9 +206,7 @@ async fn switchover_moves_the_source_without_loss() {
         c.wait_replicating(&others, Duration::from_secs(30)).await;
     }
     // status shows the source, the epoch, the last failover and every node.
-    let (ok, out, err) = c.nodes[0]
-        .node
-        .agent("status", &c.nodes[0].node.config_path(), &[]);
+    let (ok, out, err) = c.agent_cli(0, "status", &[]);
     assert!(ok, "{err}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["failover"]["current_source"], "n1", "{out}");

@@ -275,9 +275,9 @@ pub trait EngineSql: Send + Sync {
     /// Whether GTID position `outer` contains everything in `inner`; None when unparsable.
     fn gtid_contains(&self, outer: &str, inner: &str) -> Option<bool>;
     /// Connections a fencing source kills: clients and binlog dump threads, not its own
-    /// threads (`ID` column).
+    /// threads (`ID`, `COMMAND` columns).
     fn client_connections_sql(&self) -> &'static str {
-        "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+        "SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
          AND USER NOT IN ('system user', 'event_scheduler') \
          AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker', 'Connect')"
     }

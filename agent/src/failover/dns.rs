@@ -163,28 +163,34 @@ impl Dns {
         let txt_name = writer_epoch_record_name(writer_name);
         let current = self.read(&txt_name, RrType::Txt).await?;
         let mut changes = Vec::new();
-        if let Some(values) = current {
-            if let Some((e, node)) = values.first().and_then(|v| parse_writer_epoch_txt(v))
-                && (e > epoch || (e == epoch && node != node_id))
-            {
-                return Err(DnsError::Stale {
-                    current: e,
-                    ours: epoch,
-                });
+        let mine = current
+            .as_ref()
+            .and_then(|v| v.first().and_then(|t| parse_writer_epoch_txt(t)))
+            == Some((epoch, node_id.to_string()));
+        if !mine {
+            if let Some(values) = current {
+                if let Some((e, node)) = values.first().and_then(|v| parse_writer_epoch_txt(v))
+                    && (e > epoch || (e == epoch && node != node_id))
+                {
+                    return Err(DnsError::Stale {
+                        current: e,
+                        ours: epoch,
+                    });
+                }
+                changes.push((
+                    ChangeAction::Delete,
+                    self.record(&txt_name, RrType::Txt, &values)?,
+                ));
             }
             changes.push((
-                ChangeAction::Delete,
-                self.record(&txt_name, RrType::Txt, &values)?,
+                ChangeAction::Create,
+                self.record(
+                    &txt_name,
+                    RrType::Txt,
+                    &[render_writer_epoch_txt(epoch, node_id)],
+                )?,
             ));
         }
-        changes.push((
-            ChangeAction::Create,
-            self.record(
-                &txt_name,
-                RrType::Txt,
-                &[render_writer_epoch_txt(epoch, node_id)],
-            )?,
-        ));
         let kind = if host.parse::<Ipv4Addr>().is_ok() {
             RrType::A
         } else {

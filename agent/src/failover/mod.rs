@@ -151,7 +151,11 @@ struct Node {
     last_bootstrap: Option<Instant>,
     ready_tagged: bool,
     /// A failover this node completed whose duration the lease does not carry yet.
-    record_duration: Option<(u64, u64)>,
+    /// The failover duration the lease keeper writes into `last_failover` at its next renewal.
+    record_duration: Arc<Mutex<Option<(u64, u64)>>>,
+    /// Renews the lease every heartbeat while this node is (becoming) the source, apart from
+    /// the heartbeat loop so slow duties (DNS, members) never delay a renewal.
+    keeper: Option<tokio::task::JoinHandle<()>>,
     dns_pending: Option<u64>,
     readers_set: BTreeMap<String, Vec<String>>,
     tags_set: Option<(CurrentRole, u64)>,
@@ -235,7 +239,8 @@ pub async fn run(p: Params) {
         election_wait: None,
         last_bootstrap: None,
         ready_tagged: false,
-        record_duration: None,
+        record_duration: Arc::new(Mutex::new(None)),
+        keeper: None,
         dns_pending: None,
         readers_set: BTreeMap::new(),
         tags_set: None,
@@ -288,17 +293,23 @@ async fn watchdog(
 /// holds. Semi-sync stays on: a commit waiting for an ack keeps waiting (its client gets an
 /// error when killed), never acknowledged without a replica.
 pub async fn fence(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str) {
+    fence_with(cfg, opts, why, true).await
+}
+
+/// [`fence`]; `kill_replicas = false` keeps binlog dump threads (a switchover: the target
+/// must still receive everything).
+pub async fn fence_with(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str, kill_replicas: bool) {
     let eng = engine::for_engine(cfg.engine);
     for attempt in 0..50u32 {
         let done = tokio::time::timeout(Duration::from_secs(2), async {
             let mut c = sql::connect_local(&opts.local, Duration::from_secs(2))
                 .await
                 .map_err(|e| AgentError::sql("connecting to fence", e))?;
-            kill_clients(eng, &mut c).await?;
+            kill_clients(eng, &mut c, kill_replicas).await?;
             for v in eng.read_only_vars() {
                 sql::exec(&mut c, &eng.set_global_sql(v, "ON"), "setting read-only").await?;
             }
-            kill_clients(eng, &mut c).await?;
+            kill_clients(eng, &mut c, kill_replicas).await?;
             Ok::<_, AgentError>(())
         })
         .await;
@@ -315,9 +326,21 @@ pub async fn fence(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str) {
     tracing::error!("could not fence the local server");
 }
 
-async fn kill_clients(eng: &dyn EngineSql, c: &mut Conn) -> Result<(), AgentError> {
+async fn kill_clients(
+    eng: &dyn EngineSql,
+    c: &mut Conn,
+    kill_replicas: bool,
+) -> Result<(), AgentError> {
     let rows = sql::rows(c, eng.client_connections_sql(), "listing connections").await?;
     for r in rows {
+        let dump = r
+            .get("COMMAND")
+            .cloned()
+            .flatten()
+            .is_some_and(|cmd| cmd.starts_with("Binlog Dump"));
+        if dump && !kill_replicas {
+            continue;
+        }
         if let Some(Some(id)) = r.get("ID")
             && let Ok(id) = id.parse::<u64>()
         {
@@ -410,12 +433,14 @@ impl Node {
     }
 
     async fn fence_now(&mut self, why: &str) {
+        self.stop_keeper();
         {
             let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
             g.deadline = None;
             g.fenced = true;
         }
         fence(&self.cfg, &self.opts, why).await;
+        self.conn = None;
         self.role = CurrentRole::Fenced;
     }
 
@@ -444,8 +469,10 @@ impl Node {
             Ok(Some((l, etag))) => {
                 if l.holder.node_id == self.me.node_id {
                     if self.role == CurrentRole::Source {
-                        self.renew(&l, &etag).await;
-                        if self.role == CurrentRole::Source {
+                        if self.keeper.as_ref().is_none_or(|k| k.is_finished()) {
+                            self.fence_now("lost the lease (conditional renewal refused)")
+                                .await;
+                        } else {
                             self.source_duties(&l).await;
                         }
                     } else if self.role != CurrentRole::Diverged {
@@ -515,38 +542,6 @@ impl Node {
         }
     }
 
-    /// Source: extends the lease; on a lost race or a fenced watchdog, stops being source.
-    async fn renew(&mut self, l: &Lease, etag: &ETag) {
-        let started = Instant::now();
-        let now = wall_ms();
-        let mut next = l.clone();
-        next.expires_at_ms = now + self.timing().lease_ms;
-        next.renewed_at_ms = now;
-        if let Some((epoch, duration)) = self.record_duration
-            && let Some(r) = next.last_failover.as_mut()
-            && r.epoch == epoch
-        {
-            r.duration_ms = duration;
-        }
-        match self.store.replace_lease(&next, etag).await {
-            Ok(_) => {
-                if self.guard.lock().map(|g| g.fenced).unwrap_or(true) {
-                    // The watchdog fenced us before this renewal landed: renewing does not
-                    // undo a fence; take_over runs the full promotion again next beat.
-                    self.role = CurrentRole::Fenced;
-                    return;
-                }
-                self.set_deadline(started);
-                self.record_duration = None;
-            }
-            Err(StoreError::Conflict) => {
-                self.fence_now("lost the lease (conditional renewal refused)")
-                    .await;
-            }
-            Err(e) => tracing::warn!(error = %e, "lease renewal failed; the watchdog fences at expiry"),
-        }
-    }
-
     /// This node holds the lease but is not taking writes: it just won it, was handed it by a
     /// switchover, or restarted. Renew first (a fresh validity), then promote.
     async fn take_over(&mut self, l: Lease, etag: ETag) {
@@ -568,20 +563,30 @@ impl Node {
     /// received is applied, semi-sync on without fallback, then writable; then the writer
     /// record. `old` is the holder this node replaces after an election (to stop).
     async fn promote(&mut self, l: &Lease, etag: ETag, old: Option<&LeaseHolder>) {
-        // The lease is renewed while the promotion runs (a first bootstrap can take longer
-        // than a short lease); the server takes writes only at the very end.
-        let renewer = renew_while_promoting(
+        // The keeper renews the lease from here on (a first bootstrap can take longer than a
+        // short lease); the server takes writes only at the very end of the steps.
+        self.start_keeper(l.clone(), etag);
+        self.promote_steps(l, old).await;
+        if self.role != CurrentRole::Source {
+            self.stop_keeper();
+        }
+    }
+
+    fn start_keeper(&mut self, lease: Lease, etag: ETag) {
+        self.stop_keeper();
+        self.keeper = Some(tokio::spawn(keep_lease(
             self.store.clone(),
             self.guard.clone(),
             self.timing(),
-            l.clone(),
+            lease,
             etag,
-        );
-        tokio::pin!(renewer);
-        let steps = self.promote_steps(l, old);
-        tokio::select! {
-            _ = steps => {}
-            _ = &mut renewer => {}
+            self.record_duration.clone(),
+        )));
+    }
+
+    fn stop_keeper(&mut self) {
+        if let Some(k) = self.keeper.take() {
+            k.abort();
         }
     }
 
@@ -646,7 +651,9 @@ impl Node {
             .filter(|r| r.epoch == l.epoch && r.duration_ms == 0)
         {
             let duration = now.saturating_sub(r.at_ms);
-            self.record_duration = Some((l.epoch, duration));
+            if let Ok(mut d) = self.record_duration.lock() {
+                *d = Some((l.epoch, duration));
+            }
             tracing::info!(epoch = l.epoch, duration_ms = duration, reason = %r.reason, "this node is the source now");
             self.tag_failover(r, duration).await;
         } else {
@@ -828,7 +835,12 @@ impl Node {
             return;
         };
         tracing::info!(to = %target.node_id, "switchover: making this source read-only");
-        fence(&self.cfg, &self.opts, "switchover").await;
+        fence_with(&self.cfg, &self.opts, "switchover", false).await;
+        // The fence also ended this agent's own connection.
+        self.conn = None;
+        // No renewals from here: the hand-over below must replace the version it reads. A
+        // source that resumes (target not caught up) renews through take_over.
+        self.stop_keeper();
         let mine = match self.gtid().await {
             Ok(g) => g,
             Err(e) => {
@@ -1317,14 +1329,17 @@ impl Node {
     }
 }
 
-/// Renews `lease` every heartbeat until a renewal fails; never completes (a promotion
-/// selects on it). Extends the watchdog's deadline unless it already fenced.
-async fn renew_while_promoting(
+/// Renews `lease` every heartbeat with `If-Match`, extending the watchdog's deadline (unless
+/// it already fenced). Ends when a renewal is refused: another node holds the lease, so the
+/// deadline is pulled in and the watchdog fences at once. Other errors are retried; the
+/// watchdog fences when the validity runs out.
+async fn keep_lease(
     store: LeaseStore,
     guard: Arc<Mutex<Guard>>,
     t: strata_topology::FailoverTiming,
     mut lease: Lease,
     mut etag: ETag,
+    duration: Arc<Mutex<Option<(u64, u64)>>>,
 ) {
     loop {
         tokio::time::sleep(Duration::from_millis(t.heartbeat_ms)).await;
@@ -1332,9 +1347,21 @@ async fn renew_while_promoting(
         let now = wall_ms();
         lease.expires_at_ms = now + t.lease_ms;
         lease.renewed_at_ms = now;
+        let pending = duration.lock().ok().and_then(|d| *d);
+        if let Some((epoch, ms)) = pending
+            && let Some(r) = lease.last_failover.as_mut()
+            && r.epoch == epoch
+        {
+            r.duration_ms = ms;
+        }
         match store.replace_lease(&lease, &etag).await {
             Ok(e) => {
                 etag = e;
+                if pending.is_some()
+                    && let Ok(mut d) = duration.lock()
+                {
+                    *d = None;
+                }
                 let mut g = guard.lock().unwrap_or_else(|p| p.into_inner());
                 if !g.fenced {
                     g.deadline = Some(
@@ -1343,10 +1370,17 @@ async fn renew_while_promoting(
                     );
                 }
             }
-            Err(_) => break,
+            Err(StoreError::Conflict) => {
+                tracing::warn!("lease renewal refused: another node holds the lease");
+                let mut g = guard.lock().unwrap_or_else(|p| p.into_inner());
+                if g.deadline.is_some() {
+                    g.deadline = Some(Instant::now());
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed; the watchdog fences at expiry"),
         }
     }
-    std::future::pending::<()>().await;
 }
 
 fn tag(k: &str, v: &str) -> aws_sdk_ec2::types::Tag {

@@ -542,6 +542,35 @@ impl Cluster {
         }
     }
 
+    /// Runs the agent CLI (`status`, `switchover`) on node `i` with AWS pointed at LocalStack;
+    /// returns (success, stdout, stderr).
+    pub fn agent_cli(&self, i: usize, sub: &str, extra: &[&str]) -> (bool, String, String) {
+        let n = &self.nodes[i].node;
+        let out = Command::new(agent_bin())
+            .arg(sub)
+            .arg("--config")
+            .arg(n.config_path())
+            .arg("--socket")
+            .arg(n.socket())
+            .arg("--credential-file")
+            .arg(n.password_path())
+            .arg("--admin-credential-file")
+            .arg(n.admin_password_path())
+            .args(extra)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The writer record's address, through the Route 53 API.
     pub async fn writer_ip(&self) -> Option<String> {
         resolve_writer(&self.r53, &self.zone_id, &self.writer_name).await
