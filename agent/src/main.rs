@@ -313,7 +313,9 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
         let instance_id = if tagger.enabled {
             match &tagger.instance_id {
                 Some(i) => Some(i.clone()),
-                None => strata_agent::storage::discover::own_instance_id().await.ok(),
+                None => strata_agent::storage::discover::own_instance_id()
+                    .await
+                    .ok(),
             }
         } else {
             None

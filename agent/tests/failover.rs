@@ -6,12 +6,14 @@
 //!
 //! Needs LocalStack at $LOCALSTACK_ENDPOINT and mariadbd (scripts/test provides both).
 //! FAILOVER_ROUNDS overrides the 20 rounds per fault.
+// The serial() guard is held across awaits on purpose: each test owns its runtime, and the
+// guard keeps the tests of this binary from running their clusters at the same time.
+#![allow(clippy::await_holding_lock)]
 
 mod common;
 mod failover_harness;
 
 use failover_harness::*;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -144,8 +146,15 @@ async fn fault_rounds(fault: Fault) {
     assert_eq!(failovers, n as u64, "one failover per fault");
     assert_eq!(lost, 0, "acknowledged writes lost");
     assert_eq!(split, 0, "split-brain windows");
-    assert_eq!(stale_writes, 0, "the old source took writes after it was fenced");
-    assert!(acks.len() > 100 * n, "too few writes to mean anything: {}", acks.len());
+    assert_eq!(
+        stale_writes, 0,
+        "the old source took writes after it was fenced"
+    );
+    assert!(
+        acks.len() > 100 * n,
+        "too few writes to mean anything: {}",
+        acks.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -210,8 +219,17 @@ async fn switchover_moves_the_source_without_loss() {
     assert!(ok, "{err}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["failover"]["current_source"], "n1", "{out}");
-    assert_eq!(st["failover"]["nodes"].as_array().unwrap().len(), 3, "{out}");
-    assert!(st["failover"]["last_failover"]["duration_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        st["failover"]["nodes"].as_array().unwrap().len(),
+        3,
+        "{out}"
+    );
+    assert!(
+        st["failover"]["last_failover"]["duration_ms"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let acks = writers.stop().await;
     let failovers = c.lease().await.unwrap().epoch - first.epoch;
     let (lost, split) = finish(&c, &acks, failovers).await;
@@ -283,7 +301,11 @@ async fn lag_double_loss_lease_store_outage_and_flapping() {
     c.nodes[src].restart();
     let others: Vec<usize> = (0..3).filter(|&i| i != new).collect();
     c.wait_replicating(&others, Duration::from_secs(60)).await;
-    eprintln!("lagging replica: failover to n{} in {:?}", new + 1, t0.elapsed());
+    eprintln!(
+        "lagging replica: failover to n{} in {:?}",
+        new + 1,
+        t0.elapsed()
+    );
 
     // 3. Lease store unreachable for everyone: the source fences itself, nobody else takes
     //    the lease (no failover rather than two sources); when S3 returns, writes resume.
@@ -294,14 +316,24 @@ async fn lag_double_loss_lease_store_outage_and_flapping() {
     tokio::time::sleep(Duration::from_millis(t.lease_ms * 4)).await;
     let stalled = writers.acked();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(writers.acked(), stalled, "writes acknowledged while the lease could not be held");
+    assert_eq!(
+        writers.acked(),
+        stalled,
+        "writes acknowledged while the lease could not be held"
+    );
     for n in &c.nodes {
         n.aws.heal();
     }
     let after = c
-        .wait_lease(|x| x.renewed_at_ms > before.renewed_at_ms, Duration::from_secs(30))
+        .wait_lease(
+            |x| x.renewed_at_ms > before.renewed_at_ms,
+            Duration::from_secs(30),
+        )
         .await;
-    assert_eq!(after.epoch, before.epoch, "failover during a lease store outage");
+    assert_eq!(
+        after.epoch, before.epoch,
+        "failover during a lease store outage"
+    );
     let t2 = Instant::now();
     let srv = c.nodes[c.idx(&after.holder.node_id)].node.cfg.server_id;
     writers
@@ -345,14 +377,11 @@ async fn lag_double_loss_lease_store_outage_and_flapping() {
     );
     assert_eq!(lost, 0);
     assert_eq!(split, 0);
-    let _: BTreeSet<u64> = BTreeSet::new();
 }
 
 /// The node the lease names, read synchronously from the last known lease (used in a
 /// filter closure).
 fn futures_holder(c: &Cluster) -> usize {
-    let l = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(c.lease())
-    });
+    let l = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(c.lease()));
     l.map(|l| c.idx(&l.holder.node_id)).unwrap_or(0)
 }

@@ -483,7 +483,10 @@ impl EngineSql for MariaDb {
     }
 
     fn forget_history_sql(&self) -> Vec<String> {
-        vec!["RESET MASTER".into(), "SET GLOBAL gtid_slave_pos = ''".into()]
+        vec![
+            "RESET MASTER".into(),
+            "SET GLOBAL gtid_slave_pos = ''".into(),
+        ]
     }
 
     fn gtid_contains(&self, outer: &str, inner: &str) -> Option<bool> {

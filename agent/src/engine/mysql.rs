@@ -85,10 +85,7 @@ impl EngineSql for MySql {
         // With failover every node starts read-only until its agent holds the lease.
         let starts_read_only = replica || cfg.failover.is_some();
         s.push_str(&format!("read_only = {}\n", on_off(starts_read_only)));
-        s.push_str(&format!(
-            "super_read_only = {}\n",
-            on_off(starts_read_only)
-        ));
+        s.push_str(&format!("super_read_only = {}\n", on_off(starts_read_only)));
         if semi {
             // loose_: the variables exist only once the plugin is loaded. The source's
             // `enabled` is left to the agent, as for MariaDB (user first, then semi-sync).

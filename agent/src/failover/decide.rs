@@ -1,8 +1,8 @@
 //! Pure decisions of the failover controller, kept apart from I/O so they are unit-tested.
 
 use crate::engine::EngineSql;
-use strata_topology::failover::{CurrentRole, Lease, Member};
 use strata_topology::Role;
+use strata_topology::failover::{CurrentRole, Lease, Member};
 
 /// What a replica observed about its source this heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,7 +39,11 @@ pub fn withdraw_acks(
         why.push(format!(
             "SQL ping failed {} times (IO thread {})",
             probes.ping_failures,
-            if probes.io_running { "connected" } else { "down" }
+            if probes.io_running {
+                "connected"
+            } else {
+                "down"
+            }
         ));
     }
     (!why.is_empty()).then(|| why.join("; "))
@@ -63,9 +67,8 @@ pub fn choose<'a>(eng: &dyn EngineSql, cands: &'a [Candidate]) -> Option<&'a Can
             Some(b) => {
                 let c_has_more = eng.gtid_gap(&c.gtid, &b.gtid)? > 0;
                 let b_has_more = eng.gtid_gap(&b.gtid, &c.gtid)? > 0;
-                if c_has_more && !b_has_more {
-                    c
-                } else if !c_has_more && !b_has_more && c.node_id < b.node_id {
+                let c_wins_tie = !b_has_more && c.node_id < b.node_id;
+                if (c_has_more && !b_has_more) || (!c_has_more && c_wins_tie) {
                     c
                 } else {
                     b

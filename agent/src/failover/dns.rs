@@ -37,7 +37,9 @@ fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-fn api<E: std::error::Error + 'static, R: std::fmt::Debug>(e: aws_sdk_route53::error::SdkError<E, R>) -> DnsError {
+fn api<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: aws_sdk_route53::error::SdkError<E, R>,
+) -> DnsError {
     DnsError::Api(aws_sdk_route53::error::DisplayErrorContext(&e).to_string())
 }
 

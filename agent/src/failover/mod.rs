@@ -43,9 +43,8 @@ use strata_topology::failover::{
     SwitchoverRequest, render_tag_time,
 };
 use strata_topology::{
-    Failover, NodeConfig, NodeState, Role, SourceEndpoint, TAG_CURRENT_ROLE,
-    TAG_LAST_FAILOVER_AT, TAG_LAST_FAILOVER_DURATION_MS, TAG_LAST_FAILOVER_REASON,
-    TAG_LEASE_EPOCH,
+    Failover, NodeConfig, NodeState, Role, SourceEndpoint, TAG_CURRENT_ROLE, TAG_LAST_FAILOVER_AT,
+    TAG_LAST_FAILOVER_DURATION_MS, TAG_LAST_FAILOVER_REASON, TAG_LEASE_EPOCH,
 };
 
 /// Unix milliseconds now.
@@ -90,7 +89,11 @@ pub fn effective_config(cfg: &NodeConfig, follow: Option<&LeaseHolder>) -> NodeC
             });
         }
     }
-    if cfg.failover.as_ref().is_some_and(|f| !f.allow_async_fallback) {
+    if cfg
+        .failover
+        .as_ref()
+        .is_some_and(|f| !f.allow_async_fallback)
+    {
         c.replication.ack_timeout_ms = NO_FALLBACK_ACK_TIMEOUT_MS;
     }
     c
@@ -367,7 +370,9 @@ impl Node {
                 })?;
             self.conn = Some(c);
         }
-        self.conn.as_mut().ok_or_else(|| AgentError::sql("local", "no connection"))
+        self.conn
+            .as_mut()
+            .ok_or_else(|| AgentError::sql("local", "no connection"))
     }
 
     /// Runs `f` on the local connection, dropping the connection on error so the next call
@@ -421,7 +426,8 @@ impl Node {
 
     fn set_deadline(&self, renewal_started: Instant) {
         let t = self.timing();
-        let d = renewal_started + Duration::from_millis(t.lease_ms.saturating_sub(t.clock_margin_ms));
+        let d =
+            renewal_started + Duration::from_millis(t.lease_ms.saturating_sub(t.clock_margin_ms));
         let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
         g.deadline = Some(d);
         g.fenced = false;
@@ -429,7 +435,8 @@ impl Node {
 
     fn deadline_left(&self) -> Option<Duration> {
         let g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        g.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        g.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     async fn fence_now(&mut self, why: &str) {
@@ -480,10 +487,8 @@ impl Node {
                     }
                 } else {
                     if self.role == CurrentRole::Source {
-                        let why = format!(
-                            "the lease names {} at epoch {}",
-                            l.holder.node_id, l.epoch
-                        );
+                        let why =
+                            format!("the lease names {} at epoch {}", l.holder.node_id, l.epoch);
                         self.fence_now(&why).await;
                     }
                     if l.expired(now, margin) && self.eligible() {
@@ -498,10 +503,7 @@ impl Node {
     }
 
     fn is_follower(&self) -> bool {
-        matches!(
-            self.role,
-            CurrentRole::Replica | CurrentRole::RegionReplica
-        )
+        matches!(self.role, CurrentRole::Replica | CurrentRole::RegionReplica)
     }
 
     /// Home replicas that replicate in shape may become source; region replicas never.
@@ -595,9 +597,17 @@ impl Node {
             && let (Some(ec2), Some(id)) = (self.ec2.clone(), old.instance_id.clone())
         {
             tokio::spawn(async move {
-                match ec2.stop_instances().instance_ids(&id).force(true).send().await {
+                match ec2
+                    .stop_instances()
+                    .instance_ids(&id)
+                    .force(true)
+                    .send()
+                    .await
+                {
                     Ok(_) => tracing::info!(instance = %id, "stopped the old source's instance"),
-                    Err(e) => tracing::warn!(instance = %id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "could not stop the old source's instance"),
+                    Err(e) => {
+                        tracing::warn!(instance = %id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "could not stop the old source's instance")
+                    }
                 }
             });
         }
@@ -667,9 +677,14 @@ impl Node {
     /// Stops fetching, waits until the received events are applied, then drops the link.
     async fn stop_replication_applied(&mut self) -> Result<(), AgentError> {
         self.wait_applied().await?;
-        let _ = self.q_exec(self.eng.stop_replica_sql(), "stopping replication").await;
-        self.q_exec(self.eng.reset_replica_all_sql(), "forgetting the replication link")
-            .await
+        let _ = self
+            .q_exec(self.eng.stop_replica_sql(), "stopping replication")
+            .await;
+        self.q_exec(
+            self.eng.reset_replica_all_sql(),
+            "forgetting the replication link",
+        )
+        .await
     }
 
     /// Stops the IO thread and waits for the SQL thread to apply the relay log. Ok at once when
@@ -678,7 +693,9 @@ impl Node {
         if self.link_row().await?.is_none() {
             return Ok(());
         }
-        let _ = self.q_exec(self.eng.stop_io_thread_sql(), "stopping the IO thread").await;
+        let _ = self
+            .q_exec(self.eng.stop_io_thread_sql(), "stopping the IO thread")
+            .await;
         let deadline = Instant::now() + Duration::from_millis(self.timing().lease_ms * 4);
         loop {
             let Some(row) = self.link_row().await? else {
@@ -719,7 +736,11 @@ impl Node {
                 self.dns_pending = None;
             }
             Err(dns::DnsError::Stale { current, ours }) => {
-                tracing::warn!(current, ours, "writer record is newer than this source's epoch");
+                tracing::warn!(
+                    current,
+                    ours,
+                    "writer record is newer than this source's epoch"
+                );
                 self.dns_pending = None;
             }
             Err(e) => tracing::warn!(error = %e, "writer record not moved yet; retrying"),
@@ -737,7 +758,7 @@ impl Node {
             Err(e) => tracing::debug!(error = %e, "switchover request unreadable"),
         }
         if self.role == CurrentRole::Source
-            && self.ticks % 5 == 0
+            && self.ticks.is_multiple_of(5)
             && let (Some(dns), Some(rec)) = (self.dns.clone(), self.f.dns.clone())
         {
             self.update_readers(&dns, &rec.reader_name).await;
@@ -775,10 +796,16 @@ impl Node {
         for m in &members {
             if let Some(name) = &m.reader_name
                 && m.healthy
-                && matches!(m.current_role, CurrentRole::Replica | CurrentRole::RegionReplica)
+                && matches!(
+                    m.current_role,
+                    CurrentRole::Replica | CurrentRole::RegionReplica
+                )
                 && now.saturating_sub(m.updated_at_ms) <= fresh
             {
-                by_name.entry(name.clone()).or_default().push(m.host.clone());
+                by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .push(m.host.clone());
             }
         }
         let home = by_name.entry(home_reader.to_string()).or_default();
@@ -850,7 +877,9 @@ impl Node {
                 return;
             }
         };
-        let caught_up = self.wait_peer_has(&target, &mine, Duration::from_secs(30)).await;
+        let caught_up = self
+            .wait_peer_has(&target, &mine, Duration::from_secs(30))
+            .await;
         if !caught_up {
             tracing::warn!(to = %target.node_id, "switchover: target did not catch up; resuming");
             // take_over re-promotes this node under its still-valid lease.
@@ -884,7 +913,9 @@ impl Node {
         });
         // Read the current version: the renewal at the top of this beat changed it.
         let etag = match self.store.read_lease().await {
-            Ok(Some((cur, e))) if cur.holder.node_id == self.me.node_id && cur.epoch == l.epoch => e,
+            Ok(Some((cur, e))) if cur.holder.node_id == self.me.node_id && cur.epoch == l.epoch => {
+                e
+            }
             _ => {
                 self.role = CurrentRole::Fenced;
                 return;
@@ -1055,7 +1086,9 @@ impl Node {
         }
         // Whatever it was fetching from, it stops now (its acks go nowhere else).
         if let Ok(Some(_)) = self.link_row().await {
-            let _ = self.q_exec(self.eng.stop_replica_sql(), "stopping replication").await;
+            let _ = self
+                .q_exec(self.eng.stop_replica_sql(), "stopping replication")
+                .await;
         }
         let mine = match self.gtid().await {
             Ok(g) => g,
@@ -1092,8 +1125,12 @@ impl Node {
         self.heartbeat().await;
         let eng = self.eng;
         let result = async {
-            let _ = self.q_exec(eng.stop_replica_sql(), "stopping replication").await;
-            let _ = self.q_exec(eng.reset_replica_all_sql(), "forgetting the link").await;
+            let _ = self
+                .q_exec(eng.stop_replica_sql(), "stopping replication")
+                .await;
+            let _ = self
+                .q_exec(eng.reset_replica_all_sql(), "forgetting the link")
+                .await;
             let (before, after) = eng.local_write_sql(Role::Replica);
             for s in &before {
                 self.q_exec(s, "local writes").await?;
@@ -1171,9 +1208,15 @@ impl Node {
             .iter()
             .filter(|m| m.final_for_epoch != Some(l.epoch))
             .collect();
-        let waited = self.election_wait.get_or_insert_with(Instant::now).elapsed();
+        let waited = self
+            .election_wait
+            .get_or_insert_with(Instant::now)
+            .elapsed();
         if !waiting.is_empty() && waited < Duration::from_millis(t.lease_ms * 2) {
-            tracing::debug!(waiting = waiting.len(), "election: waiting for peers' final positions");
+            tracing::debug!(
+                waiting = waiting.len(),
+                "election: waiting for peers' final positions"
+            );
             return;
         }
         let mut cands = vec![Candidate {
@@ -1192,7 +1235,10 @@ impl Node {
             });
         }
         let Some(best) = decide::choose(self.eng, &cands) else {
-            tracing::error!(?cands, "election: positions cannot be compared; no failover");
+            tracing::error!(
+                ?cands,
+                "election: positions cannot be compared; no failover"
+            );
             return;
         };
         if best.node_id != self.me.node_id {
@@ -1290,7 +1336,9 @@ impl Node {
             .await;
         match r {
             Ok(_) => self.tags_set = Some(key),
-            Err(e) => tracing::debug!(error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "role tags not written"),
+            Err(e) => {
+                tracing::debug!(error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "role tags not written")
+            }
         }
     }
 
@@ -1378,7 +1426,9 @@ async fn keep_lease(
                 }
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "lease renewal failed; the watchdog fences at expiry"),
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed; the watchdog fences at expiry")
+            }
         }
     }
 }
@@ -1468,7 +1518,8 @@ pub async fn status(cfg: &NodeConfig) -> FailoverStatus {
                     role: m.current_role,
                     launch_role: m.launch_role,
                     region: m.region,
-                    healthy: m.healthy && now.saturating_sub(m.updated_at_ms) <= f.timing.lease_ms * 2,
+                    healthy: m.healthy
+                        && now.saturating_sub(m.updated_at_ms) <= f.timing.lease_ms * 2,
                     lag_seconds: m.lag_seconds,
                     gtid_executed: m.gtid_executed,
                     heartbeat_age_ms: now.saturating_sub(m.updated_at_ms),
@@ -1487,7 +1538,10 @@ pub async fn request_switchover(
     to: &str,
     within: Duration,
 ) -> Result<Lease, String> {
-    let f = cfg.failover.as_ref().ok_or("this node has no failover config")?;
+    let f = cfg
+        .failover
+        .as_ref()
+        .ok_or("this node has no failover config")?;
     let store = LeaseStore::connect(&f.lease, Duration::from_secs(5), None).await;
     let (l, _) = store
         .read_lease()
@@ -1514,7 +1568,10 @@ pub async fn request_switchover(
         {
             if cur.holder.node_id == to {
                 // Wait for the new source to record how long it took.
-                if cur.last_failover.as_ref().is_some_and(|r| r.duration_ms > 0)
+                if cur
+                    .last_failover
+                    .as_ref()
+                    .is_some_and(|r| r.duration_ms > 0)
                     || Instant::now() >= deadline
                 {
                     return Ok(cur);

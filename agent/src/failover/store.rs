@@ -168,12 +168,14 @@ impl LeaseStore {
         let key = lease_key(&self.prefix);
         match self.get(&key).await? {
             None => Ok(None),
-            Some((body, etag)) => parse_lease(&body)
-                .map(|l| Some((l, etag)))
-                .map_err(|e| StoreError::Corrupt {
-                    key,
-                    reason: e.to_string(),
-                }),
+            Some((body, etag)) => {
+                parse_lease(&body)
+                    .map(|l| Some((l, etag)))
+                    .map_err(|e| StoreError::Corrupt {
+                        key,
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_topology::failover::{Lease, default_key_prefix, parse_lease};
 use strata_topology::{
-    Account, CredentialRef, DnsRecords, Failover, FailoverTiming, LeaseRef, ReplicationMode,
-    Role, SourceEndpoint,
+    Account, CredentialRef, DnsRecords, Failover, FailoverTiming, LeaseRef, ReplicationMode, Role,
+    SourceEndpoint,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,7 +37,9 @@ fn endpoint_addr() -> SocketAddr {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .replace("localhost", "127.0.0.1");
-    hostport.parse().expect("LOCALSTACK_ENDPOINT must be http://127.0.0.1:PORT")
+    hostport
+        .parse()
+        .expect("LOCALSTACK_ENDPOINT must be http://127.0.0.1:PORT")
 }
 
 /// Test timings: short, so 20 failovers fit in about two minutes.
@@ -456,7 +458,9 @@ impl Cluster {
             .await;
         // The table the writers use, made through the writer.
         let mut conn = c.admin_conn(0).await.unwrap();
-        conn.query_drop("CREATE DATABASE IF NOT EXISTS fo").await.unwrap();
+        conn.query_drop("CREATE DATABASE IF NOT EXISTS fo")
+            .await
+            .unwrap();
         conn.query_drop(
             "CREATE TABLE IF NOT EXISTS fo.t (id BIGINT PRIMARY KEY, srv INT NOT NULL) ENGINE=InnoDB",
         )
@@ -495,7 +499,10 @@ impl Cluster {
             }
             if Instant::now() > deadline {
                 self.dump_logs();
-                panic!("lease condition not met within {within:?}: {:?}", self.lease().await);
+                panic!(
+                    "lease condition not met within {within:?}: {:?}",
+                    self.lease().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -705,7 +712,12 @@ impl Writers {
     }
 
     /// First ack from server `srv` after `t`.
-    pub async fn wait_ack_from(&self, srv: u32, after: Instant, within: Duration) -> Option<Instant> {
+    pub async fn wait_ack_from(
+        &self,
+        srv: u32,
+        after: Instant,
+        within: Duration,
+    ) -> Option<Instant> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(a) = self
@@ -729,8 +741,7 @@ impl Writers {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        let v = self.acks.lock().unwrap().clone();
-        v
+        self.acks.lock().unwrap().clone()
     }
 }
 
@@ -756,7 +767,10 @@ impl Pinned {
                         id += 1;
                         let r = tokio::time::timeout(
                             Duration::from_secs(1),
-                            c.exec_drop("INSERT INTO fo.t (id, srv) VALUES (?, @@server_id)", (id,)),
+                            c.exec_drop(
+                                "INSERT INTO fo.t (id, srv) VALUES (?, @@server_id)",
+                                (id,),
+                            ),
                         )
                         .await;
                         match r {
@@ -821,7 +835,15 @@ pub fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Per-run report line.
-pub fn report(name: &str, failovers: u64, acked: usize, lost: usize, split: u64, times: &[Duration], extra: &str) {
+pub fn report(
+    name: &str,
+    failovers: u64,
+    acked: usize,
+    lost: usize,
+    split: u64,
+    times: &[Duration],
+    extra: &str,
+) {
     let mut t = times.to_vec();
     t.sort();
     eprintln!(
