@@ -23,6 +23,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// How long to wait for a replica's threads to run after starting them.
     pub replica_start_timeout: Duration,
+    /// Leave the read-only variables as they are (a source being promoted: it becomes
+    /// writable only after semi-sync is on, which the failover controller does last).
+    pub hold_read_only: bool,
 }
 
 impl Options {
@@ -32,6 +35,7 @@ impl Options {
             restart_command: None,
             connect_timeout: Duration::from_secs(5),
             replica_start_timeout: Duration::from_secs(30),
+            hold_read_only: false,
         }
     }
 }
@@ -178,7 +182,8 @@ pub async fn bootstrap(
         ensure_replication_user(&ctx, &mut local, &mut report).await?;
     }
     ensure_admin_account(&ctx, &mut local, &mut report).await?;
-    let semi_replica_changed = apply_dynamic_settings(&ctx, &mut local, &mut report).await?;
+    let semi_replica_changed =
+        apply_dynamic_settings(&ctx, &mut local, &mut report, opts.hold_read_only).await?;
     if cfg.role.is_replica() {
         ensure_replica_link(&ctx, &mut local, &mut report, semi_replica_changed, opts).await?;
     }
@@ -319,9 +324,13 @@ async fn apply_dynamic_settings(
     ctx: &Ctx<'_>,
     conn: &mut Conn,
     report: &mut Report,
+    hold_read_only: bool,
 ) -> Result<bool, AgentError> {
     let mut semi_replica_changed = false;
     for (var, wanted) in ctx.eng.dynamic_settings(ctx.cfg) {
+        if hold_read_only && ctx.eng.read_only_vars().contains(&var) {
+            continue;
+        }
         let have = sql::scalar(conn, &ctx.eng.read_global_sql(var), var)
             .await?
             .unwrap_or_default();

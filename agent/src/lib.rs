@@ -2,13 +2,15 @@
 //! the replication topology (bootstrap, seeding a new replica from a copy of its source),
 //! reports what the node is doing (status), and grows the data volume (storage). All engine
 //! SQL lives in `engine::{mariadb, mysql}`; this crate talks to AWS only to read its
-//! credentials, to tag its own instance with its state (`node_state`) and, in `storage`, for
-//! volumes.
+//! credentials, to tag its own instance with its state (`node_state`), in `storage` for
+//! volumes, and in `failover` for the lease (S3), the writer and reader records (Route 53) and
+//! stopping a lost source (EC2).
 
 pub mod bootstrap;
 pub mod credential;
 pub mod engine;
 pub mod error;
+pub mod failover;
 pub mod files;
 pub mod node_state;
 pub mod seed;

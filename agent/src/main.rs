@@ -41,6 +41,19 @@ enum Cmd {
         #[arg(long)]
         no_node_tags: bool,
     },
+    /// Planned, zero-loss switchover to NODE (failover clusters): the source's agent makes
+    /// it read-only, waits for NODE to hold every transaction, hands it the lease; NODE
+    /// promotes itself and moves the writer record. Prints the new lease.
+    Switchover {
+        #[command(flatten)]
+        common: Common,
+        /// Node id to promote.
+        #[arg(long)]
+        to: String,
+        /// Seconds to wait for the lease to move.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Print the engine config file this node's server must be started with.
     RenderServerConfig {
         #[arg(long, default_value = AGENT_CONFIG_PATH)]
@@ -174,7 +187,34 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(c.connect_timeout),
             )
             .await?;
-            print_json(&st)?;
+            if cfg.failover.is_some() {
+                let fo = strata_agent::failover::status(&cfg).await;
+                let mut v = serde_json::to_value(&st)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("failover".into(), serde_json::to_value(&fo)?);
+                }
+                print_json(&v)?;
+            } else {
+                print_json(&st)?;
+            }
+        }
+        Cmd::Switchover {
+            common: c,
+            to,
+            wait,
+        } => {
+            let cfg = c.load()?;
+            let started = std::time::Instant::now();
+            let lease =
+                strata_agent::failover::request_switchover(&cfg, &to, Duration::from_secs(wait))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("switchover: {e}"))?;
+            print_json(&serde_json::json!({
+                "source": lease.holder.node_id,
+                "epoch": lease.epoch,
+                "last_failover": lease.last_failover,
+                "waited_ms": started.elapsed().as_millis() as u64,
+            }))?;
         }
         Cmd::Run {
             common: c,
@@ -268,6 +308,30 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
     };
     let creds = c.creds();
     let autoscaler = tokio::spawn(storage_autoscaling(cfg.clone(), interval));
+    if cfg.failover.is_some() {
+        // The lease decides the role: the failover controller runs the bootstrap rounds.
+        let instance_id = if tagger.enabled {
+            match &tagger.instance_id {
+                Some(i) => Some(i.clone()),
+                None => strata_agent::storage::discover::own_instance_id()
+                    .await
+                    .ok(),
+            }
+        } else {
+            None
+        };
+        strata_agent::failover::run(strata_agent::failover::Params {
+            cfg,
+            creds,
+            opts,
+            instance_id,
+            tags: tagger.enabled,
+            bootstrap_every: every,
+        })
+        .await;
+        autoscaler.abort();
+        return;
+    }
     let first_retry = Duration::from_secs(2);
     let mut backoff = first_retry;
     loop {

@@ -208,11 +208,12 @@ pub const PROMOTIONS_KEPT: usize = 16;
 #[serde(deny_unknown_fields)]
 pub struct FailoverRecord {
     pub epoch: u64,
-    /// Unix milliseconds when the new source took writes.
+    /// Unix milliseconds when the failover began: the source declared lost, or the
+    /// switchover request picked up.
     pub at_ms: u64,
     /// `source-lost: ...` or `switchover: ...`.
     pub reason: String,
-    /// From the source being declared lost (or the switchover starting) to writes on the new one.
+    /// From `at_ms` to the new source taking writes; 0 while the promotion is under way.
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_node: Option<String>,
@@ -330,8 +331,14 @@ pub struct Member {
     /// Replication lag in seconds, replicas only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<u64>,
-    /// The lease epoch the node last saw.
+    /// The lease epoch whose source the node last followed or was (0: none yet). A node
+    /// rejoining after a change of source compares its GTIDs with the promotion after it.
     pub epoch_seen: u64,
+    /// Set during an election: the node stopped fetching from the source of this epoch and
+    /// applied everything it had received, so `gtid_executed` is final for that epoch. A
+    /// promoter waits for every live candidate's final position before choosing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_for_epoch: Option<u64>,
     /// Unix milliseconds of this heartbeat.
     pub updated_at_ms: u64,
 }
@@ -539,6 +546,7 @@ mod tests {
             healthy: true,
             lag_seconds: Some(0),
             epoch_seen: 3,
+            final_for_epoch: Some(3),
             updated_at_ms: 5,
         };
         let text = render_member(&m);

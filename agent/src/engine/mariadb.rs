@@ -135,8 +135,14 @@ impl EngineSql for MariaDb {
             s.push_str(&format!("ssl_ca = {ca}\n"));
         }
         // Written here too so a restarted node comes up in its role before the agent runs.
-        s.push_str(&format!("read_only = {}\n", on_off(cfg.role.is_replica())));
-        let semi_source = semi && cfg.role == Role::Source;
+        // With failover every node starts read-only: only its agent, once it holds the
+        // lease, lets it take writes (a restarted old source must not).
+        let failover = cfg.failover.is_some();
+        s.push_str(&format!(
+            "read_only = {}\n",
+            on_off(cfg.role.is_replica() || failover)
+        ));
+        let semi_source = semi && cfg.role == Role::Source && !failover;
         // rpl_semi_sync_master_enabled is left to the agent: on a fresh source it first
         // creates the replication user, a commit that would otherwise wait a full ack
         // timeout for replicas that cannot connect yet.
@@ -149,7 +155,10 @@ impl EngineSql for MariaDb {
         }
         s.push_str(&format!(
             "rpl_semi_sync_slave_enabled = {}\n",
-            on_off(semi && cfg.role.is_replica())
+            // With failover, also on a source: a server started with it truncates, in crash
+            // recovery, binlogged transactions no replica acknowledged (MDEV-21117), so a
+            // crashed source can rejoin without a history the new source lacks.
+            on_off(semi && (cfg.role.is_replica() || failover))
         ));
         s
     }
@@ -453,6 +462,37 @@ impl EngineSql for MariaDb {
 
     fn read_only_vars(&self) -> &'static [&'static str] {
         &["read_only"]
+    }
+
+    fn stop_io_thread_sql(&self) -> &'static str {
+        "STOP SLAVE IO_THREAD"
+    }
+
+    fn reset_replica_all_sql(&self) -> &'static str {
+        "RESET SLAVE ALL"
+    }
+
+    fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
+        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
+        s("Master_Log_File") == s("Relay_Master_Log_File")
+            && s("Read_Master_Log_Pos") == s("Exec_Master_Log_Pos")
+    }
+
+    fn rejoin_position_sql(&self) -> Vec<String> {
+        vec!["SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos".into()]
+    }
+
+    fn forget_history_sql(&self) -> Vec<String> {
+        vec![
+            "RESET MASTER".into(),
+            "SET GLOBAL gtid_slave_pos = ''".into(),
+        ]
+    }
+
+    fn gtid_contains(&self, outer: &str, inner: &str) -> Option<bool> {
+        // With gtid_strict_mode a domain's history is one sequence: a position that is not
+        // beyond `outer`'s in any domain is contained in it.
+        gtid::mariadb_gap(inner, outer).map(|g| g == 0)
     }
 }
 

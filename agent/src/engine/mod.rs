@@ -257,7 +257,38 @@ pub trait EngineSql: Send + Sync {
     fn semi_sync_enabled_vars(&self) -> (&'static str, &'static str);
     /// Variables whose ON value means "refuses writes".
     fn read_only_vars(&self) -> &'static [&'static str];
+
+    // --- failover ---
+
+    /// Stops fetching from the source (and so acknowledging its semi-sync commits) while
+    /// the SQL thread applies what was already received.
+    fn stop_io_thread_sql(&self) -> &'static str;
+    /// Forgets the replication link entirely (a promoted replica).
+    fn reset_replica_all_sql(&self) -> &'static str;
+    /// Whether a replica status row shows every received event applied.
+    fn relay_log_applied(&self, row: &std::collections::BTreeMap<String, Option<String>>) -> bool;
+    /// Before a former source (or any node) follows a new source by GTID: make the position it
+    /// asks for equal to everything it has executed.
+    fn rejoin_position_sql(&self) -> Vec<String>;
+    /// Forgets the node's binlog history and position, so a rebuilt node can be seeded anew.
+    fn forget_history_sql(&self) -> Vec<String>;
+    /// Whether GTID position `outer` contains everything in `inner`; None when unparsable.
+    fn gtid_contains(&self, outer: &str, inner: &str) -> Option<bool>;
+    /// Connections a fencing source kills: clients and binlog dump threads, not its own
+    /// threads (`ID`, `COMMAND` columns).
+    fn client_connections_sql(&self) -> &'static str {
+        "SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+         AND USER NOT IN ('system user', 'event_scheduler') \
+         AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker', 'Connect')"
+    }
+    fn kill_connection_sql(&self, id: u64) -> String {
+        format!("KILL CONNECTION {id}")
+    }
 }
+
+/// Semi-sync ack timeout used when a failover cluster must never fall back to async:
+/// about 49 days, the largest value both engines accept on every platform.
+pub const NO_FALLBACK_ACK_TIMEOUT_MS: u64 = 4_294_967_295;
 
 /// The implementation for an engine.
 pub fn for_engine(engine: Engine) -> &'static dyn EngineSql {

@@ -82,8 +82,10 @@ impl EngineSql for MySql {
         if let Some(ca) = &cfg.tls.ca_file {
             s.push_str(&format!("ssl_ca = {ca}\n"));
         }
-        s.push_str(&format!("read_only = {}\n", on_off(replica)));
-        s.push_str(&format!("super_read_only = {}\n", on_off(replica)));
+        // With failover every node starts read-only until its agent holds the lease.
+        let starts_read_only = replica || cfg.failover.is_some();
+        s.push_str(&format!("read_only = {}\n", on_off(starts_read_only)));
+        s.push_str(&format!("super_read_only = {}\n", on_off(starts_read_only)));
         if semi {
             // loose_: the variables exist only once the plugin is loaded. The source's
             // `enabled` is left to the agent, as for MariaDB (user first, then semi-sync).
@@ -432,6 +434,33 @@ impl EngineSql for MySql {
 
     fn read_only_vars(&self) -> &'static [&'static str] {
         &["read_only", "super_read_only"]
+    }
+
+    fn stop_io_thread_sql(&self) -> &'static str {
+        "STOP REPLICA IO_THREAD"
+    }
+
+    fn reset_replica_all_sql(&self) -> &'static str {
+        "RESET REPLICA ALL"
+    }
+
+    fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
+        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
+        s("Source_Log_File") == s("Relay_Source_Log_File")
+            && s("Read_Source_Log_Pos") == s("Exec_Source_Log_Pos")
+    }
+
+    fn rejoin_position_sql(&self) -> Vec<String> {
+        // Auto-position sends gtid_executed: nothing to set.
+        Vec::new()
+    }
+
+    fn forget_history_sql(&self) -> Vec<String> {
+        vec!["RESET BINARY LOGS AND GTIDS".into()]
+    }
+
+    fn gtid_contains(&self, outer: &str, inner: &str) -> Option<bool> {
+        gtid::mysql_gap(inner, outer).map(|g| g == 0)
     }
 }
 

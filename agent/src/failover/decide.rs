@@ -1,0 +1,214 @@
+//! Pure decisions of the failover controller, kept apart from I/O so they are unit-tested.
+
+use crate::engine::EngineSql;
+use strata_topology::Role;
+use strata_topology::failover::{CurrentRole, Lease, Member};
+
+/// What a replica observed about its source this heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// Consecutive failed SQL pings of the source.
+    pub ping_failures: u32,
+    /// The local replication IO thread is connected.
+    pub io_running: bool,
+}
+
+/// Whether a replica should stop acknowledging the source (stop its IO thread): the lease is
+/// about to run out by this node's clock (so nobody should be writing through it soon), or
+/// the direct path has failed `detect_misses` times in a row (a frozen or cut-off source that
+/// still holds its lease). Stopping is only a withdrawal of acks: the link restarts once the
+/// source renews and answers again.
+pub fn withdraw_acks(
+    lease: Option<&Lease>,
+    now_ms: u64,
+    margin_ms: u64,
+    probes: Probes,
+    detect_misses: u32,
+) -> Option<String> {
+    let mut why = Vec::new();
+    if let Some(l) = lease
+        && now_ms.saturating_add(margin_ms) > l.expires_at_ms
+    {
+        why.push(format!(
+            "lease of {} not renewed (expires {} ms from now)",
+            l.holder.node_id,
+            l.expires_at_ms as i64 - now_ms as i64
+        ));
+    }
+    if probes.ping_failures >= detect_misses {
+        why.push(format!(
+            "SQL ping failed {} times (IO thread {})",
+            probes.ping_failures,
+            if probes.io_running {
+                "connected"
+            } else {
+                "down"
+            }
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// A candidate's final position for an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub node_id: String,
+    pub gtid: String,
+}
+
+/// The candidate to promote: the most advanced by GTID; among equals the lowest node id, so
+/// every candidate that sees the same facts picks the same node. `None` when positions
+/// cannot be compared (unparsable GTIDs): better no failover than a wrong one.
+pub fn choose<'a>(eng: &dyn EngineSql, cands: &'a [Candidate]) -> Option<&'a Candidate> {
+    let mut best: Option<&Candidate> = None;
+    for c in cands {
+        best = Some(match best {
+            None => c,
+            Some(b) => {
+                let c_has_more = eng.gtid_gap(&c.gtid, &b.gtid)? > 0;
+                let b_has_more = eng.gtid_gap(&b.gtid, &c.gtid)? > 0;
+                let c_wins_tie = !b_has_more && c.node_id < b.node_id;
+                if (c_has_more && !b_has_more) || (!c_has_more && c_wins_tie) {
+                    c
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    best
+}
+
+/// Members that take part in an election for `epoch`: home nodes (never region replicas),
+/// not the lost holder, heartbeating within `fresh_ms`, replicas now.
+pub fn live_candidates<'a>(
+    members: &'a [Member],
+    lost_holder: &str,
+    now_ms: u64,
+    fresh_ms: u64,
+) -> Vec<&'a Member> {
+    members
+        .iter()
+        .filter(|m| m.launch_role != Role::RegionReplica)
+        .filter(|m| m.node_id != lost_holder)
+        .filter(|m| m.current_role == CurrentRole::Replica)
+        .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
+        .collect()
+}
+
+/// How a node that followed (or was) the source of `epoch_seen` may follow the holder of
+/// `lease`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejoin {
+    /// Same history: point the link at the new source.
+    Follow,
+    /// It holds transactions the new source lacks (or that cannot be proven otherwise):
+    /// rebuild from a copy.
+    Rebuild(String),
+}
+
+pub fn rejoin(eng: &dyn EngineSql, lease: &Lease, epoch_seen: u64, my_gtid: &str) -> Rejoin {
+    if my_gtid.trim().is_empty() || epoch_seen >= lease.epoch || epoch_seen == 0 {
+        // Nothing of its own, the same epoch, or a node that never followed anyone (a new
+        // node: seeded or linked by GTID, which the source refuses if it is ahead).
+        return Rejoin::Follow;
+    }
+    let Some(p) = lease.promotion_after(epoch_seen) else {
+        return Rejoin::Rebuild(format!(
+            "the lease no longer remembers the promotion after epoch {epoch_seen}"
+        ));
+    };
+    match eng.gtid_contains(&p.gtid_at_promotion, my_gtid) {
+        Some(true) => Rejoin::Follow,
+        Some(false) => Rejoin::Rebuild(format!(
+            "holds {my_gtid}, beyond {} where {} took over at epoch {}",
+            p.gtid_at_promotion, p.node_id, p.epoch
+        )),
+        None => Rejoin::Rebuild(format!(
+            "cannot compare {my_gtid} with {}",
+            p.gtid_at_promotion
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::mariadb::MariaDb;
+    use strata_topology::failover::{FAILOVER_OBJECT_VERSION, LeaseHolder, Promotion};
+
+    fn c(id: &str, g: &str) -> Candidate {
+        Candidate {
+            node_id: id.into(),
+            gtid: g.into(),
+        }
+    }
+
+    #[test]
+    fn most_advanced_wins_then_lowest_id() {
+        let e = &MariaDb;
+        let cs = [c("b", "0-1-10"), c("a", "0-1-9"), c("c", "0-1-10")];
+        assert_eq!(choose(e, &cs).unwrap().node_id, "b");
+        let cs = [c("c", "0-1-10"), c("b", "0-1-10")];
+        assert_eq!(choose(e, &cs).unwrap().node_id, "b");
+        let cs = [c("a", "0-1-3"), c("b", "0-1-3,1-2-1")];
+        assert_eq!(choose(e, &cs).unwrap().node_id, "b");
+        assert_eq!(choose(e, &[c("a", "junk"), c("b", "0-1-1")]), None);
+        assert_eq!(choose(e, &[]), None);
+    }
+
+    fn lease(epoch: u64, promos: &[(u64, &str)]) -> Lease {
+        Lease {
+            version: FAILOVER_OBJECT_VERSION,
+            epoch,
+            holder: LeaseHolder {
+                node_id: "b".into(),
+                host: "h".into(),
+                port: 1,
+                instance_id: None,
+            },
+            expires_at_ms: 10_000,
+            renewed_at_ms: 6_000,
+            promotions: promos
+                .iter()
+                .map(|(e, g)| Promotion {
+                    epoch: *e,
+                    node_id: "b".into(),
+                    gtid_at_promotion: g.to_string(),
+                })
+                .collect(),
+            last_failover: None,
+        }
+    }
+
+    #[test]
+    fn old_source_rejoins_only_without_extra_transactions() {
+        let e = &MariaDb;
+        let l = lease(2, &[(1, "0-1-1"), (2, "0-1-100")]);
+        assert_eq!(rejoin(e, &l, 1, "0-1-100"), Rejoin::Follow);
+        assert_eq!(rejoin(e, &l, 1, "0-1-90"), Rejoin::Follow);
+        assert!(matches!(rejoin(e, &l, 1, "0-1-101"), Rejoin::Rebuild(_)));
+        // Same-numbered but later history of the new source does not excuse it.
+        let l3 = lease(3, &[(2, "0-1-100"), (3, "0-2-150")]);
+        assert!(matches!(rejoin(e, &l3, 1, "0-1-101"), Rejoin::Rebuild(_)));
+        assert_eq!(rejoin(e, &l3, 3, "0-2-180"), Rejoin::Follow);
+        assert_eq!(rejoin(e, &l3, 0, "0-2-180"), Rejoin::Follow);
+    }
+
+    #[test]
+    fn acks_are_withdrawn_on_either_path() {
+        let l = lease(1, &[]);
+        let ok = Probes {
+            ping_failures: 0,
+            io_running: true,
+        };
+        assert_eq!(withdraw_acks(Some(&l), 6_000, 1_000, ok, 3), None);
+        assert!(withdraw_acks(Some(&l), 9_500, 1_000, ok, 3).is_some());
+        let frozen = Probes {
+            ping_failures: 3,
+            io_running: true,
+        };
+        assert!(withdraw_acks(Some(&l), 6_000, 1_000, frozen, 3).is_some());
+        assert!(withdraw_acks(None, 6_000, 1_000, frozen, 3).is_some());
+    }
+}
