@@ -20,9 +20,12 @@ use strata_topology::FailoverTiming;
 
 /// Tries one write through the writer record every 20 ms until one is acknowledged by a
 /// server other than `old_srv`.
-async fn first_write(c: &Cluster, old_srv: u32, id: u64) -> Instant {
+async fn first_write(c: &Cluster, old_srv: u32, base_id: u64) -> Instant {
     use mysql_async::prelude::Queryable;
+    let mut id = base_id;
     loop {
+        // A new id per attempt: an attempt that timed out here may still commit later.
+        id += 1;
         if let Some(ip) = c.writer_ip().await
             && let Ok(mut conn) = admin_conn_to(&ip, c.port).await
         {
@@ -66,7 +69,7 @@ async fn main() {
         let old_srv = c.nodes[old].node.cfg.server_id;
         let t0 = Instant::now();
         c.nodes[old].kill9();
-        let t1 = first_write(&c, old_srv, 2_000_000_000 + round as u64).await;
+        let t1 = first_write(&c, old_srv, 2_000_000_000 + 1_000_000 * round as u64).await;
         to_write.push(t1 - t0);
         let r0 = Instant::now();
         c.nodes[old].restart();
