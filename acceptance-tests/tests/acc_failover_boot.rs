@@ -84,8 +84,7 @@ fn resolve_writer(
     out.resource_record_sets()
         .iter()
         .filter(|s| {
-            s.name().eq_ignore_ascii_case(&want)
-                && *s.r#type() == aws_sdk_route53::types::RrType::A
+            s.name().eq_ignore_ascii_case(&want) && *s.r#type() == aws_sdk_route53::types::RrType::A
         })
         .flat_map(|s| s.resource_records().iter().map(|r| r.value().to_string()))
         .next()
@@ -106,14 +105,19 @@ impl Writer {
                 .region(aws_sdk_route53::config::Region::new("us-east-1"))
                 .endpoint_url(&c.endpoint)
                 .credentials_provider(aws_sdk_route53::config::Credentials::new(
-                    "test", "test", None, None, "strata-acc",
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "strata-acc",
                 ))
                 .build();
             let route53 = aws_sdk_route53::Client::from_conf(conf);
             let mut target: Option<String> = None;
             let mut attempts = 0u64;
             while !s.load(Ordering::SeqCst) {
-                let Some(host) = target.clone().or_else(|| resolve_writer(&rt, &route53, &c)) else {
+                let Some(host) = target.clone().or_else(|| resolve_writer(&rt, &route53, &c))
+                else {
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 };
@@ -122,7 +126,9 @@ impl Writer {
                 // `timeout` bounds a statement sent to a source that vanished from the
                 // network (the client would wait for TCP to give up).
                 let out = Command::new("timeout")
-                    .args(["-s", "KILL", "4", "ip", "netns", "exec", &c.router, "mariadb"])
+                    .args([
+                        "-s", "KILL", "4", "ip", "netns", "exec", &c.router, "mariadb",
+                    ])
                     .args(["-h", &host, "-P", "3306", "-u", &c.user])
                     .args(["-N", "-B", "--connect-timeout=2", "-e"])
                     .arg(format!(
@@ -289,7 +295,11 @@ resource "strata_replica" "r" {{
     let writer_ip = || acc.resolve(&zone_id, &writer_name);
 
     // The launch source holds the writer name.
-    assert_eq!(writer_ip(), vec![all[0].ip.clone()], "writer before any failover");
+    assert_eq!(
+        writer_ip(),
+        vec![all[0].ip.clone()],
+        "writer before any failover"
+    );
     sql(
         &all[0].ip,
         "CREATE DATABASE fo; CREATE TABLE fo.w (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
@@ -329,9 +339,11 @@ resource "strata_replica" "r" {{
             Fault::NetCut
         };
         let before = writer.acks().len();
-        wait_for("writes flowing before the fault", Duration::from_secs(30), || {
-            (writer.acks().len() >= before + 3).then_some(())
-        });
+        wait_for(
+            "writes flowing before the fault",
+            Duration::from_secs(30),
+            || (writer.acks().len() >= before + 3).then_some(()),
+        );
         let killed_at = Instant::now();
         match fault {
             Fault::Kill9 => {
@@ -366,10 +378,10 @@ resource "strata_replica" "r" {{
             &format!("cycle {cycle} ({fault:?}): a write acknowledged by a new source"),
             Duration::from_secs(90),
             || {
-                writer
-                    .acks()
-                    .into_iter()
-                    .find(|a| a.at > killed_at && by_host(&a.host).map(|n| n.instance) != Some(source.instance.clone()))
+                writer.acks().into_iter().find(|a| {
+                    a.at > killed_at
+                        && by_host(&a.host).map(|n| n.instance) != Some(source.instance.clone())
+                })
             },
         );
         let took = first_new.at.duration_since(killed_at).as_secs_f64() * 1000.0;
@@ -385,7 +397,10 @@ resource "strata_replica" "r" {{
         let late_old = writer
             .acks()
             .iter()
-            .filter(|a| a.at > first_new.at && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone()))
+            .filter(|a| {
+                a.at > first_new.at
+                    && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone())
+            })
             .count();
         split_brain += usize::from(late_old > 0);
         eprintln!(
@@ -418,7 +433,12 @@ resource "strata_replica" "r" {{
                 let out = nodes
                     .exec(
                         &old.instance,
-                        &["strata-agent", "status", "--socket", "/run/mysqld/mysqld.sock"],
+                        &[
+                            "strata-agent",
+                            "status",
+                            "--socket",
+                            "/run/mysqld/mysqld.sock",
+                        ],
                     )
                     .ok()?;
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -446,7 +466,10 @@ resource "strata_replica" "r" {{
             back.elapsed().as_secs_f64()
         );
         let log = nodes
-            .exec(&old.instance, &["journalctl", "-u", "strata-agent", "--no-pager", "-q"])
+            .exec(
+                &old.instance,
+                &["journalctl", "-u", "strata-agent", "--no-pager", "-q"],
+            )
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         if log.contains("rebuilding") || log.contains("rebuild") {
@@ -462,14 +485,23 @@ resource "strata_replica" "r" {{
         .unwrap()
         .clone();
     let before = writer.acks().len();
-    wait_for("writes before the switchover", Duration::from_secs(30), || {
-        (writer.acks().len() >= before + 3).then_some(())
-    });
+    wait_for(
+        "writes before the switchover",
+        Duration::from_secs(30),
+        || (writer.acks().len() >= before + 3).then_some(()),
+    );
     let asked = Instant::now();
     let out = nodes
         .exec_ok(
             &target.instance,
-            &["strata-agent", "switchover", "--to", &target.node_id, "--wait", "60"],
+            &[
+                "strata-agent",
+                "switchover",
+                "--to",
+                &target.node_id,
+                "--wait",
+                "60",
+            ],
         )
         .expect("strata-agent switchover");
     eprintln!("failover-boot: switchover printed {}", out.trim());
@@ -477,29 +509,46 @@ resource "strata_replica" "r" {{
         "a write acknowledged by the switchover target",
         Duration::from_secs(60),
         || {
-            writer
-                .acks()
-                .into_iter()
-                .find(|a| a.at > asked && by_host(&a.host).map(|n| n.instance) == Some(target.instance.clone()))
+            writer.acks().into_iter().find(|a| {
+                a.at > asked
+                    && by_host(&a.host).map(|n| n.instance) == Some(target.instance.clone())
+            })
         },
     );
     let acks = writer.acks();
     let last_on_old = acks
         .iter()
-        .filter(|a| a.at < first_on_target.at && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone()))
+        .filter(|a| {
+            a.at < first_on_target.at
+                && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone())
+        })
         .map(|a| a.at)
         .max()
         .unwrap_or(asked);
     let switch_gap_ms = first_on_target.at.duration_since(last_on_old).as_secs_f64() * 1000.0;
-    assert_eq!(writer_ip(), vec![target.ip.clone()], "writer after switchover");
+    assert_eq!(
+        writer_ip(),
+        vec![target.ip.clone()],
+        "writer after switchover"
+    );
     eprintln!(
         "failover-boot: switchover {} -> {}: write gap {switch_gap_ms:.0} ms",
         source.node_id, target.node_id
     );
     source = target;
-    wait_for("writes after the switchover", Duration::from_secs(30), || {
-        (writer.acks().iter().filter(|a| a.at > first_on_target.at).count() >= 3).then_some(())
-    });
+    wait_for(
+        "writes after the switchover",
+        Duration::from_secs(30),
+        || {
+            (writer
+                .acks()
+                .iter()
+                .filter(|a| a.at > first_on_target.at)
+                .count()
+                >= 3)
+                .then_some(())
+        },
+    );
     let attempts = writer.stop();
     let acks = writer.acks();
 
@@ -509,7 +558,11 @@ resource "strata_replica" "r" {{
     let mut lost_total = 0usize;
     for n in &all {
         if n.instance != source.instance {
-            let w = sql(&n.ip, &format!("SELECT MASTER_GTID_WAIT('{}', 60)", pos.trim())).unwrap();
+            let w = sql(
+                &n.ip,
+                &format!("SELECT MASTER_GTID_WAIT('{}', 60)", pos.trim()),
+            )
+            .unwrap();
             assert_eq!(w.trim(), "0", "{} did not reach {}", n.node_id, pos.trim());
         }
         let have: BTreeSet<u64> = sql(&n.ip, "SELECT id FROM fo.w")
@@ -542,22 +595,43 @@ resource "strata_replica" "r" {{
 
     // Terraform: after a refresh the status attributes report the last change, plan is empty.
     let d = acc.dir.clone();
-    acc.run_ok(&d, &["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    acc.run_ok(
+        &d,
+        &[
+            "apply",
+            "-refresh-only",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ],
+    );
     let cluster = acc.resource("strata_cluster.main");
     assert_eq!(
         cluster["current_source_node_id"].as_str(),
         Some(source.instance.as_str()),
         "current_source_node_id after the failovers: {cluster}"
     );
-    assert_eq!(cluster["source_node_id"].as_str(), Some(all[0].instance.as_str()));
+    assert_eq!(
+        cluster["source_node_id"].as_str(),
+        Some(all[0].instance.as_str())
+    );
     let lf = &cluster["last_failover"];
     assert!(
-        lf["reason"].as_str().is_some_and(|r| r.starts_with("switchover")),
+        lf["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("switchover")),
         "last_failover: {lf}"
     );
-    assert_eq!(lf["node_id"].as_str(), Some(source.instance.as_str()), "{lf}");
+    assert_eq!(
+        lf["node_id"].as_str(),
+        Some(source.instance.as_str()),
+        "{lf}"
+    );
     let (code, out, err) = acc.plan();
-    assert_eq!(code, 0, "plan after the failovers is not empty:\n{out}\n{err}");
+    assert_eq!(
+        code, 0,
+        "plan after the failovers is not empty:\n{out}\n{err}"
+    );
 
     let mut sorted = times_ms.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -570,7 +644,10 @@ resource "strata_replica" "r" {{
         sorted.first().copied().unwrap_or(f64::NAN),
         percentile(&sorted, 0.5),
         sorted.last().copied().unwrap_or(f64::NAN),
-        times_ms.iter().map(|t| t.round() as u64).collect::<Vec<_>>(),
+        times_ms
+            .iter()
+            .map(|t| t.round() as u64)
+            .collect::<Vec<_>>(),
     );
     assert_eq!(split_brain, 0, "split-brain windows seen");
     acc.destroy_and_check();
