@@ -1,0 +1,654 @@
+//! Failover end to end on booted nodes: `tofu apply` of a semi-sync source with two replicas
+//! while `strata-nodehost` boots each instance as a Debian 12 node (MariaDB from the OS's
+//! packages, the agent from S3, the NodeConfig's `failover` section from the provider). The
+//! agents take the lease and keep the writer record; a continuous writer resolves the writer
+//! name through the Route 53 API on every reconnect and records each acknowledged commit.
+//!
+//! Then, repeatedly, the source is lost, alternating two faults that model an instance loss:
+//! `kill -9` of its `mariadbd` and agent (no restart), and a cut of its network (its veth goes
+//! down). Each time: a replica must be promoted and the writer record moved; the time from the
+//! fault to the first write acknowledged by the new source is measured; every acknowledged
+//! write must be on the new source and the surviving replica; the old source (stopped by the
+//! promoter through EC2, started again here) must come back as a replica, never as a second
+//! writer. Then a planned switchover through `strata-agent switchover` inside a node: zero loss,
+//! the writer record moves, the write gap is measured. Last: after a refresh the cluster's
+//! status attributes report the failover, and `tofu plan` is empty.
+
+mod acc_support;
+
+use acc_support::{Acc, write_config};
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_acceptance_tests::nodes::NodeHost;
+
+/// Polls `f` until it returns Some, or panics after `timeout` naming `what`.
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One write the server acknowledged: the id written and the server (hostname) that said OK.
+#[derive(Clone, Debug)]
+struct Ack {
+    id: u64,
+    host: String,
+    at: Instant,
+}
+
+/// The continuous writer: one `mariadb` client process per statement, run in the router
+/// namespace (the only place the nodes' private IPs exist). The writer's address is looked up
+/// through Route 53 (`ListResourceRecordSets`, as the VPC's resolver would answer) whenever a
+/// write fails, i.e. on each reconnect. A write counts as acknowledged only when the client
+/// got OK for the commit and printed the server's hostname.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+struct WriterCfg {
+    /// LocalStack's URL: the writer makes its own Route 53 client, because an SDK client's
+    /// pooled connections belong to the runtime that opened them (sharing the test's client
+    /// with this thread's runtime hangs).
+    endpoint: String,
+    zone_id: String,
+    writer_name: String,
+    router: String,
+    user: String,
+    password: String,
+}
+
+fn resolve_writer(
+    rt: &tokio::runtime::Runtime,
+    route53: &aws_sdk_route53::Client,
+    c: &WriterCfg,
+) -> Option<String> {
+    let out = rt
+        .block_on(
+            route53
+                .list_resource_record_sets()
+                .hosted_zone_id(&c.zone_id)
+                .send(),
+        )
+        .ok()?;
+    let want = format!("{}.", c.writer_name.trim_end_matches('.'));
+    out.resource_record_sets()
+        .iter()
+        .filter(|s| {
+            s.name().eq_ignore_ascii_case(&want) && *s.r#type() == aws_sdk_route53::types::RrType::A
+        })
+        .flat_map(|s| s.resource_records().iter().map(|r| r.value().to_string()))
+        .next()
+}
+
+impl Writer {
+    fn start(c: WriterCfg) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acks.clone());
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let conf = aws_sdk_route53::Config::builder()
+                .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+                .region(aws_sdk_route53::config::Region::new("us-east-1"))
+                .endpoint_url(&c.endpoint)
+                .credentials_provider(aws_sdk_route53::config::Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "strata-acc",
+                ))
+                .build();
+            let route53 = aws_sdk_route53::Client::from_conf(conf);
+            let mut target: Option<String> = None;
+            let mut attempts = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                let Some(host) = target.clone().or_else(|| resolve_writer(&rt, &route53, &c))
+                else {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
+                attempts += 1;
+                let id = attempts;
+                // `timeout` bounds a statement sent to a source that vanished from the
+                // network (the client would wait for TCP to give up).
+                let out = Command::new("timeout")
+                    .args([
+                        "-s", "KILL", "4", "ip", "netns", "exec", &c.router, "mariadb",
+                    ])
+                    .args(["-h", &host, "-P", "3306", "-u", &c.user])
+                    .args(["-N", "-B", "--connect-timeout=2", "-e"])
+                    .arg(format!(
+                        "INSERT INTO fo.w (id) VALUES ({id}); SELECT @@hostname"
+                    ))
+                    .env("MYSQL_PWD", &c.password)
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {
+                        let server = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                        a.lock().unwrap().push(Ack {
+                            id,
+                            host: server,
+                            at: Instant::now(),
+                        });
+                        target = Some(host);
+                    }
+                    _ => {
+                        target = None;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+            attempts
+        });
+        Writer {
+            stop,
+            acks,
+            handle: Some(handle),
+        }
+    }
+
+    fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap().clone()
+    }
+
+    fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .map(|h| h.join().expect("writer thread"))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node of the cluster as the test sees it.
+#[derive(Clone, Debug)]
+struct Node {
+    instance: String,
+    node_id: String,
+    ip: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill9,
+    NetCut,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn, tofu and LocalStack on CPython 3.13: run via scripts/test"]
+fn booted_cluster_fails_over_and_switches_over_without_losing_acknowledged_writes() {
+    let mut acc = Acc::new("fob");
+    let nodes = NodeHost::start(&[&acc.name]).expect("start the node host");
+    let body = format!(
+        r#"
+resource "strata_cluster" "main" {{
+  name                             = "{name}"
+  engine                           = "mariadb"
+  instance_type                    = "t3.micro"
+  subnet_id                        = "{s0}"
+  replication_mode                 = "semi_sync"
+  semi_sync_wait_for_replica_count = 1
+  allowed_cidr_blocks              = ["10.0.0.0/8"]
+}}
+
+resource "strata_replica" "r" {{
+  count      = 2
+  cluster_id = strata_cluster.main.id
+  subnet_id  = count.index == 0 ? "{s0}" : "{s1}"
+}}
+"#,
+        name = acc.name,
+        s0 = acc.subnet(0),
+        s1 = acc.subnet(acc.net.home_subnet_ids.len().min(2) - 1),
+    );
+    write_config(&acc.dir, &acc.provider_hcl_waiting("15m"), &body);
+    let t0 = Instant::now();
+    acc.apply();
+    eprintln!(
+        "failover-boot: apply (source + 2 replicas booted, ready) took {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let cluster = acc.resource("strata_cluster.main");
+    let s = |k: &str| {
+        cluster[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("strata_cluster.main.{k}: {cluster}"))
+            .to_string()
+    };
+    let zone_id = s("dns_zone_id");
+    let writer_endpoint = s("writer_endpoint");
+    let writer_name = writer_endpoint
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap();
+    let user = s("admin_user");
+    let password = acc
+        .block(
+            acc.ssm
+                .get_parameter()
+                .name(s("admin_parameter_name"))
+                .with_decryption(true)
+                .send(),
+        )
+        .expect("admin password parameter")
+        .parameter
+        .and_then(|p| p.value)
+        .expect("admin password value");
+    let mut all: Vec<Node> = Vec::new();
+    let mut instances = vec![(s("source_node_id"), s("source_private_ip"))];
+    for i in 0..2 {
+        let r = acc.resource(&format!("strata_replica.r[{i}]"));
+        instances.push((
+            r["node_id"].as_str().unwrap().to_string(),
+            r["private_ip"].as_str().unwrap().to_string(),
+        ));
+    }
+    for (instance, ip) in instances {
+        let (_, cfg) = acc.user_data(&instance);
+        assert!(
+            cfg.failover.is_some(),
+            "{instance}: NodeConfig has no failover section"
+        );
+        all.push(Node {
+            instance,
+            node_id: cfg.node_id,
+            ip,
+        });
+    }
+    let by_host = |h: &str| -> Option<Node> {
+        // @@hostname is the private DNS name, ip-10-42-1-5(.ec2.internal).
+        let dashed = |ip: &str| format!("ip-{}", ip.replace('.', "-"));
+        all.iter()
+            .find(|n| h.split('.').next() == Some(dashed(&n.ip).as_str()) || h == n.ip)
+            .cloned()
+    };
+    let sql = |host: &str, q: &str| nodes.sql(host, &user, &password, q);
+    let writer_ip = || acc.resolve(&zone_id, &writer_name);
+
+    // The launch source holds the writer name.
+    assert_eq!(
+        writer_ip(),
+        vec![all[0].ip.clone()],
+        "writer before any failover"
+    );
+    sql(
+        &all[0].ip,
+        "CREATE DATABASE fo; CREATE TABLE fo.w (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    )
+    .expect("schema on the source");
+
+    let mut writer = Writer::start(WriterCfg {
+        endpoint: acc.endpoint.clone(),
+        zone_id: zone_id.clone(),
+        writer_name: writer_name.clone(),
+        router: nodes.router_netns().to_string(),
+        user: user.clone(),
+        password: password.clone(),
+    });
+    wait_for("first acknowledged writes", Duration::from_secs(30), || {
+        (writer.acks().len() >= 5).then_some(())
+    });
+    let host_of_first = writer.acks()[0].host.clone();
+    assert_eq!(
+        by_host(&host_of_first).map(|n| n.instance),
+        Some(all[0].instance.clone()),
+        "first writes acknowledged by {host_of_first}, not the launch source"
+    );
+
+    let cycles: usize = std::env::var("STRATA_FAILOVER_BOOT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut source = all[0].clone();
+    let mut times_ms: Vec<f64> = Vec::new();
+    let mut split_brain = 0usize;
+    let mut rebuilt = 0usize;
+    for cycle in 0..cycles {
+        let fault = if cycle % 2 == 0 {
+            Fault::Kill9
+        } else {
+            Fault::NetCut
+        };
+        let before = writer.acks().len();
+        wait_for(
+            "writes flowing before the fault",
+            Duration::from_secs(30),
+            || (writer.acks().len() >= before + 3).then_some(()),
+        );
+        let killed_at = Instant::now();
+        match fault {
+            Fault::Kill9 => {
+                // No restart: systemd would bring both back in 5 s; an instance loss does not.
+                nodes
+                    .exec_ok(
+                        &source.instance,
+                        &[
+                            "sh",
+                            "-c",
+                            "kill -9 $(pidof mariadbd) $(pidof strata-agent); \
+                             systemctl stop strata-agent.service mariadb.service",
+                        ],
+                    )
+                    .expect("kill -9 in the source node");
+            }
+            Fault::NetCut => {
+                let ns = format!("strata-{}", source.instance);
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "ip", "link", "set", "eth0", "down"])
+                    .output()
+                    .expect("ip link set down");
+                assert!(
+                    out.status.success(),
+                    "cutting {ns}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        // The first write acknowledged by another server.
+        let first_new = wait_for(
+            &format!("cycle {cycle} ({fault:?}): a write acknowledged by a new source"),
+            Duration::from_secs(90),
+            || {
+                writer.acks().into_iter().find(|a| {
+                    a.at > killed_at
+                        && by_host(&a.host).map(|n| n.instance) != Some(source.instance.clone())
+                })
+            },
+        );
+        let took = first_new.at.duration_since(killed_at).as_secs_f64() * 1000.0;
+        times_ms.push(took);
+        let new_source = by_host(&first_new.host)
+            .unwrap_or_else(|| panic!("acknowledged by unknown server {}", first_new.host));
+        assert_eq!(
+            writer_ip(),
+            vec![new_source.ip.clone()],
+            "writer record after failover {cycle}"
+        );
+        // Split brain: an ack by the old source after the new one acknowledged a write.
+        let late_old = writer
+            .acks()
+            .iter()
+            .filter(|a| {
+                a.at > first_new.at
+                    && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone())
+            })
+            .count();
+        split_brain += usize::from(late_old > 0);
+        eprintln!(
+            "failover-boot: cycle {cycle} {fault:?}: {} -> {} in {took:.0} ms (first write on the new source)",
+            source.node_id, new_source.node_id
+        );
+
+        // The promoter stops the old source's instance (fencing through EC2); start it again,
+        // as an operator or an Auto Scaling group would, and it must come back as a replica.
+        let old = source.clone();
+        wait_for(
+            &format!("old source {} stopped by the promoter", old.instance),
+            Duration::from_secs(60),
+            || {
+                let st = acc.instance(&acc.ec2, &old.instance);
+                matches!(
+                    st.state().and_then(|s| s.name()),
+                    Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
+                )
+                .then_some(())
+            },
+        );
+        acc.block(acc.ec2.start_instances().instance_ids(&old.instance).send())
+            .expect("StartInstances of the old source");
+        let back = Instant::now();
+        let role = wait_for(
+            &format!("old source {} back as a replica", old.node_id),
+            Duration::from_secs(180),
+            || {
+                let out = nodes
+                    .exec(
+                        &old.instance,
+                        &[
+                            "strata-agent",
+                            "status",
+                            "--socket",
+                            "/run/mysqld/mysqld.sock",
+                        ],
+                    )
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                let me = v["failover"]["nodes"]
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["node_id"] == old.node_id.as_str())?
+                    .clone();
+                let role = me["role"].as_str()?.to_string();
+                let io = v["replication"]["io_thread"].as_str() == Some("Yes");
+                (role == "replica" && io && v["read_only"] == true).then_some(role)
+            },
+        );
+        assert_eq!(role, "replica");
+        // Never a second writer: the returning node refuses writes.
+        let err = sql(&old.ip, "INSERT INTO fo.w (id) VALUES (0)")
+            .expect_err("the old source accepted a write after coming back");
+        assert!(
+            err.to_string().contains("read-only") || err.to_string().contains("READ ONLY"),
+            "{err:#}"
+        );
+        eprintln!(
+            "failover-boot: cycle {cycle}: {} back as a replica {:.1} s after StartInstances",
+            old.node_id,
+            back.elapsed().as_secs_f64()
+        );
+        let log = nodes
+            .exec(
+                &old.instance,
+                &["journalctl", "-u", "strata-agent", "--no-pager", "-q"],
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if log.contains("rebuilding") || log.contains("rebuild") {
+            rebuilt += 1;
+        }
+        source = new_source;
+    }
+
+    // A planned switchover to a replica, from inside a node.
+    let target = all
+        .iter()
+        .find(|n| n.instance != source.instance)
+        .unwrap()
+        .clone();
+    let before = writer.acks().len();
+    wait_for(
+        "writes before the switchover",
+        Duration::from_secs(30),
+        || (writer.acks().len() >= before + 3).then_some(()),
+    );
+    let asked = Instant::now();
+    let out = nodes
+        .exec_ok(
+            &target.instance,
+            &[
+                "strata-agent",
+                "switchover",
+                "--to",
+                &target.node_id,
+                "--wait",
+                "60",
+            ],
+        )
+        .expect("strata-agent switchover");
+    eprintln!("failover-boot: switchover printed {}", out.trim());
+    let first_on_target = wait_for(
+        "a write acknowledged by the switchover target",
+        Duration::from_secs(60),
+        || {
+            writer.acks().into_iter().find(|a| {
+                a.at > asked
+                    && by_host(&a.host).map(|n| n.instance) == Some(target.instance.clone())
+            })
+        },
+    );
+    let acks = writer.acks();
+    let last_on_old = acks
+        .iter()
+        .filter(|a| {
+            a.at < first_on_target.at
+                && by_host(&a.host).map(|n| n.instance) == Some(source.instance.clone())
+        })
+        .map(|a| a.at)
+        .max()
+        .unwrap_or(asked);
+    let switch_gap_ms = first_on_target.at.duration_since(last_on_old).as_secs_f64() * 1000.0;
+    assert_eq!(
+        writer_ip(),
+        vec![target.ip.clone()],
+        "writer after switchover"
+    );
+    eprintln!(
+        "failover-boot: switchover {} -> {}: write gap {switch_gap_ms:.0} ms",
+        source.node_id, target.node_id
+    );
+    source = target;
+    wait_for(
+        "writes after the switchover",
+        Duration::from_secs(30),
+        || {
+            (writer
+                .acks()
+                .iter()
+                .filter(|a| a.at > first_on_target.at)
+                .count()
+                >= 3)
+                .then_some(())
+        },
+    );
+    let attempts = writer.stop();
+    let acks = writer.acks();
+
+    // Every acknowledged write is on the source and on every replica.
+    let acked: BTreeSet<u64> = acks.iter().map(|a| a.id).collect();
+    let pos = sql(&source.ip, "SELECT @@gtid_binlog_pos").unwrap();
+    let mut lost_total = 0usize;
+    for n in &all {
+        if n.instance != source.instance {
+            let w = sql(
+                &n.ip,
+                &format!("SELECT MASTER_GTID_WAIT('{}', 60)", pos.trim()),
+            )
+            .unwrap();
+            assert_eq!(w.trim(), "0", "{} did not reach {}", n.node_id, pos.trim());
+        }
+        let have: BTreeSet<u64> = sql(&n.ip, "SELECT id FROM fo.w")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let lost: Vec<&u64> = acked.difference(&have).collect();
+        lost_total += lost.len();
+        assert!(
+            lost.is_empty(),
+            "{} lacks {} acknowledged writes: {:?}",
+            n.node_id,
+            lost.len(),
+            lost.iter().take(20).collect::<Vec<_>>()
+        );
+    }
+    // Whoever acknowledged changed only at the failovers and the switchover.
+    let mut changes = 0usize;
+    for w in acks.windows(2) {
+        if w[0].host != w[1].host {
+            changes += 1;
+        }
+    }
+    assert_eq!(
+        changes,
+        cycles + 1,
+        "the acknowledging server changed {changes} times for {cycles} failovers + 1 switchover"
+    );
+
+    // Terraform: after a refresh the status attributes report the last change, plan is empty.
+    let d = acc.dir.clone();
+    acc.run_ok(
+        &d,
+        &[
+            "apply",
+            "-refresh-only",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ],
+    );
+    let cluster = acc.resource("strata_cluster.main");
+    assert_eq!(
+        cluster["current_source_node_id"].as_str(),
+        Some(source.instance.as_str()),
+        "current_source_node_id after the failovers: {cluster}"
+    );
+    assert_eq!(
+        cluster["source_node_id"].as_str(),
+        Some(all[0].instance.as_str())
+    );
+    let lf = &cluster["last_failover"];
+    assert!(
+        lf["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("switchover")),
+        "last_failover: {lf}"
+    );
+    assert_eq!(
+        lf["node_id"].as_str(),
+        Some(source.instance.as_str()),
+        "{lf}"
+    );
+    let (code, out, err) = acc.plan();
+    assert_eq!(
+        code, 0,
+        "plan after the failovers is not empty:\n{out}\n{err}"
+    );
+
+    let mut sorted = times_ms.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "FAILOVER-BOOT-REPORT: failovers={} (kill9 + netcut alternating) acked_writes={} attempts={attempts} \
+         lost_acked_writes={lost_total} split_brain_windows={split_brain} rebuilt_returns={rebuilt} \
+         failover_ms min={:.0} p50={:.0} max={:.0} all={:?} switchover_gap_ms={switch_gap_ms:.0}",
+        times_ms.len(),
+        acked.len(),
+        sorted.first().copied().unwrap_or(f64::NAN),
+        percentile(&sorted, 0.5),
+        sorted.last().copied().unwrap_or(f64::NAN),
+        times_ms
+            .iter()
+            .map(|t| t.round() as u64)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(split_brain, 0, "split-brain windows seen");
+    acc.destroy_and_check();
+}
