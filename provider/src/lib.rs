@@ -7,6 +7,7 @@
 //! two meet only through `strata_topology::NodeConfig`.
 
 pub mod aws;
+pub mod cancel;
 pub mod cty;
 pub mod framework;
 pub mod provider;

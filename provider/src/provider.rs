@@ -72,7 +72,7 @@ pub fn provider_schema() -> Schema {
             Attr::number("max_retries")
                 .optional()
                 .validate(validators::int_range(0, 100))
-                .description("How many times an AWS call is retried after a throttle or a transient error (SDK default: 2)."),
+                .description("How many times an AWS call is retried after throttling, an HTTP 5xx answer or a transport failure (reset, timeout), with adaptive rate limiting and jittered exponential backoff (0.2 s doubling to 20 s). Default: `AWS_MAX_ATTEMPTS` - 1 when set, else 25, which rides out several minutes of sustained throttling."),
         )
         .attribute(
             Attr::string("node_ready_timeout")

@@ -10,11 +10,15 @@
 pub mod artifact;
 pub mod cluster;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod network;
 pub mod node;
+pub mod ownership;
 pub mod policy;
 pub mod region;
+pub mod retry;
+pub mod rules;
 pub mod segment;
 pub mod tags;
 pub mod wait;
