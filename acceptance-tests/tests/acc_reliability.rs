@@ -302,6 +302,7 @@ resource "strata_storage_segment" "data" {{
         "the re-apply must find what the killed one made (1 source, 2 replicas): {:?}",
         live.iter().map(|i| i.instance_id()).collect::<Vec<_>>()
     );
+    acc.destroy_in(&d); // (init_in, not Acc's own init: destroy here, then the sweep)
     acc.destroy_and_check(); // the sweep: 0 orphans
     eprintln!("FORCED EXIT: orphans after destroy: 0");
 }
@@ -362,6 +363,7 @@ fn sigint_during_a_long_create_returns_promptly_and_the_next_apply_completes() {
     acc.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
     acc.assert_plan_empty_in(&d);
     assert_eq!(acc.live_instances(&acc.ec2).len(), 1, "one source, not two");
+    acc.destroy_in(&d);
     acc.destroy_and_check();
 }
 

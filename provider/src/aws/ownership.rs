@@ -12,10 +12,15 @@
 //! - **Read**: an anchor whose owner tag is not the one in this instance's private state is not
 //!   this instance's: read reports it gone, and the create that follows is refused.
 //!
-//! The owner tag is written last ([`mark_owned`]), when the create has succeeded; the window
-//! between that and Terraform writing its state is milliseconds with the local backend.
-//! Limit: two *different* applies (two states) creating the same identity at the same moment
-//! can both see an unowned anchor; the in-process guards cannot see across processes.
+//! Terraform may lose a finished create (tofu killed before it wrote the state: OpenTofu does
+//! not write the state after every resource). So for named resources the anchor also records
+//! its origin (`strata:origin`, the configuration's directory and workspace): a create from
+//! the same origin takes the objects back. Unnamed resources (replicas, segments) are marked
+//! owned by their first *read*, which proves the state holds them; until then they count as
+//! unfinished, and a create of this process never takes one another create of it made.
+//! Limits: two applies of different states creating one identity at the same moment can both
+//! see an unfinished anchor; two workspaces of one directory need `TF_WORKSPACE` set to be
+//! told apart; with `-refresh=false` a replica made by an earlier apply is not yet marked.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -26,6 +31,22 @@ use super::error::AwsError;
 /// The tag that says which resource instance owns an object set (its value: an owner id kept
 /// in that instance's private state).
 pub const TAG_OWNER: &str = "strata:owner";
+/// Where the owning resource was created from: a digest of the provider's working directory
+/// (the Terraform configuration's) and workspace. A create whose anchor has another origin is
+/// refused; one from the same origin is a re-apply whose state was lost (tofu killed before it
+/// wrote the state) and takes the objects back.
+pub const TAG_ORIGIN: &str = "strata:origin";
+
+/// This process's origin (see [`TAG_ORIGIN`]).
+pub fn origin() -> String {
+    use sha2::{Digest, Sha256};
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let ws = std::env::var("TF_WORKSPACE").unwrap_or_else(|_| "default".into());
+    let h = Sha256::digest(format!("{cwd}\0{ws}").as_bytes());
+    hex::encode(&h[..8])
+}
 
 static PLANNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 static APPLYING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -129,19 +150,29 @@ pub async fn mark_owned(
     rc: &RegionClients,
     resource_ids: &[String],
     owner: &str,
+    origin: Option<&str>,
 ) -> Result<(), AwsError> {
     if resource_ids.is_empty() {
         return Ok(());
     }
+    let mut tags = vec![
+        aws_sdk_ec2::types::Tag::builder()
+            .key(TAG_OWNER)
+            .value(owner)
+            .build(),
+    ];
+    if let Some(o) = origin {
+        tags.push(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(TAG_ORIGIN)
+                .value(o)
+                .build(),
+        );
+    }
     rc.ec2
         .create_tags()
         .set_resources(Some(resource_ids.to_vec()))
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key(TAG_OWNER)
-                .value(owner)
-                .build(),
-        )
+        .set_tags(Some(tags))
         .send()
         .await
         .map(|_| ())
@@ -164,7 +195,6 @@ pub fn is_adoptable_token(token: &str) -> bool {
 pub struct TokenClaim {
     pub token: String,
     pub adopted: bool,
-    _claim: ApplyClaim,
 }
 
 /// Picks the creation token for a create whose planned token is `mine`: an unfinished
@@ -180,18 +210,20 @@ pub fn choose_token(mine: &str, candidates: &[String]) -> Result<TokenClaim, Aws
     sorted.dedup();
     for t in sorted {
         if let Ok(claim) = ApplyClaim::take(&format!("token/{t}"), t, "") {
+            // Held for the life of the process: this apply made (or took) it, and no later
+            // create of this apply may take it again before a refresh marks it owned.
+            std::mem::forget(claim);
             return Ok(TokenClaim {
                 token: t.clone(),
                 adopted: true,
-                _claim: claim,
             });
         }
     }
     let claim = ApplyClaim::take(&format!("token/{mine}"), mine, "creation token")?;
+    std::mem::forget(claim);
     Ok(TokenClaim {
         token: mine.to_string(),
         adopted: false,
-        _claim: claim,
     })
 }
 
@@ -274,7 +306,6 @@ mod tests {
         let mine2 = format!("{}-o", new_owner_id());
         let b = choose_token(&mine2, &[legacy, orphan.clone()]).unwrap();
         assert_eq!((b.token.as_str(), b.adopted), (mine2.as_str(), false));
-        drop(a);
         // Nor a token another create is using right now.
         let c = choose_token(&format!("{}-o", new_owner_id()), &[mine2.clone()]).unwrap();
         assert!(!c.adopted);

@@ -1,7 +1,7 @@
 //! The resource side of `aws::ownership`: the hooks `strata_cluster` and `strata_region` call
 //! at plan, create and read so that one resource instance owns its objects.
 
-use crate::aws::ownership::{self, Anchor, ApplyClaim, TAG_OWNER};
+use crate::aws::ownership::{self, Anchor, ApplyClaim, TAG_ORIGIN, TAG_OWNER};
 use crate::aws::{AwsError, Clients, network};
 use crate::cty::AttributePath;
 use crate::framework::{ApplyFailure, Diagnostic, Diagnostics, PlanChange};
@@ -95,6 +95,16 @@ pub async fn begin_create(c: &Clients, id: &Identity<'_>) -> Result<Creating, Ap
             .and_then(|g| g.tags.get(TAG_OWNER).map(String::as_str)),
         found.is_some(),
     );
+    // Made from this very configuration (a re-apply whose state tofu never wrote): take it back.
+    if matches!(verdict, Anchor::Owned(_))
+        && found
+            .as_ref()
+            .and_then(|g| g.tags.get(TAG_ORIGIN))
+            .is_some_and(|o| *o == ownership::origin())
+    {
+        tracing::info!(identity = %id.describe, "taking back objects this configuration made");
+        verdict = Anchor::Unfinished;
+    }
     if matches!(verdict, Anchor::Owned(_)) && !id.live_node_filters.is_empty() {
         let alive = live_node(c, id).await.map_err(|e| {
             ApplyFailure::from(Diagnostics::from(Diagnostic::error(
@@ -132,14 +142,19 @@ pub async fn finish_create(
         .region(id.region.as_deref())
         .await
         .map_err(|e| ApplyFailure::from(diag_at(&e, id.attribute)))?;
-    ownership::mark_owned(&rc, &[anchor_group_id.to_string()], &creating.owner)
-        .await
-        .map_err(|e| {
-            ApplyFailure::from(Diagnostics::from(Diagnostic::error(
-                format!("{}: could not record ownership", id.describe),
-                e.to_string(),
-            )))
-        })?;
+    ownership::mark_owned(
+        &rc,
+        &[anchor_group_id.to_string()],
+        &creating.owner,
+        Some(&ownership::origin()),
+    )
+    .await
+    .map_err(|e| {
+        ApplyFailure::from(Diagnostics::from(Diagnostic::error(
+            format!("{}: could not record ownership", id.describe),
+            e.to_string(),
+        )))
+    })?;
     Ok(creating.owner.clone().into_bytes())
 }
 
@@ -272,19 +287,22 @@ pub async fn segment_token(
     ownership::choose_token(planned, &candidates).map_err(claim_failure)
 }
 
-/// The last step of an unnamed resource's create: its objects are finished and owned.
-pub async fn finish_objects(
+/// An unnamed resource's read: the state holds it, so it is owned now (a later create never
+/// takes it for an unfinished one). `tags` are the object's; only adoptable tokens are marked.
+pub async fn mark_read(
     c: &Clients,
-    ids: &[String],
-    claim: &ownership::TokenClaim,
-) -> Result<(), ApplyFailure> {
-    let rc = c.home().await.map_err(claim_failure)?;
-    ownership::mark_owned(&rc, ids, &claim.token)
-        .await
-        .map_err(|e| {
-            ApplyFailure::from(Diagnostics::from(Diagnostic::error(
-                "Could not record ownership",
-                e.to_string(),
-            )))
-        })
+    id: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    if tags.contains_key(TAG_OWNER) {
+        return Ok(());
+    }
+    let Some(token) = tags
+        .get(crate::aws::tags::TAG_TOKEN)
+        .filter(|t| ownership::is_adoptable_token(t))
+    else {
+        return Ok(());
+    };
+    let rc = c.home().await?;
+    ownership::mark_owned(&rc, &[id.to_string()], token, None).await
 }

@@ -224,7 +224,6 @@ impl Resource for ReplicaResource {
         let n = aws::create_replica(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        super::owned::finish_objects(c, std::slice::from_ref(&n.instance_id), &claim).await?;
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(
             c,
@@ -246,6 +245,9 @@ impl Resource for ReplicaResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
         };
+        super::owned::mark_read(c, &id, &n.tags)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
         let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
         let cfg = nodes::read_node_config(&rc, &id)
             .await

@@ -453,7 +453,6 @@ impl Resource for SegmentResource {
                 partial_state: Some(partial),
             });
         }
-        super::owned::finish_objects(c, std::slice::from_ref(&info.volume_id), &claim).await?;
         let mut info = info;
         info.tags.insert(TAG_AUTOSCALE.into(), tag);
         Ok(NewState::new(state(c, &info, Vec::new(), &req.planned)))
@@ -468,6 +467,9 @@ impl Resource for SegmentResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
         };
+        super::owned::mark_read(c, &id, &info.tags)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
         let added = added_segments(c, &id)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
