@@ -388,3 +388,159 @@ fn plan_refuses_what_aws_would_refuse_before_anything_is_made() {
     assert!(err.contains("cannot be in the home region"), "{err}");
     acc.destroy_and_check(); // nothing was made
 }
+
+/// One drift step: `plan` must show a change, `apply` repairs it, the next plan is empty.
+fn repair(acc: &mut Acc, what: &str) {
+    let (code, out, err) = acc.plan();
+    assert_eq!(
+        code, 2,
+        "{what}: plan must show the repair (exit 2):\n{out}\n{err}"
+    );
+    acc.apply(); // apply, then a plan that must be empty
+    eprintln!("DRIFT repaired: {what}");
+}
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn drift_is_repaired_and_the_next_plan_is_empty_and_true() {
+    use aws_sdk_ec2::types::Filter;
+    let mut acc = Acc::new("drift");
+    acc.write(&format!(
+        r#"{cluster}
+resource "strata_replica" "r" {{
+  cluster_id = strata_cluster.c.id
+  subnet_id  = "{subnet1}"
+}}
+resource "strata_storage_segment" "data" {{
+  node_id  = strata_cluster.c.source_node_id
+  size_gib = 20
+}}
+resource "strata_region" "eu" {{
+  cluster_id    = strata_cluster.c.id
+  region        = "{eu}"
+  subnet_id     = "{eu_subnet}"
+  replica_count = 1
+}}
+"#,
+        cluster = cluster_block("c", &acc.name, acc.subnet(0)),
+        subnet1 = acc.subnet(1),
+        eu = acc_support::EU,
+        eu_subnet = acc.eu_subnet(),
+    ));
+    acc.apply();
+    let c = acc.resource("strata_cluster.c");
+    let sg = c["security_group_id"].as_str().unwrap().to_string();
+    let source = c["source_node_id"].as_str().unwrap().to_string();
+    let param = c["replication_parameter_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vpc = c["vpc_id"].as_str().unwrap().to_string();
+
+    // 1. The replication credential parameter deleted.
+    acc.block(acc.ssm.delete_parameter().name(&param).send())
+        .unwrap();
+    repair(&mut acc, "deleted credential parameter");
+    acc.block(acc.ssm.get_parameter().name(&param).send())
+        .expect("the parameter exists again");
+
+    // 2. The source moved out of the cluster's security group.
+    let default_sg = acc
+        .block(
+            acc.ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+                .filters(
+                    Filter::builder()
+                        .name("group-name")
+                        .values("default")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .security_groups()
+        .first()
+        .and_then(|g| g.group_id().map(str::to_string))
+        .expect("the VPC's default group");
+    acc.block(
+        acc.ec2
+            .modify_instance_attribute()
+            .instance_id(&source)
+            .groups(&default_sg)
+            .send(),
+    )
+    .unwrap();
+    repair(&mut acc, "source outside the cluster's security group");
+    let inst = acc.instance(&acc.ec2, &source);
+    assert!(
+        inst.security_groups()
+            .iter()
+            .any(|g| g.group_id() == Some(sg.as_str())),
+        "the source is back in {sg}: {:?}",
+        inst.security_groups()
+    );
+
+    // 3. The segment detached.
+    let vol = acc.attr_str("strata_storage_segment.data", "id");
+    let device = acc.attr_str("strata_storage_segment.data", "device_name");
+    acc.block(
+        acc.ec2
+            .detach_volume()
+            .volume_id(&vol)
+            .instance_id(&source)
+            .device(&device)
+            .send(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acc
+        .volume(&vol)
+        .attachments()
+        .iter()
+        .any(|a| a.state() != Some(&aws_sdk_ec2::types::VolumeAttachmentState::Detached))
+    {
+        assert!(Instant::now() < deadline, "volume never detached");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    repair(&mut acc, "detached segment");
+    assert!(
+        acc.volume(&vol)
+            .attachments()
+            .iter()
+            .any(|a| a.instance_id() == Some(source.as_str())),
+        "the segment is attached to the source again"
+    );
+
+    // 4. A region replica terminated.
+    let eu_ids = acc.attr("strata_region.eu", "replica_node_ids");
+    let eu_id = eu_ids[0].as_str().unwrap().to_string();
+    acc.block(acc.ec2_eu.terminate_instances().instance_ids(&eu_id).send())
+        .unwrap();
+    repair(&mut acc, "terminated region replica");
+    let live_eu = acc.live_instances(&acc.ec2_eu);
+    assert_eq!(live_eu.len(), 1, "one region replica again");
+    assert_ne!(live_eu[0].instance_id(), Some(eu_id.as_str()));
+
+    // 5. The home replica terminated.
+    let r = acc.attr_str("strata_replica.r", "id");
+    acc.block(acc.ec2.terminate_instances().instance_ids(&r).send())
+        .unwrap();
+    repair(&mut acc, "terminated replica");
+    let r2 = acc.attr_str("strata_replica.r", "id");
+    assert_ne!(r, r2);
+
+    // 6. The source terminated: a new one, in the cluster's group, with the same settings.
+    acc.block(acc.ec2.terminate_instances().instance_ids(&source).send())
+        .unwrap();
+    repair(&mut acc, "terminated source");
+    let new_source = acc.attr_str("strata_cluster.c", "source_node_id");
+    assert_ne!(new_source, source);
+    let inst = acc.instance(&acc.ec2, &new_source);
+    assert!(
+        inst.security_groups()
+            .iter()
+            .any(|g| g.group_id() == Some(sg.as_str()))
+    );
+    acc.destroy_and_check();
+}

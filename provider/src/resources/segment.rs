@@ -195,10 +195,12 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
         ("volume_id", Value::string(info.volume_id.clone())),
         (
             "node_id",
-            info.attached_instance_id
-                .as_deref()
-                .map(Value::string)
-                .unwrap_or_else(|| keep("node_id")),
+            match info.attached_instance_id.as_deref() {
+                Some(n) => Value::string(n),
+                // Detached (out of band): the plan shows node_id coming back, apply attaches.
+                None if info.state == "available" => Value::null(),
+                None => keep("node_id"),
+            },
         ),
         ("size_gib", size),
         ("max_size_gib", bound("max", "max_size_gib")),
