@@ -79,7 +79,7 @@ pub fn schema() -> Schema {
                 .optional()
                 .computed()
                 .requires_replace()
-                .description("Engine version. Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
+                .description("Engine version: what first boot installs, `10.11` for MariaDB (Debian 12's), `8.0` or `8.4` for MySQL (MySQL's repository). Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
         )
         .attribute(
             Attr::string("instance_type")
