@@ -207,10 +207,7 @@ fn forced_exit_mid_apply_then_reapply_leaves_no_orphans() {
     let mut acc = Acc::new("kill");
     let body = |timeout: &str| {
         format!(
-            "{}{}",
-            acc.provider_hcl_waiting(timeout),
-            format!(
-                r#"{cluster}
+            r#"{provider}{cluster}
 resource "strata_replica" "r" {{
   count      = 2
   cluster_id = strata_cluster.c.id
@@ -221,9 +218,9 @@ resource "strata_storage_segment" "data" {{
   size_gib = 20
 }}
 "#,
-                cluster = cluster_block("c", &acc.name, acc.subnet(0)),
-                subnet = acc.subnet(1),
-            )
+            provider = acc.provider_hcl_waiting(timeout),
+            cluster = cluster_block("c", &acc.name, acc.subnet(0)),
+            subnet = acc.subnet(1),
         )
     };
     // A long ready-wait keeps each create open after its objects exist: the test plays the

@@ -190,6 +190,8 @@ impl Provider for StrataProvider {
         terraform_version: String,
     ) -> Result<ProviderData, Diagnostics> {
         let cfg = aws_config(&config)?;
+        // A configure starts a graph walk: duplicates are looked for within one walk only.
+        crate::aws::ownership::reset_plan_claims();
         tracing::debug!(%terraform_version, region = ?cfg.region, "configuring the AWS clients");
         let clients = Clients::connect(&cfg).await.map_err(|e| {
             Diagnostics::from(Diagnostic::error(

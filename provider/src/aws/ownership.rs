@@ -76,6 +76,14 @@ pub fn plan_claim(key: &str, key_desc: &str, attribute: &str) -> Result<(), AwsE
     Ok(())
 }
 
+/// Forgets the planned creates: called when the provider is configured, which starts a walk
+/// (a process that serves several walks, as `tofu test` may, starts each one clean).
+pub fn reset_plan_claims() {
+    if let Ok(mut set) = PLANNED.lock() {
+        set.clear();
+    }
+}
+
 /// An identity being created by this process right now; released when dropped.
 #[derive(Debug)]
 pub struct ApplyClaim {
@@ -307,7 +315,11 @@ mod tests {
         let b = choose_token(&mine2, &[legacy, orphan.clone()]).unwrap();
         assert_eq!((b.token.as_str(), b.adopted), (mine2.as_str(), false));
         // Nor a token another create is using right now.
-        let c = choose_token(&format!("{}-o", new_owner_id()), &[mine2.clone()]).unwrap();
+        let c = choose_token(
+            &format!("{}-o", new_owner_id()),
+            std::slice::from_ref(&mine2),
+        )
+        .unwrap();
         assert!(!c.adopted);
     }
 
