@@ -184,7 +184,7 @@ variable "tags" {
 }
 
 variable "regions" {
-  description = "Read-only regions, keyed by AWS region name. Each gets replica_count replicas (0-15) in subnet_id (a subnet of that region), replicating asynchronously from the home cluster; instance_type defaults to the cluster's."
+  description = "Read-only regions, keyed by AWS region name. Each gets replica_count replicas (1-15) in subnet_id (a subnet of that region), replicating asynchronously from the home cluster; instance_type defaults to the cluster's."
   type = map(object({
     subnet_id     = string
     replica_count = number
@@ -203,7 +203,7 @@ variable "regions" {
   }
 
   validation {
-    condition     = alltrue([for r in values(var.regions) : r.replica_count >= 0 && r.replica_count <= 15 && floor(r.replica_count) == r.replica_count])
-    error_message = "each region's replica_count must be a whole number from 0 to 15."
+    condition     = alltrue([for r in values(var.regions) : r.replica_count >= 1 && r.replica_count <= 15 && floor(r.replica_count) == r.replica_count])
+    error_message = "each region's replica_count must be a whole number from 1 to 15."
   }
 }

@@ -8,6 +8,7 @@
 //! two meet only through `strata_topology::NodeConfig`.
 
 pub mod aws;
+pub mod cancel;
 pub mod cty;
 pub mod datasources;
 pub mod framework;

@@ -72,7 +72,7 @@ pub fn provider_schema() -> Schema {
             Attr::number("max_retries")
                 .optional()
                 .validate(validators::int_range(0, 100))
-                .description("How many times an AWS call is retried after a throttle or a transient error (SDK default: 2)."),
+                .description("How many times an AWS call is retried after throttling, an HTTP 5xx answer or a transport failure (reset, timeout), with adaptive rate limiting and jittered exponential backoff (0.2 s doubling to 20 s). Default: `AWS_MAX_ATTEMPTS` - 1 when set, else 25, which rides out several minutes of sustained throttling."),
         )
         .attribute(
             Attr::string("node_ready_timeout")
@@ -192,6 +192,8 @@ impl Provider for StrataProvider {
         terraform_version: String,
     ) -> Result<ProviderData, Diagnostics> {
         let cfg = aws_config(&config)?;
+        // A configure starts a graph walk: duplicates are looked for within one walk only.
+        crate::aws::ownership::reset_plan_claims();
         tracing::debug!(%terraform_version, region = ?cfg.region, "configuring the AWS clients");
         let clients = Clients::connect(&cfg).await.map_err(|e| {
             Diagnostics::from(Diagnostic::error(

@@ -180,22 +180,9 @@ pub fn security_group_name(cluster: &str) -> String {
     format!("strata-{cluster}")
 }
 
+/// The schema's rule too (`rules::cluster_name`): one rule, two places it is enforced.
 pub fn validate_cluster_name(name: &str) -> Result<(), AwsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 40
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(AwsError::Invalid(format!(
-            "cluster name {name:?}: use 1-40 lowercase letters, digits and '-', starting with a \
-             letter (it becomes part of IAM, SSM and security group names)"
-        )))
-    }
+    super::rules::cluster_name(name).map_err(AwsError::Invalid)
 }
 
 /// The cluster group's wanted ingress: the engine port from members (the group itself), the
@@ -432,6 +419,8 @@ async fn create_steps(
     };
     node::validate_node_spec(&node_spec)?;
     node::ensure_node(clients, &node_spec).await?;
+    // A re-made group (deleted out of band) must hold the members that were in the old one.
+    super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
     let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
     Ok(ClusterCreated {
         info,
@@ -887,6 +876,23 @@ pub async fn update_cluster(
         sg_tags.extend(z.group_tags());
     }
     network::sync_tags(&rc.ec2, &cur.security_group_id, &group.tags, &sg_tags).await?;
+    // Drift repair: members back in the group, deleted credential parameters made again (the
+    // agents re-read them and converge on the new credential).
+    super::drift::ensure_members(&rc, &spec.name, &cur.security_group_id).await?;
+    for (name, role, purpose) in [
+        (
+            replication_parameter_name(&spec.name),
+            "replication-credential",
+            "replication",
+        ),
+        (
+            admin_parameter_name(&spec.name),
+            "admin-credential",
+            "admin",
+        ),
+    ] {
+        ensure_parameter(clients, &rc, spec, &name, role, purpose).await?;
+    }
     let node_spec = NodeSpec {
         cluster: spec.name.clone(),
         resource: spec.resource.clone(),

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use aws_credential_types::Credentials;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
 use super::error::AwsError;
+use super::retry;
 
 /// `assume_role { ... }` in the provider block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +57,8 @@ pub struct AwsConfig {
     pub default_tags: BTreeMap<String, String>,
     pub endpoints: Endpoints,
     pub skip_credentials_validation: bool,
-    /// Retries after the first attempt (Terraform's meaning); `None` keeps the SDK default.
+    /// Retries after the first attempt (Terraform's meaning); `None`: `AWS_MAX_ATTEMPTS`, else
+    /// `retry::DEFAULT_MAX_RETRIES`.
     pub max_retries: Option<u32>,
     /// How long to wait for a launched node's `strata:node-state` tag to say `ready`; zero: do
     /// not wait (EC2 emulators whose instances never boot). `None`: the default, 20 minutes.
@@ -262,9 +263,12 @@ impl Clients {
                 "strata-provider-config",
             ));
         }
-        if let Some(n) = settings.max_attempts {
-            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(n));
-        }
+        // Every client retries throttling, 5xx and transport failures (see `retry`).
+        loader = loader.retry_config(retry::retry_config(
+            settings
+                .max_attempts
+                .unwrap_or(retry::DEFAULT_MAX_RETRIES + 1),
+        ));
         let mut base = loader.load().await;
         let default_region = base.region().map(|r| r.to_string()).ok_or_else(|| {
             AwsError::Config(
@@ -381,27 +385,51 @@ impl Clients {
     fn build_region(&self, region: &str) -> RegionClients {
         let r = Region::new(region.to_string());
         let s = &self.settings;
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(&self.base).region(r.clone());
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&self.base)
+            .region(r.clone())
+            .retry_partition(retry::partition("ec2", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::Ec2) {
             ec2 = ec2.endpoint_url(u);
         }
-        let mut ssm = aws_sdk_ssm::config::Builder::from(&self.base).region(r.clone());
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&self.base)
+            .region(r.clone())
+            .retry_partition(retry::partition("ssm", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::Ssm) {
             ssm = ssm.endpoint_url(u);
         }
-        let mut iam = aws_sdk_iam::config::Builder::from(&self.base).region(r.clone());
+        let mut iam = aws_sdk_iam::config::Builder::from(&self.base)
+            .region(r.clone())
+            .retry_partition(retry::partition("iam", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::Iam) {
             iam = iam.endpoint_url(u);
         }
-        let mut sts = aws_sdk_sts::config::Builder::from(&self.base).region(r.clone());
+        let mut sts = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(r.clone())
+            .retry_partition(retry::partition("sts", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::Sts) {
             sts = sts.endpoint_url(u);
         }
-        let mut route53 = aws_sdk_route53::config::Builder::from(&self.base).region(r.clone());
+        let mut route53 = aws_sdk_route53::config::Builder::from(&self.base)
+            .region(r.clone())
+            .retry_partition(retry::partition("route53", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::Route53) {
             route53 = route53.endpoint_url(u);
         }
-        let mut s3 = aws_sdk_s3::config::Builder::from(&self.base).region(r);
+        let mut s3 = aws_sdk_s3::config::Builder::from(&self.base)
+            .region(r)
+            .retry_partition(retry::partition("s3", region))
+            .sleep_impl(crate::cancel::CancellableSleep)
+            .interceptor(crate::cancel::CancelInterceptor);
         if let Some(u) = s.endpoint(Service::S3) {
             // Emulators answer on one host name: virtual-hosted bucket names would not resolve.
             s3 = s3.endpoint_url(u).force_path_style(true);

@@ -16,12 +16,46 @@ pub enum ErrorKind {
     InvalidInput,
     /// A state conflict that may clear (IncorrectState, IncorrectModificationState...).
     Conflict,
+    /// AWS is rate-limiting the account's API calls: not a quota to raise, a rate to slow to.
+    Throttled,
+    /// AWS (or what is in front of it) answered with a server error (HTTP 5xx).
+    Unavailable,
     Other,
+}
+
+impl ErrorKind {
+    /// Retrying later may succeed; a lookup that failed this way says nothing about existence.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
+    }
 }
 
 /// Sorts an AWS error code into an `ErrorKind`.
 pub fn classify(code: &str) -> ErrorKind {
     match code {
+        // Before the `*LimitExceeded` quota rule: `RequestLimitExceeded` is EC2's throttle.
+        "Throttling"
+        | "ThrottlingException"
+        | "ThrottledException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "SlowDown"
+        | "EC2ThrottledException"
+        | "PriorRequestNotComplete"
+        | "BandwidthLimitExceeded"
+        | "ProvisionedThroughputExceededException" => ErrorKind::Throttled,
+        "InternalError"
+        | "InternalFailure"
+        | "InternalServerError"
+        | "InternalServiceError"
+        | "InternalServerErrorException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "Unavailable"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => ErrorKind::Unavailable,
         "UnauthorizedOperation"
         | "AccessDenied"
         | "AccessDeniedException"
@@ -83,16 +117,16 @@ pub fn hint(code: &str, kind: ErrorKind) -> String {
         }
         "InvalidVpcID.NotFound" => "check that the subnet's VPC still exists",
         "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" | "InvalidAMIID.Unavailable" => {
-            "check ami: the image must exist in this region and be shared with this account"
+            "check ami_id: the image must exist in this region and be shared with this account"
         }
         "InvalidGroup.NotFound" | "InvalidGroupId.Malformed" => {
             "check allowed_security_group_ids: every group must exist in the cluster's VPC"
         }
         "InvalidParameterValue" | "Unsupported" | "InvalidInstanceType" => {
-            "check instance_type, ami and subnet_id: the instance type must be offered in the \
+            "check instance_type, ami_id and subnet_id: the instance type must be offered in the \
              subnet's availability zone and match the image's architecture"
         }
-        "InvalidKeyPair.NotFound" => "check key_name",
+        "InvalidKeyPair.NotFound" => "the EC2 key pair does not exist in this region",
         "IncorrectModificationState" | "VolumeModificationRateExceeded" => {
             "a previous modification of this volume is still in progress; EBS allows one \
              modification every 6 hours: apply again later"
@@ -129,6 +163,13 @@ pub fn hint(code: &str, kind: ErrorKind) -> String {
         }
         ErrorKind::InvalidInput => "check the resource's arguments".into(),
         ErrorKind::Conflict => "the object is busy: apply again in a moment".into(),
+        ErrorKind::Throttled => "AWS is throttling this account's API requests (a request \
+             rate to slow down to, not a service limit to raise); the provider retried with backoff and gave up: apply \
+             again later, raise the provider's max_retries, or run fewer applies at once"
+            .into(),
+        ErrorKind::Unavailable => "AWS answered with a server error even after the provider's \
+             retries; it is usually transient: apply again, or raise the provider's max_retries"
+            .into(),
         ErrorKind::Other => "apply again; if it persists, run with TF_LOG=debug".into(),
     }
 }
@@ -175,6 +216,30 @@ pub enum AwsError {
         wanted: String,
         what_to_do: String,
     },
+    /// Terraform asked the provider to stop (Ctrl-C) while it was waiting.
+    #[error(
+        "cancelled while waiting for {waiting_for}: Terraform asked the provider to stop. \
+         Apply again to finish: what was made is found again by its tags"
+    )]
+    Cancelled { waiting_for: String },
+    /// The objects a create would make already belong to another resource instance.
+    #[error(
+        "{object} already exists and belongs to another Terraform resource (tag \
+         strata:owner={owner}): two resources cannot manage the same AWS objects. Choose another \
+         {attribute}; or, to manage the existing objects from here, remove them from the other \
+         state (`terraform state rm`) and `terraform import` them into this resource"
+    )]
+    Owned {
+        object: String,
+        attribute: String,
+        owner: String,
+    },
+    /// Two resources of one configuration would create the same objects.
+    #[error(
+        "{what} is used by two resources in this configuration: they would share (and destroy) \
+         the same AWS objects. Give each its own {attribute}"
+    )]
+    Duplicate { what: String, attribute: String },
     /// A spec asked for something impossible before any call was made.
     #[error("{0}")]
     Invalid(String),
@@ -246,18 +311,34 @@ pub enum AwsError {
 impl AwsError {
     /// Maps an SDK error. `operation` is the API call (`ec2:RunInstances`), `object` names the
     /// Strata object it was for (`source instance of cluster "orders"`).
-    pub fn from_sdk<E, R>(
-        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    pub fn from_sdk<E>(
+        err: aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
         operation: &str,
         object: &str,
     ) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         use aws_smithy_runtime_api::client::result::SdkError;
+        if crate::cancel::is_cancelled() {
+            return AwsError::Cancelled {
+                waiting_for: format!("{operation} on {object}"),
+            };
+        }
+        let status = err.raw_response().map(|r| r.status().as_u16());
         match &err {
             SdkError::ServiceError(_) | SdkError::ResponseError(_) => {}
+            SdkError::ConstructionFailure(_) => {
+                // The request could not even be built (a malformed endpoint override, say):
+                // the SDK's Debug dump of the request helps nobody; its error chain does.
+                return AwsError::Config(format!(
+                    "{operation} on {object}: the request could not be built: {}",
+                    error_chain(&err)
+                ));
+            }
             _ => {
                 return AwsError::Transport {
                     operation: operation.into(),
@@ -266,7 +347,34 @@ impl AwsError {
                 };
             }
         }
-        let code = err.code().unwrap_or("Unknown").to_string();
+        let code = err.code().map(str::to_string);
+        // An answer with no AWS error code in it (a proxy's or load balancer's 503 page, an
+        // empty 500) is classified by its HTTP status, not reported as a parse failure.
+        if let (None, Some(st)) = (&code, status)
+            && (st >= 500 || st == 429)
+        {
+            let kind = if st == 429 {
+                ErrorKind::Throttled
+            } else {
+                ErrorKind::Unavailable
+            };
+            let code = format!("HTTP {st}");
+            let message = err.message().map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "{} (no AWS error in the answer)",
+                    http_reason(st).unwrap_or("server error")
+                )
+            });
+            return AwsError::Api {
+                kind,
+                operation: operation.into(),
+                object: object.into(),
+                hint: hint(&code, kind),
+                code,
+                message,
+            };
+        }
+        let code = code.unwrap_or_else(|| "Unknown".into());
         let message = err
             .message()
             .map(str::to_string)
@@ -317,6 +425,15 @@ impl AwsError {
         self.kind() == ErrorKind::NotFound
     }
 
+    /// Throttling, a 5xx or no answer at all: says nothing about whether an object exists.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AwsError::Transport { .. } => true,
+            AwsError::Partial { source, .. } => source.is_transient(),
+            _ => self.kind().is_transient(),
+        }
+    }
+
     pub fn is_kind(&self, kind: ErrorKind) -> bool {
         self.kind() == kind
     }
@@ -328,6 +445,17 @@ impl AwsError {
             _ => &[],
         }
     }
+}
+
+fn http_reason(status: u16) -> Option<&'static str> {
+    Some(match status {
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => return None,
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -365,6 +493,27 @@ mod tests {
         assert_eq!(classify("InvalidParameterValue"), ErrorKind::InvalidInput);
         assert_eq!(classify("IncorrectInstanceState"), ErrorKind::Conflict);
         assert_eq!(classify("SomethingNew"), ErrorKind::Other);
+        // Throttles are a rate, never "a quota to raise".
+        for c in [
+            "RequestLimitExceeded",
+            "Throttling",
+            "ThrottlingException",
+            "SlowDown",
+            "TooManyRequestsException",
+        ] {
+            assert_eq!(classify(c), ErrorKind::Throttled, "{c}");
+            assert!(!hint(c, classify(c)).contains("quota"), "{c}");
+        }
+        for c in ["InternalError", "ServiceUnavailable", "InternalFailure"] {
+            assert_eq!(classify(c), ErrorKind::Unavailable, "{c}");
+        }
+        assert!(
+            AwsError::api("ec2:DescribeInstances", "x", "RequestLimitExceeded", "m").is_transient()
+        );
+        assert!(
+            !AwsError::api("ec2:DescribeInstances", "x", "RequestLimitExceeded", "m")
+                .is_not_found()
+        );
     }
 
     #[test]
@@ -378,6 +527,10 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("cluster \"orders\""), "{s}");
         assert!(s.contains("check subnet_id"), "{s}");
+        // Hints name attributes the schemas really have.
+        let h = hint("InvalidAMIID.NotFound", ErrorKind::NotFound);
+        assert!(h.contains("ami_id"), "{h}");
+        assert!(!hint("InvalidParameterValue", ErrorKind::InvalidInput).contains("ami "));
         // A missing subnet on create is still "not found" to callers that care.
         assert!(e.is_not_found());
 

@@ -379,7 +379,19 @@ pub async fn default_ami(rc: &RegionClients, instance_type: &str) -> Result<Stri
     for source in default_image_sources(arch) {
         match source {
             ImageSource::SsmParameter(param) => {
-                if let Ok(out) = rc.ssm.get_parameter().name(&param).send().await
+                // Missing or not readable: try the next source. Throttled or failing: stop,
+                // rather than silently pick another image than a calmer apply would.
+                let out = match rc.ssm.get_parameter().name(&param).send().await {
+                    Ok(out) => Some(out),
+                    Err(e) => {
+                        let e = AwsError::from_sdk(e, "ssm:GetParameter", &param);
+                        if e.is_transient() {
+                            return Err(e);
+                        }
+                        None
+                    }
+                };
+                if let Some(out) = out
                     && let Some(id) = out.parameter().and_then(|p| p.value())
                     && image_exists(rc, id).await?
                 {
@@ -537,7 +549,13 @@ pub async fn wait_nodes_ready(
             return Ok(());
         }
         match backoff.delay_within(attempt, std::time::Instant::now(), deadline) {
-            Some(d) => tokio::time::sleep(d).await,
+            Some(d) => {
+                if !crate::cancel::sleep(d).await {
+                    return Err(AwsError::Cancelled {
+                        waiting_for: format!("node(s) {} to report ready", pending.join(", ")),
+                    });
+                }
+            }
             None => {
                 let id = pending[0].clone();
                 let (node, last_state) = last

@@ -519,7 +519,13 @@ pub async fn delete_region(clients: &Clients, spec: &RegionSpec) -> Result<(), A
         },
         None => {
             // The subnet is gone: find the rule by its description instead.
-            if let Ok(g) = network::describe_group(&home.ec2, &spec.home_security_group_id).await {
+            let found = match network::describe_group(&home.ec2, &spec.home_security_group_id).await
+            {
+                Ok(g) => Some(g),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(g) = found {
                 let desc = format!("{REGION_RULE_PREFIX}{} {}", spec.resource, spec.region);
                 let ours: Vec<Rule> = g
                     .ingress

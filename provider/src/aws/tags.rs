@@ -104,7 +104,9 @@ pub fn tag_diff(
         .collect();
     let remove = current
         .keys()
-        .filter(|k| !wanted.contains_key(*k) && !k.starts_with("aws:"))
+        // `strata:*` keys not in the wanted set are written by others (the owner tag at the
+        // end of a create, the agents' node-state): never removed by a tag update.
+        .filter(|k| !wanted.contains_key(*k) && !k.starts_with("aws:") && !k.starts_with("strata:"))
         .cloned()
         .collect();
     (set, remove)
@@ -211,7 +213,12 @@ mod tests {
     #[test]
     fn diff_sets_changed_and_removes_missing() {
         let (set, rm) = tag_diff(
-            &m(&[("a", "1"), ("b", "2"), ("aws:cloudformation", "x")]),
+            &m(&[
+                ("a", "1"),
+                ("b", "2"),
+                ("aws:cloudformation", "x"),
+                ("strata:owner", "o1"),
+            ]),
             &m(&[("a", "1"), ("b", "3"), ("c", "4")]),
         );
         assert_eq!(set, m(&[("b", "3"), ("c", "4")]));

@@ -1,4 +1,5 @@
-//! Waiting for AWS objects: exponential backoff with an overall deadline.
+//! Waiting for AWS objects: exponential backoff with an overall deadline, ended early when
+//! Terraform cancels the operation (see `crate::cancel`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -70,7 +71,13 @@ where
             Poll::Pending(s) => s,
         };
         match backoff.delay_within(attempt, Instant::now(), deadline) {
-            Some(d) => tokio::time::sleep(d).await,
+            Some(d) => {
+                if !crate::cancel::sleep(d).await {
+                    return Err(AwsError::Cancelled {
+                        waiting_for: format!("{object} to become {wanted}"),
+                    });
+                }
+            }
             None => {
                 return Err(AwsError::Timeout {
                     object: object.into(),
@@ -105,7 +112,9 @@ where
             {
                 Some(d) => {
                     tracing::debug!(error = %e, ?d, "retrying");
-                    tokio::time::sleep(d).await
+                    if !crate::cancel::sleep(d).await {
+                        return Err(e);
+                    }
                 }
                 None => return Err(e),
             },
@@ -181,6 +190,33 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(v, 3);
+
+        // StopProvider: a wait with 10 minutes left ends at once.
+        let token = tokio_util::sync::CancellationToken::new();
+        let t2 = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            t2.cancel();
+        });
+        let start = Instant::now();
+        let slow = Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(5),
+            factor: 1.0,
+        };
+        let r: Result<(), _> = crate::cancel::scope(
+            token,
+            wait_for(
+                "node i-1",
+                "ready",
+                Duration::from_secs(600),
+                slow,
+                || async { Ok(Poll::Pending("booting".to_string())) },
+            ),
+        )
+        .await;
+        assert!(matches!(r, Err(AwsError::Cancelled { .. })), "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(3));
     }
 
     #[tokio::test]

@@ -392,7 +392,13 @@ impl ProviderServer {
                 diagnostics: Diagnostics::new(),
             };
             if !change.is_destroy() {
-                guard(type_name, "plan", entry.resource.modify_plan(&mut change)).await??;
+                let token = change.ctx.cancel.clone();
+                guard(
+                    type_name,
+                    "plan",
+                    crate::cancel::scope(token, entry.resource.modify_plan(&mut change)),
+                )
+                .await??;
                 let problems = planner::check_plan_valid(
                     &entry.schema.block,
                     &change.prior,
@@ -470,6 +476,8 @@ impl ProviderServer {
             }
         };
         let ctx = self.context();
+        // Every wait and SDK retry under this change obeys StopProvider (crate::cancel).
+        let token = ctx.cancel.clone();
         let private = req.planned_private.clone();
         let resource = &entry.resource;
         let (new_state, new_private, diags) = if planned.is_null() {
@@ -477,11 +485,14 @@ impl ProviderServer {
             match guard(
                 type_name,
                 "delete",
-                resource.delete(DeleteRequest {
-                    ctx,
-                    prior: prior.clone(),
-                    private: private.clone(),
-                }),
+                crate::cancel::scope(
+                    token.clone(),
+                    resource.delete(DeleteRequest {
+                        ctx,
+                        prior: prior.clone(),
+                        private: private.clone(),
+                    }),
+                ),
             )
             .await
             {
@@ -494,12 +505,15 @@ impl ProviderServer {
             match guard(
                 type_name,
                 "create",
-                resource.create(CreateRequest {
-                    ctx,
-                    config,
-                    planned,
-                    private: private.clone(),
-                }),
+                crate::cancel::scope(
+                    token.clone(),
+                    resource.create(CreateRequest {
+                        ctx,
+                        config,
+                        planned,
+                        private: private.clone(),
+                    }),
+                ),
             )
             .await
             {
@@ -515,13 +529,16 @@ impl ProviderServer {
             match guard(
                 type_name,
                 "update",
-                resource.update(UpdateRequest {
-                    ctx,
-                    config,
-                    prior: prior.clone(),
-                    planned,
-                    private: private.clone(),
-                }),
+                crate::cancel::scope(
+                    token.clone(),
+                    resource.update(UpdateRequest {
+                        ctx,
+                        config,
+                        prior: prior.clone(),
+                        planned,
+                        private: private.clone(),
+                    }),
+                ),
             )
             .await
             {
@@ -568,15 +585,17 @@ impl ProviderServer {
                 resp.new_state = req.current_state.clone();
                 return Ok(());
             }
-            let read = guard(
-                type_name,
-                "read",
-                entry.resource.read(ReadRequest {
-                    ctx: self.context(),
-                    state,
-                    private: req.private.clone(),
-                }),
-            )
+            let read = guard(type_name, "read", {
+                let ctx = self.context();
+                crate::cancel::scope(
+                    ctx.cancel.clone(),
+                    entry.resource.read(ReadRequest {
+                        ctx,
+                        state,
+                        private: req.private.clone(),
+                    }),
+                )
+            })
             .await??;
             match read {
                 Some(s) => {

@@ -10,8 +10,10 @@ use strata_topology::{
     agent_bucket_name, agent_object_key, render_user_data,
 };
 
+use super::checks;
 use super::common::*;
 use super::nodes::{self, ClusterSettings};
+use super::owned;
 use crate::aws::artifact::{self, AGENT_VERSION, AgentUpload};
 use crate::aws::dns::{self, EndpointsState, Zone};
 use crate::aws::failover::{self, ClusterStatus};
@@ -38,20 +40,9 @@ const REPLICATION_ATTRS: [&str; 3] = [
 pub struct ClusterResource;
 
 fn name_ok(v: &Value) -> Result<(), String> {
-    let Some(s) = v.as_str() else { return Ok(()) };
-    let ok = !s.is_empty()
-        && s.len() <= 40
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a valid cluster name: use 1 to 40 lowercase letters, digits and \
-             hyphens, not starting or ending with a hyphen"
-        ))
+    match v.as_str() {
+        Some(s) => crate::aws::rules::cluster_name(s),
+        None => Ok(()),
     }
 }
 
@@ -78,10 +69,7 @@ pub fn schema() -> Schema {
             Attr::string("name")
                 .required()
                 .requires_replace()
-                .validate(validators::custom(
-                    "1 to 40 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
-                    name_ok,
-                ))
+                .validate(checks::cluster_name())
                 .description("Cluster name. It is the cluster's id and its `strata:cluster` tag."),
         )
         .attribute(
@@ -97,16 +85,18 @@ pub fn schema() -> Schema {
                 .optional()
                 .computed()
                 .requires_replace()
-                .description("Engine version. Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
+                .description("Engine version: what first boot installs, `10.11` for MariaDB (Debian 12's), `8.0` or `8.4` for MySQL (MySQL's repository). Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
         )
         .attribute(
             Attr::string("instance_type")
                 .required()
+                .validate(checks::instance_type())
                 .description("EC2 instance type of the source node, e.g. `r7i.large`. Changed in place: the instance is stopped, modified and started. Without `ami_id` its architecture needs an agent build in the provider release (x86_64 today)."),
         )
         .attribute(
             Attr::string("ami_id")
                 .optional()
+                .validate(checks::ami_id())
                 .computed()
                 .requires_replace()
                 .use_state_for_unknown()
@@ -115,17 +105,20 @@ pub fn schema() -> Schema {
         .attribute(
             Attr::string("subnet_id")
                 .required()
+                .validate(checks::subnet_id())
                 .requires_replace()
                 .description("Subnet of the source node; the security group is made in its VPC."),
         )
         .attribute(
             Attr::set("allowed_cidr_blocks", Type::String)
                 .optional()
+                .validate(checks::cidr_blocks())
                 .description("Client CIDR blocks allowed to reach the engine port. Cluster members always reach each other."),
         )
         .attribute(
             Attr::set("allowed_security_group_ids", Type::String)
                 .optional()
+                .validate(checks::security_group_ids())
                 .description("Client security groups allowed to reach the engine port."),
         )
         .attribute(
@@ -152,12 +145,13 @@ pub fn schema() -> Schema {
         .attribute(
             Attr::string("instance_profile_name")
                 .optional()
+                .validate(checks::iam_name())
                 .computed()
                 .requires_replace()
                 .use_state_for_unknown()
                 .description("An existing instance profile for the nodes. By default Strata makes one whose policy allows exactly what the agent needs."),
         )
-        .attribute(Attr::map("tags", Type::String).optional().description("Tags for every AWS object of the cluster."))
+        .attribute(Attr::map("tags", Type::String).optional().validate(checks::tags()).description("Tags for every AWS object of the cluster."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
         .attribute(computed("id", Type::String, "The cluster's id: its name."))
         .attribute(computed("source_node_id", Type::String, "Instance id of the node this resource launched as the source. It stays the same after a failover (storage segments attached to it stay where they are); `current_source_node_id` says who the source is now."))
@@ -471,6 +465,14 @@ impl Resource for ClusterResource {
         let mut d = Diagnostics::new();
         let engine = str_attr(config, "engine").unwrap_or_else(|| "mariadb".into());
         let acks = i64_attr(config, "semi_sync_wait_for_replica_count");
+        if let Some(v) = str_attr(config, "engine_version")
+            && let Err(msg) = crate::aws::rules::engine_version(&engine, &v)
+        {
+            d.push(
+                Diagnostic::error("Unsupported engine_version", msg)
+                    .at(AttributePath::attr("engine_version")),
+            );
+        }
         if engine == "mariadb" && acks.is_some_and(|n| n > 1) {
             d.push(
                 Diagnostic::error(
@@ -486,6 +488,15 @@ impl Resource for ClusterResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if let (Ok(c), Some(name)) = (clients(&plan.ctx), str_attr(&plan.planned, "name")) {
+            owned::plan_create(plan, &owned::cluster_identity(c.default_region(), &name))?;
+        }
+        if plan.is_create()
+            && let (Ok(c), Some(subnet)) =
+                (clients(&plan.ctx), str_attr(&plan.planned, "subnet_id"))
+        {
+            checks::plan_subnet(c, None, &subnet, None).await?;
+        }
         if plan
             .planned
             .get_attr("engine_version")
@@ -543,6 +554,7 @@ impl Resource for ClusterResource {
                 return Err(d);
             }
         }
+        plan_repairs(plan);
         plan_tags_all(plan);
         plan_volatile(plan);
         Ok(())
@@ -591,6 +603,9 @@ impl Resource for ClusterResource {
                 &aws::tags::sub_token(&token, "zone"),
             ),
         };
+        // Refused before anything is made when another resource instance owns this name.
+        let identity = owned::cluster_identity(&home, &name);
+        let creating = owned::begin_create(c, &identity).await?;
         let (zone, zone_made) = dns::ensure_zone(&rc, &zone_spec).await.map_err(|e| {
             ApplyFailure::from(
                 Diagnostic::error(
@@ -635,6 +650,8 @@ impl Resource for ClusterResource {
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?;
         }
+        let private =
+            owned::finish_create(c, &identity, &creating, &created.info.security_group_id).await?;
         let live = live(c, &created.info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
@@ -647,7 +664,7 @@ impl Resource for ClusterResource {
             &st,
         )
         .await?;
-        Ok(NewState::new(st))
+        Ok(NewState::new(st).with_private(private))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
@@ -658,6 +675,13 @@ impl Resource for ClusterResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME}.{id}"), "read", &e)),
         };
+        // Objects of this name that another resource instance owns are not this one's.
+        let Some(private) = owned::read_check(c, None, &info.security_group_id, &req.private)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read", &e))?
+        else {
+            return Ok(None);
+        };
         let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
         let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
             .await
@@ -665,13 +689,11 @@ impl Resource for ClusterResource {
         let live = live(c, &info)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read the endpoints", &e))?;
-        Ok(Some(NewState::new(state(
-            c,
-            &info,
-            cfg.as_ref(),
-            &live,
-            &req.state,
-        ))))
+        let mut st = state(c, &info, cfg.as_ref(), &live, &req.state);
+        mark_drift(&rc, &info, &mut st)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read", &e))?;
+        Ok(Some(NewState::new(st).with_private(private)))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -693,13 +715,8 @@ impl Resource for ClusterResource {
         let live = live(c, &info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
-        Ok(NewState::new(state(
-            c,
-            &info,
-            cfg.as_ref(),
-            &live,
-            &req.planned,
-        )))
+        Ok(NewState::new(state(c, &info, cfg.as_ref(), &live, &req.planned))
+            .with_private(req.private))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
@@ -860,6 +877,55 @@ async fn repair_endpoints(
     Ok(Some(zone))
 }
 
+/// Attributes whose null in a refreshed state means "drifted, repair me" (see `mark_drift`).
+const REPAIR_ATTRS: [&str; 3] = [
+    "security_group_id",
+    "replication_parameter_name",
+    "admin_parameter_name",
+];
+
+/// Read's drift report for objects the configuration does not name: a member outside the
+/// cluster's group, a deleted credential parameter. The attribute standing for it is nulled,
+/// so the plan shows it changing and apply (update) repairs it.
+async fn mark_drift(
+    rc: &crate::aws::RegionClients,
+    info: &ClusterInfo,
+    st: &mut Value,
+) -> Result<(), aws::AwsError> {
+    let outside =
+        aws::drift::members_outside(rc, &info.cluster_id, &info.security_group_id).await?;
+    if !outside.is_empty() {
+        tracing::info!(cluster = %info.cluster_id, members = ?outside.iter().map(|n| &n.instance_id).collect::<Vec<_>>(), "drift: members outside the cluster's security group");
+        set_attr(st, "security_group_id", Value::null());
+    }
+    let names = [
+        info.parameter_name.clone(),
+        info.admin_parameter_name.clone(),
+    ];
+    for m in aws::drift::missing_parameters(rc, &names).await? {
+        tracing::info!(parameter = %m, "drift: credential parameter deleted");
+        let attr = if m == info.parameter_name {
+            "replication_parameter_name"
+        } else {
+            "admin_parameter_name"
+        };
+        set_attr(st, attr, Value::null());
+    }
+    Ok(())
+}
+
+/// An update whose prior state carries a drift marker plans the repair (unknown until apply).
+fn plan_repairs(plan: &mut PlanChange) {
+    if plan.is_create() || plan.prior.is_null() {
+        return;
+    }
+    for a in REPAIR_ATTRS {
+        if plan.prior.get_attr(a).is_some_and(Value::is_null) {
+            set_attr(&mut plan.planned, a, Value::unknown());
+        }
+    }
+}
+
 /// Used by `strata_replica` and `strata_region`: the cluster and the settings its source runs.
 pub async fn cluster_and_settings(
     c: &Clients,
@@ -867,6 +933,10 @@ pub async fn cluster_and_settings(
 ) -> Result<(ClusterInfo, ClusterSettings), Diagnostics> {
     let what = format!("cluster {cluster_id:?}");
     let info = aws::read_cluster(c, None, cluster_id).await.map_err(|e| {
+        // Only a real "not found" blames cluster_id; throttling or an outage does not.
+        if !e.is_not_found() {
+            return aws_diag(&what, "look up", &e);
+        }
         Diagnostics::from(
             Diagnostic::error(
                 format!("Cannot find {what}"),

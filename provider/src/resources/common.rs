@@ -253,7 +253,9 @@ pub fn server_id_for(key: &str) -> u32 {
 /// within the apply finds what an earlier attempt made.
 pub fn new_creation_token() -> String {
     let n: u128 = rand::random();
-    format!("{n:032x}")
+    // The suffix marks objects an unfinished create of this version may leave (and a later
+    // create adopt): see `aws::ownership`.
+    format!("{n:032x}{}", crate::aws::ownership::ADOPTABLE_SUFFIX)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The resource types the provider serves, one file each. Resources see only the framework
 //! (`crate::framework`): typed values, never protobuf.
 
+pub mod checks;
 pub mod cluster;
 pub mod common;
 pub mod nodes;
+pub mod owned;
 pub mod region;
 pub mod replica;
 pub mod segment;

@@ -163,16 +163,30 @@ pub async fn wait_ready(
     if timeout.is_zero() || instance_ids.is_empty() {
         return Ok(());
     }
-    let fail = |e: AwsError| ApplyFailure {
-        diagnostics: Diagnostic::error(
-            format!("{resource}: a node did not become ready"),
-            format!(
-                "{e}. The resource is kept in state as tainted: the next apply replaces it, \
+    let fail = |e: AwsError| {
+        if let AwsError::Cancelled { .. } = e {
+            // Ctrl-C: the node keeps booting on its own. Record it as made (a warning, not an
+            // error, so it is not tainted and replaced): the next plan finds it by its id.
+            return ApplyFailure {
+                diagnostics: Diagnostic::warning(
+                    format!("{resource}: stopped waiting for the node to become ready"),
+                    format!("{e}. The node was launched and is kept in state."),
+                )
+                .into(),
+                partial_state: Some(state.clone()),
+            };
+        }
+        ApplyFailure {
+            diagnostics: Diagnostic::error(
+                format!("{resource}: a node did not become ready"),
+                format!(
+                    "{e}. The resource is kept in state as tainted: the next apply replaces it, \
                  and destroy removes it."
-            ),
-        )
-        .into(),
-        partial_state: Some(state.clone()),
+                ),
+            )
+            .into(),
+            partial_state: Some(state.clone()),
+        }
     };
     let rc = c.region(Some(region)).await.map_err(fail)?;
     crate::aws::wait_nodes_ready(&rc, instance_ids, timeout)

@@ -9,12 +9,12 @@ use strata_topology::{Role, render_user_data};
 use super::cluster::cluster_and_settings;
 use super::common::*;
 use super::nodes;
+use super::owned;
 use crate::aws::{self, Clients, RegionInfo, RegionSpec};
 use crate::cty::{AttributePath, Value};
 use crate::framework::{
     ApplyFailure, Attr, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
     NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
-    validators,
 };
 
 pub const TYPE_NAME: &str = "strata_region";
@@ -32,35 +32,31 @@ pub fn schema() -> Schema {
              this region's subnet CIDR only (the two VPCs must be routable, e.g. peered). \
              Changing `replica_count` adds or removes replicas in place.",
         )
-        .attribute(Attr::string("cluster_id").required().requires_replace().description("The `strata_cluster`'s id."))
+        .attribute(Attr::string("cluster_id").required().requires_replace().validate(super::checks::cluster_name()).description("The `strata_cluster`'s id."))
         .attribute(
             Attr::string("region")
                 .required()
                 .requires_replace()
-                .validate(validators::custom("an AWS region name", |v| match v.as_str() {
-                    Some(s) if !(s.len() >= 9 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) => {
-                        Err(format!("{s:?} is not an AWS region name such as eu-west-1"))
-                    }
-                    _ => Ok(()),
-                }))
-                .description("The other AWS region, e.g. `eu-west-1`."),
+                .validate(super::checks::region())
+                .description("The other AWS region, e.g. `eu-west-1`; not the provider's own region (that is the cluster's home)."),
         )
-        .attribute(Attr::string("subnet_id").required().requires_replace().description("A subnet in that region for the replicas."))
+        .attribute(Attr::string("subnet_id").required().requires_replace().validate(super::checks::subnet_id()).description("A subnet in that region for the replicas."))
         .attribute(
             Attr::number("replica_count")
                 .optional()
                 .default(Value::number_i64(1))
-                .validate(validators::int_range(0, 15))
-                .description("How many replicas the region runs (0-15). Changed in place; removing takes the highest-numbered replicas first."),
+                .validate(super::checks::replica_count())
+                .description("How many replicas the region runs (1-15). Changed in place; removing takes the highest-numbered replicas first."),
         )
         .attribute(
             Attr::string("instance_type")
                 .optional()
+                .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
                 .description("EC2 instance type of the region's replicas. Defaults to the cluster's. Changed in place, one replica at a time."),
         )
-        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the region's AWS objects."))
+        .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the region's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())
         .attribute(computed("id", Type::String, "`<cluster_id>/<region>`.").use_state_for_unknown())
         .attribute(computed("security_group_id", Type::String, "The region's security group.").use_state_for_unknown())
@@ -269,6 +265,27 @@ impl Resource for RegionResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if let (Some(cl), Some(r)) = (
+            str_attr(&plan.planned, "cluster_id"),
+            str_attr(&plan.planned, "region"),
+        ) {
+            owned::plan_create(
+                plan,
+                &owned::region_identity(&cl, &r, &resource_name(&cl, &r)),
+            )?;
+        }
+        if let (Ok(c), Some(r)) = (clients(&plan.ctx), str_attr(&plan.planned, "region")) {
+            super::checks::not_home_region(c.default_region(), &r)?;
+        }
+        if plan.is_create()
+            && let (Ok(c), Some(r), Some(subnet)) = (
+                clients(&plan.ctx),
+                str_attr(&plan.planned, "region"),
+                str_attr(&plan.planned, "subnet_id"),
+            )
+        {
+            super::checks::plan_subnet(c, Some(&r), &subnet, None).await?;
+        }
         plan_tags_all(plan);
         let type_changes = plan.is_create()
             || plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
@@ -298,9 +315,13 @@ impl Resource for RegionResource {
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let spec = spec(c, &req.planned, Op::Create).await?;
+        let identity = owned::region_identity(&spec.cluster, &spec.region, &spec.resource);
+        let creating = owned::begin_create(c, &identity).await?;
         let info = aws::create_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        let private =
+            owned::finish_create(c, &identity, &creating, &info.security_group_id).await?;
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
@@ -318,7 +339,7 @@ impl Resource for RegionResource {
             &st,
         )
         .await?;
-        Ok(NewState::new(st))
+        Ok(NewState::new(st).with_private(private))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
@@ -347,6 +368,13 @@ impl Resource for RegionResource {
         if spec.replica_count == 0 {
             spec.tags = string_map(&req.state, "tags");
         }
+        let Some(private) =
+            owned::read_check(c, Some(&region), &info.security_group_id, &req.private)
+                .await
+                .map_err(|e| aws_diag(&resource_name(&cluster, &region), "read", &e))?
+        else {
+            return Ok(None);
+        };
         let mut info = info;
         if info.subnet_id.is_empty()
             && let Some(s) = str_attr(&req.state, "subnet_id")
@@ -359,7 +387,7 @@ impl Resource for RegionResource {
             "reader_endpoint",
             reader_endpoint(c, &cluster, &region).await,
         );
-        Ok(Some(NewState::new(st)))
+        Ok(Some(NewState::new(st).with_private(private)))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -387,7 +415,7 @@ impl Resource for RegionResource {
             .filter(|id| !before.contains(id))
             .collect();
         nodes::wait_ready(c, &info.region, &launched, &spec.resource, &st).await?;
-        Ok(NewState::new(st))
+        Ok(NewState::new(st).with_private(req.private))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {

@@ -36,23 +36,26 @@ pub fn schema() -> Schema {
         .attribute(
             Attr::string("cluster_id")
                 .required()
+                .validate(super::checks::cluster_name())
                 .requires_replace()
                 .description("The `strata_cluster`'s id."),
         )
         .attribute(
             Attr::string("subnet_id")
                 .required()
+                .validate(super::checks::subnet_id())
                 .requires_replace()
                 .description("Subnet (and so availability zone) of the replica, in the cluster's VPC."),
         )
         .attribute(
             Attr::string("instance_type")
                 .optional()
+                .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
                 .description("EC2 instance type. Defaults to the cluster's. Changed in place (stop, modify, start)."),
         )
-        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the replica's AWS objects."))
+        .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the replica's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
         .attribute(computed("id", Type::String, "The replica's instance id."))
         .attribute(computed("node_id", Type::String, "The replica's instance id (the id `strata_storage_segment.node_id` takes)."))
@@ -166,6 +169,17 @@ impl Resource for ReplicaResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        if plan.is_create()
+            && let (Ok(c), Some(subnet)) =
+                (clients(&plan.ctx), str_attr(&plan.planned, "subnet_id"))
+        {
+            // The subnet must exist, in the cluster's VPC: refused before anything is made.
+            let vpc = match str_attr(&plan.planned, "cluster_id") {
+                Some(id) => aws::read_cluster(c, None, &id).await.ok().map(|i| i.vpc_id),
+                None => None,
+            };
+            super::checks::plan_subnet(c, None, &subnet, vpc.as_deref()).await?;
+        }
         if plan.is_create() {
             // One token per planned create: retries within this apply find what an earlier
             // attempt launched.
@@ -206,6 +220,15 @@ impl Resource for ReplicaResource {
             .ok()
             .filter(|t| !t.is_empty())
             .unwrap_or_else(new_creation_token);
+        // After a forced exit, the replica an unfinished create launched is found again.
+        let claim = super::owned::replica_token(
+            c,
+            &cluster_id,
+            &required_str(&req.planned, "subnet_id")?,
+            &token,
+        )
+        .await?;
+        let token = claim.token.clone();
         let server_id = server_id_for(&format!("{cluster_id}/replica/{token}"));
         let source_ip = cluster.private_ip.clone().ok_or_else(|| {
             ApplyFailure::from(Diagnostic::error(
@@ -281,6 +304,9 @@ impl Resource for ReplicaResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
         };
+        super::owned::mark_read(c, &id, &n.tags)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
         let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
         let cfg = nodes::read_node_config(&rc, &id)
             .await

@@ -41,6 +41,7 @@ pub fn schema() -> Schema {
         )
         .attribute(
             Attr::string("node_id")
+                .validate(super::checks::node_id())
                 .required()
                 .description("Instance id of the node (`strata_cluster.source_node_id`, `strata_replica.node_id`). Another node in the same availability zone: detached and attached in place; another zone: a new volume."),
         )
@@ -86,12 +87,12 @@ pub fn schema() -> Schema {
                 .validate(validators::one_of(&["gp3", "gp2", "io2"]))
                 .description("EBS volume type."),
         )
-        .attribute(Attr::number("iops").optional().computed().use_state_for_unknown().description("Provisioned IOPS (gp3, io2). Changed in place."))
-        .attribute(Attr::number("throughput").optional().computed().use_state_for_unknown().description("Throughput in MiB/s (gp3 only). Changed in place."))
+        .attribute(Attr::number("iops").optional().computed().validate(validators::int_range(100, 256_000)).use_state_for_unknown().description("Provisioned IOPS (gp3, io2). Changed in place."))
+        .attribute(Attr::number("throughput").optional().computed().validate(validators::int_range(125, 2_000)).use_state_for_unknown().description("Throughput in MiB/s (gp3 only). Changed in place."))
         .attribute(Attr::bool("encrypted").optional().default(true).requires_replace().description("Encrypt the volume."))
-        .attribute(Attr::string("kms_key_id").optional().requires_replace().description("KMS key for encryption; the account's default EBS key when unset."))
-        .attribute(Attr::string("device_name").optional().computed().requires_replace().use_state_for_unknown().description("Device name on the node, e.g. `/dev/sdf`. The first free of `/dev/sdf`-`/dev/sdp` by default."))
-        .attribute(Attr::map("tags", Type::String).optional().description("Tags for the volume."))
+        .attribute(Attr::string("kms_key_id").optional().validate(super::checks::kms_key()).requires_replace().description("KMS key for encryption; the account's default EBS key when unset."))
+        .attribute(Attr::string("device_name").optional().validate(super::checks::device_name()).computed().requires_replace().use_state_for_unknown().description("Device name on the node, e.g. `/dev/sdf`. The first free of `/dev/sdf`-`/dev/sdp` by default."))
+        .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the volume."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())
         .attribute(computed("id", Type::String, "The EBS volume id.").use_state_for_unknown())
         .attribute(computed("volume_id", Type::String, "The EBS volume id.").use_state_for_unknown())
@@ -194,10 +195,12 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
         ("volume_id", Value::string(info.volume_id.clone())),
         (
             "node_id",
-            info.attached_instance_id
-                .as_deref()
-                .map(Value::string)
-                .unwrap_or_else(|| keep("node_id")),
+            match info.attached_instance_id.as_deref() {
+                Some(n) => Value::string(n),
+                // Detached (out of band): the plan shows node_id coming back, apply attaches.
+                None if info.state == "available" => Value::null(),
+                None => keep("node_id"),
+            },
         ),
         ("size_gib", size),
         ("max_size_gib", bound("max", "max_size_gib")),
@@ -279,6 +282,11 @@ fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
 
 async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, Option<String>), Diagnostics> {
     let n = aws::read_replica(c, None, node_id).await.map_err(|e| {
+        // Only a real "not found" blames node_id; throttling or an outage says nothing
+        // about whether the node exists.
+        if !e.is_not_found() {
+            return aws_diag(&format!("node {node_id}"), "look up", &e);
+        }
         Diagnostics::from(
             Diagnostic::error(
                 format!("Cannot find node {node_id}"),
@@ -418,12 +426,23 @@ impl Resource for SegmentResource {
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let node = required_str(&req.planned, "node_id")?;
-        let (cluster, _) = node_cluster(c, &node).await?;
+        let (cluster, az) = node_cluster(c, &node).await?;
         let mut spec = spec(&req.planned, &cluster, Op::Create)?;
         spec.creation_token = String::from_utf8(req.private.clone())
             .ok()
             .filter(|t| !t.is_empty())
             .unwrap_or_else(new_creation_token);
+        // After a forced exit, the volume an unfinished create made is found again.
+        let claim = super::owned::segment_token(
+            c,
+            &cluster,
+            &spec.resource,
+            az.as_deref(),
+            TAG_AUTOSCALED_FROM,
+            &spec.creation_token,
+        )
+        .await?;
+        spec.creation_token = claim.token.clone();
         let info = aws::create_segment(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
@@ -450,6 +469,9 @@ impl Resource for SegmentResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
         };
+        super::owned::mark_read(c, &id, &info.tags)
+            .await
+            .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
         let added = added_segments(c, &id)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
