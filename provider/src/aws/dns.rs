@@ -122,8 +122,11 @@ pub struct ZoneSpec {
     pub tags: BTreeMap<String, String>,
 }
 
-fn r53_err<E, R>(
-    e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+fn r53_err<E>(
+    e: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
     op: &str,
     what: &str,
 ) -> AwsError
@@ -133,7 +136,6 @@ where
         + Send
         + Sync
         + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let e = AwsError::from_sdk(e, op, what);
     // Route 53 names its not-found codes per object.

@@ -715,8 +715,10 @@ impl Resource for ClusterResource {
         let live = live(c, &info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
-        Ok(NewState::new(state(c, &info, cfg.as_ref(), &live, &req.planned))
-            .with_private(req.private))
+        Ok(
+            NewState::new(state(c, &info, cfg.as_ref(), &live, &req.planned))
+                .with_private(req.private),
+        )
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
