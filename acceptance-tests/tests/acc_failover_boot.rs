@@ -36,6 +36,26 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// [`wait_for`] that runs `diagnose` before it fails.
+fn wait_for_or<T>(
+    what: &str,
+    timeout: Duration,
+    diagnose: impl Fn(),
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if t0.elapsed() >= timeout {
+            diagnose();
+            panic!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// One write the server acknowledged: the id written and the server (hostname) that said OK.
 #[derive(Clone, Debug)]
 struct Ack {
@@ -426,9 +446,50 @@ resource "strata_replica" "r" {{
         acc.block(acc.ec2.start_instances().instance_ids(&old.instance).send())
             .expect("StartInstances of the old source");
         let back = Instant::now();
-        let role = wait_for(
+        let diagnose = || {
+            // What the node says, so a failure here can be understood after the stack is gone.
+            for cmd in [
+                &[
+                    "strata-agent",
+                    "status",
+                    "--socket",
+                    "/run/mysqld/mysqld.sock",
+                ][..],
+                &[
+                    "systemctl",
+                    "--no-pager",
+                    "status",
+                    "strata-agent",
+                    "mariadb",
+                ][..],
+                &[
+                    "journalctl",
+                    "-u",
+                    "strata-agent",
+                    "--no-pager",
+                    "-q",
+                    "-n",
+                    "120",
+                ][..],
+            ] {
+                let out = nodes.exec(&old.instance, cmd);
+                eprintln!(
+                    "failover-boot: {} `{}`:\n{}",
+                    old.node_id,
+                    cmd.join(" "),
+                    out.map(|o| format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ))
+                    .unwrap_or_else(|e| format!("{e:#}"))
+                );
+            }
+        };
+        let role = wait_for_or(
             &format!("old source {} back as a replica", old.node_id),
-            Duration::from_secs(180),
+            Duration::from_secs(300),
+            diagnose,
             || {
                 let out = nodes
                     .exec(
