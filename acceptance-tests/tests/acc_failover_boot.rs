@@ -443,6 +443,25 @@ resource "strata_replica" "r" {{
                 .then_some(())
             },
         );
+        // The node host polls EC2: wait until it has really stopped the node's container, as a
+        // stop takes effect on AWS before a start can follow. (Starting it again before then
+        // left a node whose killed services nothing restarted.)
+        wait_for(
+            &format!("node host stopped {}", old.instance),
+            Duration::from_secs(120),
+            || {
+                nodes
+                    .status()
+                    .ok()?
+                    .iter()
+                    .any(|n| {
+                        n.get("instance_id").and_then(serde_json::Value::as_str)
+                            == Some(old.instance.as_str())
+                            && n.get("state").and_then(serde_json::Value::as_str) == Some("stopped")
+                    })
+                    .then_some(())
+            },
+        );
         acc.block(acc.ec2.start_instances().instance_ids(&old.instance).send())
             .expect("StartInstances of the old source");
         let back = Instant::now();
