@@ -60,6 +60,8 @@ fn bad_values(type_name: &str) -> Vec<(&'static str, Option<Value>)> {
             ("semi_sync_wait_for_replica_count", Some(n(0))),
             ("semi_sync_timeout_ms", Some(n(0))),
             ("instance_profile_name", Some(s("my profile"))),
+            ("dns_domain", Some(s("Strata.Internal."))),
+            ("dns_zone_id", Some(s("/hostedzone/Z123"))),
         ],
         "strata_replica" => vec![
             ("cluster_id", Some(s("Orders"))),

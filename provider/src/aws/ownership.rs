@@ -22,7 +22,7 @@
 //! see an unfinished anchor; two workspaces of one directory need `TF_WORKSPACE` set to be
 //! told apart; with `-refresh=false` a replica made by an earlier apply is not yet marked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::config::RegionClients;
@@ -48,7 +48,7 @@ pub fn origin() -> String {
     hex::encode(&h[..8])
 }
 
-static PLANNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+static PLANNED: Mutex<BTreeMap<String, Option<u64>>> = Mutex::new(BTreeMap::new());
 static APPLYING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// A fresh owner id for a resource instance.
@@ -66,14 +66,31 @@ fn duplicate(key_desc: &str, attribute: &str) -> AwsError {
 
 /// Records a planned create of `key` in this process; a second one is a duplicate in the
 /// configuration. `key_desc` says what the identity is (`strata_cluster name "orders"`).
-pub fn plan_claim(key: &str, key_desc: &str, attribute: &str) -> Result<(), AwsError> {
+///
+/// `config` is a fingerprint of the planned configuration when it is wholly known. The same
+/// resource may be planned twice by one process (`terraform test` plans again in its apply walk
+/// without configuring the provider again): equal fingerprints are that, not a duplicate. When
+/// either is unknown, or two blocks are identical, plan cannot tell them apart; the create-time
+/// claim and the anchor's owner tag still refuse the second at apply.
+pub fn plan_claim(
+    key: &str,
+    key_desc: &str,
+    attribute: &str,
+    config: Option<u64>,
+) -> Result<(), AwsError> {
     let mut set = PLANNED
         .lock()
         .map_err(|_| AwsError::Config("claims lock poisoned".into()))?;
-    if !set.insert(key.to_string()) {
-        return Err(duplicate(key_desc, attribute));
+    match set.get(key) {
+        None => {
+            set.insert(key.to_string(), config);
+            Ok(())
+        }
+        Some(Some(prev)) if config.is_some_and(|c| c != *prev) => {
+            Err(duplicate(key_desc, attribute))
+        }
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Forgets the planned creates: called when the provider is configured, which starts a walk
@@ -289,8 +306,11 @@ mod tests {
     #[test]
     fn plan_claims_refuse_the_second_of_one_identity() {
         let k = format!("test/{}", new_owner_id());
-        plan_claim(&k, "strata_cluster name \"x\"", "name").unwrap();
-        let e = plan_claim(&k, "strata_cluster name \"x\"", "name").unwrap_err();
+        plan_claim(&k, "strata_cluster name \"x\"", "name", Some(1)).unwrap();
+        // The same block planned again (terraform test's apply walk): not a duplicate.
+        plan_claim(&k, "strata_cluster name \"x\"", "name", Some(1)).unwrap();
+        // Another block with the same name: refused, naming the attribute.
+        let e = plan_claim(&k, "strata_cluster name \"x\"", "name", Some(2)).unwrap_err();
         assert!(e.to_string().contains("name"), "{e}");
     }
 

@@ -81,6 +81,41 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A DNS domain for the endpoints' zone: dot-separated labels of lowercase letters, digits and
+/// hyphens (1 to 63 each, not starting or ending with a hyphen), at most 200 characters so the
+/// record names built on it stay under DNS's 253.
+pub fn dns_domain(d: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !d.is_empty() && d.len() <= 200 && d.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{d:?} is not a usable domain: use dot-separated labels of lowercase letters, digits \
+             and hyphens, such as strata.internal or db.example.com (no trailing dot)"
+        ))
+    }
+}
+
+/// A Route 53 hosted zone id as the API returns it without its `/hostedzone/` prefix: letters
+/// and digits.
+pub fn hosted_zone_id(z: &str) -> Result<(), String> {
+    if !z.is_empty() && z.len() <= 32 && z.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{z:?} is not a Route 53 hosted zone id: use the id alone, such as Z0123456789ABCDEFGHIJ \
+             (without /hostedzone/)"
+        ))
+    }
+}
+
 pub fn region(r: &str) -> Result<(), String> {
     if KNOWN_REGIONS.contains(&r) {
         Ok(())

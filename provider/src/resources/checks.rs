@@ -36,6 +36,14 @@ pub fn cluster_name() -> Validator {
     )
 }
 
+pub fn dns_domain() -> Validator {
+    string_rule("a DNS domain such as strata.internal", rules::dns_domain)
+}
+
+pub fn hosted_zone_id() -> Validator {
+    string_rule("a Route 53 hosted zone id", rules::hosted_zone_id)
+}
+
 pub fn region() -> Validator {
     string_rule("an AWS region name such as eu-west-1", rules::region)
 }

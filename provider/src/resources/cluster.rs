@@ -160,6 +160,7 @@ pub fn schema() -> Schema {
             Attr::string("dns_domain")
                 .optional()
                 .default("strata.internal")
+                .validate(checks::dns_domain())
                 .requires_replace()
                 .description("Domain of the cluster's endpoints: Strata makes the private hosted zone `<name>.<dns_domain>`, associated with the cluster's VPC. Ignored when `dns_zone_id` is set."),
         )
@@ -167,6 +168,7 @@ pub fn schema() -> Schema {
             Attr::string("dns_zone_id")
                 .optional()
                 .computed()
+                .validate(checks::hosted_zone_id())
                 .requires_replace()
                 .use_state_for_unknown()
                 .description("A private Route 53 hosted zone of yours to put the endpoint records in (as `writer.<name>.<zone name>`); Strata associates it with the cluster's VPC and never deletes it. By default Strata makes (and deletes) the cluster's own zone, and this is its id."),

@@ -40,7 +40,13 @@ pub fn plan_create(plan: &PlanChange, id: &Identity<'_>) -> Result<(), Diagnosti
     if !plan.is_create() {
         return Ok(());
     }
-    ownership::plan_claim(&id.key, &id.describe, id.attribute)
+    let fingerprint = plan.config.is_wholly_known().then(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        plan.config.hash(&mut h);
+        h.finish()
+    });
+    ownership::plan_claim(&id.key, &id.describe, id.attribute, fingerprint)
         .map_err(|e| diag_at(&e, id.attribute))
 }
 
