@@ -481,16 +481,7 @@ impl NodeConfig {
                 ("install.agent.key", &a.key),
                 ("install.agent.region", &a.region),
             ] {
-                non_empty(field, v)?;
-                if !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-                {
-                    return Err(ConfigError::BadCharacter {
-                        field,
-                        value: v.clone(),
-                    });
-                }
+                s3_safe(field, v)?;
             }
             if a.sha256.len() != 64 || !a.sha256.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
             {
@@ -512,16 +503,7 @@ impl NodeConfig {
             ("failover.lease.key_prefix", &f.lease.key_prefix),
             ("failover.lease.region", &f.lease.region),
         ] {
-            non_empty(field, v)?;
-            if !v
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-            {
-                return Err(ConfigError::BadCharacter {
-                    field,
-                    value: v.clone(),
-                });
-            }
+            s3_safe(field, v)?;
         }
         if let Some(d) = &f.dns {
             for (field, v) in [
@@ -529,16 +511,7 @@ impl NodeConfig {
                 ("failover.dns.writer_name", &d.writer_name),
                 ("failover.dns.reader_name", &d.reader_name),
             ] {
-                non_empty(field, v)?;
-                if !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-                {
-                    return Err(ConfigError::BadCharacter {
-                        field,
-                        value: v.clone(),
-                    });
-                }
+                s3_safe(field, v)?;
             }
         }
         if let Some(a) = &f.advertise {
@@ -610,6 +583,22 @@ fn account_user(field: &'static str, user: &str) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// Non-empty and only S3's safe characters: these values end up in shell scripts, URLs and
+/// record names.
+fn s3_safe(field: &'static str, v: &str) -> Result<(), ConfigError> {
+    non_empty(field, v)?;
+    if v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        Ok(())
+    } else {
+        Err(ConfigError::BadCharacter {
+            field,
+            value: v.to_string(),
+        })
+    }
 }
 
 fn non_empty(field: &'static str, v: &str) -> Result<(), ConfigError> {

@@ -335,12 +335,7 @@ pub async fn ensure_zone(rc: &RegionClients, spec: &ZoneSpec) -> Result<(Zone, b
         .create_hosted_zone()
         .name(&name)
         .caller_reference(reference)
-        .vpc(
-            Vpc::builder()
-                .vpc_id(&spec.vpc_id)
-                .vpc_region(VpcRegion::from(spec.vpc_region.as_str()))
-                .build(),
-        )
+        .vpc(zone_vpc(&spec.vpc_id, &spec.vpc_region))
         // LocalStack requires a comment; it is also the marker find_zone trusts untagged.
         .hosted_zone_config(
             HostedZoneConfig::builder()
@@ -371,12 +366,7 @@ pub async fn associate_vpc(
         .route53
         .associate_vpc_with_hosted_zone()
         .hosted_zone_id(short_zone_id(zone_id))
-        .vpc(
-            Vpc::builder()
-                .vpc_id(vpc_id)
-                .vpc_region(VpcRegion::from(vpc_region))
-                .build(),
-        )
+        .vpc(zone_vpc(vpc_id, vpc_region))
         .send()
         .await
     {
@@ -390,6 +380,13 @@ pub async fn associate_vpc(
             }
         }
     }
+}
+
+fn zone_vpc(vpc_id: &str, vpc_region: &str) -> Vpc {
+    Vpc::builder()
+        .vpc_id(vpc_id)
+        .vpc_region(VpcRegion::from(vpc_region))
+        .build()
 }
 
 /// Removes a VPC from the zone; a VPC that is not associated (or a zone that is gone) is
@@ -411,12 +408,7 @@ pub async fn disassociate_vpc(
     rc.route53
         .disassociate_vpc_from_hosted_zone()
         .hosted_zone_id(short_zone_id(zone_id))
-        .vpc(
-            Vpc::builder()
-                .vpc_id(vpc_id)
-                .vpc_region(VpcRegion::from(vpc_region))
-                .build(),
-        )
+        .vpc(zone_vpc(vpc_id, vpc_region))
         .send()
         .await
         .map(|_| ())

@@ -56,32 +56,35 @@ pub struct Creating {
     pub owner: String,
 }
 
-async fn anchor(c: &Clients, id: &Identity<'_>) -> Result<Option<network::GroupInfo>, AwsError> {
-    let rc = c.region(id.region.as_deref()).await?;
-    let filters: Vec<(String, String)> = id
-        .anchor_filters
-        .iter()
+/// `(tag key, value)` pairs as EC2 `tag:<key>` filters.
+fn tag_filters(tags: &[(String, String)]) -> Vec<(String, String)> {
+    tags.iter()
         .map(|(k, v)| (format!("tag:{k}"), v.clone()))
-        .collect();
-    let f: Vec<(&str, &str)> = filters
+        .collect()
+}
+
+fn as_refs(filters: &[(String, String)]) -> Vec<(&str, &str)> {
+    filters
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(network::find_groups(&rc.ec2, &f).await?.into_iter().next())
+        .collect()
+}
+
+async fn anchor(c: &Clients, id: &Identity<'_>) -> Result<Option<network::GroupInfo>, AwsError> {
+    let rc = c.region(id.region.as_deref()).await?;
+    let filters = tag_filters(&id.anchor_filters);
+    Ok(network::find_groups(&rc.ec2, &as_refs(&filters))
+        .await?
+        .into_iter()
+        .next())
 }
 
 async fn live_node(c: &Clients, id: &Identity<'_>) -> Result<bool, AwsError> {
     let rc = c.region(id.region.as_deref()).await?;
-    let filters: Vec<(String, String)> = id
-        .live_node_filters
-        .iter()
-        .map(|(k, v)| (format!("tag:{k}"), v.clone()))
-        .collect();
-    let f: Vec<(&str, &str)> = filters
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(!crate::aws::node::find_nodes(&rc, &f).await?.is_empty())
+    let filters = tag_filters(&id.live_node_filters);
+    Ok(!crate::aws::node::find_nodes(&rc, &as_refs(&filters))
+        .await?
+        .is_empty())
 }
 
 /// Before a create: refuses an identity another create in this process holds, or whose anchor
