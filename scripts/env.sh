@@ -7,11 +7,13 @@ export STRATA_CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
 # two clones never share one (a shared dir let one clone's tests run the other's binaries:
 # cargo re-links target/debug/<bin> only when it rebuilds, so a fresh clone could find the
 # binary the last *other* clone built there). `.clone-path` lets scripts/test prune the dirs of
-# clones that are gone.
+# clones that are gone and unused for a week (a CI checkout at a fixed path comes and goes
+# between runs; its warm dir is kept).
 if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
   CARGO_TARGET_DIR="$STRATA_CACHE/targets/$(basename "$STRATA_ROOT")-$(printf %s "$STRATA_ROOT" | sha256sum | cut -c1-12)"
   mkdir -p "$CARGO_TARGET_DIR"
-  [[ -f "$CARGO_TARGET_DIR/.clone-path" ]] || printf '%s\n' "$STRATA_ROOT" >"$CARGO_TARGET_DIR/.clone-path"
+  # Rewritten on every use: its age says when the clone last ran (the prune keeps recent ones).
+  printf '%s\n' "$STRATA_ROOT" >"$CARGO_TARGET_DIR/.clone-path"
 fi
 export CARGO_TARGET_DIR
 export LOCALSTACK_ENDPOINT="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"

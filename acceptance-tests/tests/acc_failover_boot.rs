@@ -12,7 +12,10 @@
 //! promoter through EC2, started again here) must come back as a replica, never as a second
 //! writer. Then a planned switchover through `strata-agent switchover` inside a node: zero loss,
 //! the writer record moves, the write gap is measured. Last: after a refresh the cluster's
-//! status attributes report the failover, and `tofu plan` is empty.
+//! status attributes report the failover, and `tofu plan` is empty. Then the instance the
+//! cluster resource launched is terminated outside Terraform: the plan relaunches that node in
+//! place (nothing replaced), and the new node comes up as a replica holding every acknowledged
+//! row.
 
 mod acc_support;
 
@@ -712,6 +715,106 @@ resource "strata_replica" "r" {{
         code, 0,
         "plan after the failovers is not empty:\n{out}\n{err}"
     );
+
+    // The instance the cluster resource launched is terminated outside Terraform (it may be
+    // serving as a replica now). The plan must not recreate the cluster (that would replace
+    // the replicas, the serving source among them): it relaunches that one node in place,
+    // and the new node joins as a replica of the current source with every acknowledged row.
+    let lost = all[0].clone();
+    acc.block(
+        acc.ec2
+            .terminate_instances()
+            .instance_ids(&lost.instance)
+            .send(),
+    )
+    .expect("TerminateInstances of the launched source");
+    if lost.instance == source.instance {
+        wait_for(
+            "a failover away from the terminated source",
+            Duration::from_secs(90),
+            || (acc.resolve(&zone_id, &writer_name) != vec![lost.ip.clone()]).then_some(()),
+        );
+    }
+    let serving = acc.resolve(&zone_id, &writer_name);
+    let (code, out, err) = acc.plan();
+    assert_eq!(
+        code, 2,
+        "plan after the launched source was terminated:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("strata_cluster.main will be updated in-place"),
+        "the lost node must be relaunched in place:\n{out}"
+    );
+    assert!(
+        !out.contains("must be replaced") && !out.contains("will be created"),
+        "nothing may be replaced or created but the lost node:\n{out}"
+    );
+    let relaunch_t0 = Instant::now();
+    acc.apply();
+    let relaunched = acc.resource("strata_cluster.main");
+    let new_id = relaunched["source_node_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let new_ip = relaunched["source_private_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !new_id.is_empty() && new_id != lost.instance,
+        "source_node_id after the relaunch: {relaunched}"
+    );
+    wait_for_or(
+        "the relaunched node, read-only, holding every acknowledged row",
+        Duration::from_secs(120),
+        || {
+            let st = sql(&new_ip, "SHOW SLAVE STATUS\\G");
+            eprintln!("relaunched node {new_id} ({new_ip}): SHOW SLAVE STATUS: {st:?}");
+            for cmd in [
+                &["strata-agent", "status"][..],
+                &[
+                    "journalctl",
+                    "-u",
+                    "strata-agent",
+                    "--no-pager",
+                    "-q",
+                    "-n",
+                    "80",
+                ][..],
+                &["tail", "-n", "40", "/var/log/strata-user-data.log"][..],
+            ] {
+                let out = nodes
+                    .exec(&new_id, cmd)
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout).into_owned()
+                            + &String::from_utf8_lossy(&o.stderr)
+                    })
+                    .unwrap_or_else(|e| format!("{e:#}"));
+                eprintln!("--- {cmd:?} on {new_id}:\n{out}");
+            }
+        },
+        || {
+            let have: BTreeSet<u64> = sql(&new_ip, "SELECT id FROM fo.w")
+                .ok()?
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            let ro = sql(&new_ip, "SELECT @@read_only").ok()?;
+            (acked.is_subset(&have) && ro.trim() == "1").then_some(())
+        },
+    );
+    eprintln!(
+        "failover-boot: launched source {} terminated; relaunched as {new_id}, replicating all {} rows, {:.1} s after apply began",
+        lost.instance,
+        acked.len(),
+        relaunch_t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        acc.resolve(&zone_id, &writer_name),
+        serving,
+        "the writer record stays on the serving source"
+    );
+    acc.assert_plan_empty_in(&d);
 
     let mut sorted = times_ms.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -597,6 +597,30 @@ impl Node {
             && let (Some(ec2), Some(id)) = (self.ec2.clone(), old.instance_id.clone())
         {
             tokio::spawn(async move {
+                // Only an instance that runs: a terminated one is gone already (and an
+                // emulator that lets StopInstances bring it back as "stopped" would make a
+                // lost node look alive to Terraform).
+                let state = ec2
+                    .describe_instances()
+                    .instance_ids(&id)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| {
+                        o.reservations()
+                            .iter()
+                            .flat_map(|r| r.instances())
+                            .next()
+                            .and_then(|i| i.state())
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                    });
+                if let Some(st) = state.as_deref()
+                    && !matches!(st, "pending" | "running")
+                {
+                    tracing::info!(instance = %id, state = %st, "the old source's instance is not running: not stopping it");
+                    return;
+                }
                 match ec2
                     .stop_instances()
                     .instance_ids(&id)
@@ -1543,24 +1567,41 @@ pub async fn request_switchover(
         .as_ref()
         .ok_or("this node has no failover config")?;
     let store = LeaseStore::connect(&f.lease, Duration::from_secs(5), None).await;
-    let (l, _) = store
-        .read_lease()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no lease yet")?;
+    let deadline = Instant::now() + within;
+    // A one-shot command has no heartbeat to try again on the next tick: a store call that
+    // failed for a passing reason (the instance role's credentials not served in time by a
+    // busy metadata service, a dropped connection) is tried again until the deadline.
+    let l = loop {
+        match store.read_lease().await {
+            Ok(Some((l, _))) => break l,
+            Ok(None) => return Err("no lease yet".into()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "switchover: reading the lease failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     if l.holder.node_id == to {
         return Ok(l);
     }
-    store
-        .request_switchover(&SwitchoverRequest {
-            version: FAILOVER_OBJECT_VERSION,
-            to_node: to.to_string(),
-            epoch: l.epoch,
-            requested_at_ms: wall_ms(),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + within;
+    let req = SwitchoverRequest {
+        version: FAILOVER_OBJECT_VERSION,
+        to_node: to.to_string(),
+        epoch: l.epoch,
+        requested_at_ms: wall_ms(),
+    };
+    // Writing the same request twice is harmless: the source acts on it once per epoch.
+    loop {
+        match store.request_switchover(&req).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "switchover: writing the request failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Ok(Some((cur, _))) = store.read_lease().await

@@ -528,7 +528,7 @@ impl Cluster {
                 let lease = self.lease().await;
                 let ok = async {
                     let l = lease?;
-                    let mut c = self.nodes[i].node.root().await;
+                    let mut c = self.nodes[i].node.try_root().await.ok()?;
                     let st: Vec<mysql_async::Row> = c.query("SHOW SLAVE STATUS").await.ok()?;
                     let r = st.first()?;
                     let io: String = r.get("Slave_IO_Running")?;

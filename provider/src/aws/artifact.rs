@@ -382,6 +382,31 @@ pub async fn delete_bucket(
         tracing::warn!(%bucket, "a bucket with the cluster's agent bucket name is not tagged as its own; not deleting it");
         return Ok(());
     }
+    // A node that is still shutting down may write one last heartbeat after the bucket was
+    // emptied (its agent runs until the instance is really off): empty it again and retry.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        empty_bucket(rc, bucket, &what).await?;
+        match rc.s3.delete_bucket().bucket(bucket).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = AwsError::from_sdk(e, "s3:DeleteBucket", &what);
+                if e.is_not_found() {
+                    return Ok(());
+                }
+                if attempt < 10 && e.code() == Some("BucketNotEmpty") {
+                    tracing::info!(%bucket, attempt, "bucket written to while it was deleted; emptying it again");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn empty_bucket(rc: &RegionClients, bucket: &str, what: &str) -> Result<(), AwsError> {
     let mut pages = rc
         .s3
         .list_objects_v2()
@@ -390,7 +415,7 @@ pub async fn delete_bucket(
         .send();
     let mut keys = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AwsError::from_sdk(e, "s3:ListObjectsV2", &what))?;
+        let page = page.map_err(|e| AwsError::from_sdk(e, "s3:ListObjectsV2", what))?;
         keys.extend(
             page.contents()
                 .iter()
@@ -409,13 +434,7 @@ pub async fn delete_bucket(
             }
         }
     }
-    match rc.s3.delete_bucket().bucket(bucket).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "s3:DeleteBucket", &what);
-            if e.is_not_found() { Ok(()) } else { Err(e) }
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,6 +77,10 @@ pub struct ClusterSpec {
     /// The endpoints' zone (made by the caller first: its id goes into the nodes' config and
     /// the node policy); recorded on the security group.
     pub zone: Option<dns::Zone>,
+    /// Relaunching the source this resource launched, which is gone (terminated outside
+    /// Terraform): that instance's id. The new instance gets a creation token of its own
+    /// (EC2 would answer the old token with the terminated instance).
+    pub relaunch_of: Option<String>,
 }
 
 impl ClusterSpec {
@@ -108,6 +112,7 @@ impl ClusterSpec {
             key_name: None,
             timeout: Duration::from_secs(20 * 60),
             zone: None,
+            relaunch_of: None,
         }
     }
 }
@@ -118,6 +123,10 @@ pub struct ClusterInfo {
     /// The cluster's name.
     pub cluster_id: String,
     pub region: String,
+    /// The instance this resource launched (`source_instance_id`) is gone while the cluster
+    /// (its group) is not: `source_instance_id` is empty and the launch-time fields below
+    /// (`instance_type`, `ami`, `tags`, subnet) come from a surviving member or are empty.
+    pub launch_node_lost: bool,
     pub source_instance_id: String,
     pub private_ip: Option<String>,
     /// `<private ip>:<port>`, where clients write.
@@ -398,10 +407,14 @@ async fn create_steps(
     }
 
     // Source instance.
+    let node_token = match &spec.relaunch_of {
+        Some(lost) => sub_token(&spec.creation_token, &format!("source-after-{lost}")),
+        None => sub_token(&spec.creation_token, "source"),
+    };
     let node_spec = NodeSpec {
         cluster: spec.name.clone(),
         resource: spec.resource.clone(),
-        creation_token: sub_token(&spec.creation_token, "source"),
+        creation_token: node_token,
         region: Some(rc.region.clone()),
         subnet_id: spec.subnet_id.clone(),
         instance_type: spec.instance_type.clone(),
@@ -726,8 +739,9 @@ async fn find_cluster_group(
     Ok(groups.into_iter().next())
 }
 
-/// Reads the cluster back by name (its id). A not-found error (`is_not_found`) when the source
-/// instance or the security group is gone: the cluster must be created again.
+/// Reads the cluster back by name (its id). A not-found error (`is_not_found`) when the
+/// security group is gone: the cluster must be created again. A launched source that is gone
+/// while the group is there reads as `launch_node_lost`.
 pub async fn read_cluster(
     clients: &Clients,
     region: Option<&str>,
@@ -736,26 +750,36 @@ pub async fn read_cluster(
     let rc = clients.region(region).await?;
     let what = format!("cluster {name:?} in {}", rc.region);
     let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
-    let source = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)])
+    let launched = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)])
         .await?
         .into_iter()
-        .next()
-        .ok_or_else(|| {
-            AwsError::api(
+        .next();
+    let group = find_cluster_group(&rc, name).await?;
+    let (source, group) = match (launched, group) {
+        (Some(s), Some(g)) => (s, g),
+        (None, None) => {
+            return Err(AwsError::api(
                 "ec2:DescribeInstances",
                 &format!("source instance of {what}"),
                 "InvalidInstanceID.NotFound",
-                "no live source instance",
-            )
-        })?;
-    let group = find_cluster_group(&rc, name).await?.ok_or_else(|| {
-        AwsError::api(
-            "ec2:DescribeSecurityGroups",
-            &format!("security group of {what}"),
-            "InvalidGroup.NotFound",
-            "no security group",
-        )
-    })?;
+                "no live source instance and no security group",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(AwsError::api(
+                "ec2:DescribeSecurityGroups",
+                &format!("security group of {what}"),
+                "InvalidGroup.NotFound",
+                "no security group",
+            ));
+        }
+        // The instance this resource launched is gone (terminated outside Terraform), but the
+        // cluster is not: its group is there and, after a failover, another node is its
+        // source. Read as a lost node (relaunched by the next apply), never as a cluster to
+        // create again: that plan would replace every replica, the serving source included.
+        (None, Some(g)) => (lost_launch_node(&rc, name, &g).await?, g),
+    };
+    let launch_node_lost = source.instance_id.is_empty();
     let port = group
         .tags
         .get(TAG_PORT)
@@ -764,7 +788,7 @@ pub async fn read_cluster(
     let subnet_id = source.subnet_id.clone().unwrap_or_default();
     let subnet = match network::subnet_info(&rc.ec2, &subnet_id).await {
         Ok(s) => s,
-        Err(e) if e.is_not_found() => SubnetInfo {
+        Err(e) if e.is_not_found() || subnet_id.is_empty() => SubnetInfo {
             subnet_id: subnet_id.clone(),
             vpc_id: group.vpc_id.clone(),
             availability_zone: source.availability_zone.clone().unwrap_or_default(),
@@ -810,6 +834,7 @@ pub async fn read_cluster(
     Ok(ClusterInfo {
         cluster_id: name.to_string(),
         region: rc.region.clone(),
+        launch_node_lost,
         source_instance_id: source.instance_id.clone(),
         private_ip: source.private_ip.clone(),
         writer_endpoint: source.private_ip.as_ref().map(|ip| format!("{ip}:{port}")),
@@ -837,6 +862,29 @@ pub async fn read_cluster(
         source,
         zone: dns::Zone::from_group_tags(&group.tags),
     })
+}
+
+/// Stands in for the launched source when it is gone: the fields a member shares with every
+/// other member of the cluster (subnet, image, instance profile) from a surviving one, if
+/// any; the instance id empty.
+async fn lost_launch_node(
+    rc: &RegionClients,
+    name: &str,
+    group: &network::GroupInfo,
+) -> Result<NodeInfo, AwsError> {
+    let tc = format!("tag:{TAG_CLUSTER}");
+    let sibling = node::find_nodes(rc, &[(&tc, name)])
+        .await?
+        .into_iter()
+        .next();
+    tracing::warn!(cluster = %name, "the source instance this cluster launched is gone; the next apply relaunches it");
+    let mut n = NodeInfo::gone(&rc.region, "");
+    n.vpc_id = Some(group.vpc_id.clone());
+    if let Some(s) = sibling {
+        n.ami = s.ami;
+        n.instance_profile_arn = s.instance_profile_arn;
+    }
+    Ok(n)
 }
 
 /// In place: instance type (stop, modify, start), the allowed CIDRs and groups (a rule diff

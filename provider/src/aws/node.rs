@@ -269,7 +269,7 @@ pub async fn wait_node_state(
 }
 
 impl NodeInfo {
-    fn gone(region: &str, instance_id: &str) -> NodeInfo {
+    pub(crate) fn gone(region: &str, instance_id: &str) -> NodeInfo {
         NodeInfo {
             instance_id: instance_id.into(),
             region: region.into(),

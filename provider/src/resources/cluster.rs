@@ -685,13 +685,16 @@ impl Resource for ClusterResource {
             return Ok(None);
         };
         let rc = c.home().await.map_err(|e| aws_diag(&id, "read", &e))?;
-        let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+        let cfg = cluster_node_config(&rc, &info)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read user-data", &e))?;
         let live = live(c, &info)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read the endpoints", &e))?;
         let mut st = state(c, &info, cfg.as_ref(), &live, &req.state);
+        if info.launch_node_lost {
+            mark_launch_node_lost(&mut st, &req.state);
+        }
         mark_drift(&rc, &info, &mut st)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read", &e))?;
@@ -708,10 +711,18 @@ impl Resource for ClusterResource {
         spec.zone = repair_endpoints(c, &rc, &req.planned, &req.config)
             .await
             .map_err(|e| apply_failure(&spec.resource, "repair the endpoints", &e))?;
+        let cur = aws::read_cluster(c, None, &spec.name)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        if cur.launch_node_lost {
+            let lost =
+                str_attr(&req.prior, "source_node_id").unwrap_or_else(|| "unknown".to_string());
+            relaunch(c, &req.planned, &req.config, &cur, &lost).await?;
+        }
         let info = aws::update_cluster(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+        let cfg = cluster_node_config(&rc, &info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
         let live = live(c, &info)
@@ -882,11 +893,113 @@ async fn repair_endpoints(
 }
 
 /// Attributes whose null in a refreshed state means "drifted, repair me" (see `mark_drift`).
-const REPAIR_ATTRS: [&str; 3] = [
+const REPAIR_ATTRS: [&str; 5] = [
     "security_group_id",
     "replication_parameter_name",
     "admin_parameter_name",
+    "source_node_id",
+    "source_private_ip",
 ];
+
+/// The attributes read from the launched source instance itself: kept as they were when it is
+/// gone (they describe what the relaunch makes again), beside the repair markers.
+const LAUNCH_NODE_ATTRS: [&str; 5] = [
+    "instance_type",
+    "ami_id",
+    "subnet_id",
+    "instance_profile_name",
+    "availability_zone",
+];
+
+/// Read's report of a launched source that is gone while the cluster lives on: the node's id
+/// and address null (the plan shows them changing: apply relaunches the node, which joins the
+/// cluster as a replica of whoever is the source now), its settings as they were.
+fn mark_launch_node_lost(st: &mut Value, prior: &Value) {
+    for a in LAUNCH_NODE_ATTRS {
+        if let Some(v) = prior.get_attr(a).filter(|v| !v.is_null()) {
+            set_attr(st, a, v.clone());
+        }
+    }
+    for a in ["tags", "tags_all"] {
+        if let Some(v) = prior.get_attr(a) {
+            set_attr(st, a, v.clone());
+        }
+    }
+    set_attr(st, "source_node_id", Value::null());
+    set_attr(st, "source_private_ip", Value::null());
+}
+
+/// The Strata node config the cluster's nodes run: the launched source's user-data, or when
+/// that node is gone, a surviving member's (they share every cluster-wide setting).
+async fn cluster_node_config(
+    rc: &aws::RegionClients,
+    info: &ClusterInfo,
+) -> Result<Option<strata_topology::NodeConfig>, aws::AwsError> {
+    if !info.launch_node_lost {
+        return nodes::read_node_config(rc, &info.source_instance_id).await;
+    }
+    let tc = format!("tag:{}", aws::tags::TAG_CLUSTER);
+    for n in aws::node::find_nodes(rc, &[(&tc, &info.cluster_id)]).await? {
+        if let Some(cfg) = nodes::read_node_config(rc, &n.instance_id).await? {
+            return Ok(Some(cfg));
+        }
+    }
+    Ok(None)
+}
+
+/// Launches the cluster's source node again after it was terminated outside Terraform. It
+/// boots with the configuration it was first launched with (role source, the same node id);
+/// its agent finds the lease held by the node that took over and joins it as a replica, seeded
+/// from it. Everything else of the cluster (group, parameters, zone, profile) is adopted.
+async fn relaunch(
+    c: &Clients,
+    planned: &Value,
+    config: &Value,
+    cur: &ClusterInfo,
+    lost: &str,
+) -> Result<(), ApplyFailure> {
+    let home = c.default_region().to_string();
+    let mut s = settings(planned, &home)?;
+    let name = s.cluster_id.clone();
+    let resource = format!("{TYPE_NAME}.{name}");
+    tracing::warn!(cluster = %name, lost_instance = %lost, "relaunching the cluster's launched source node");
+    let instance_type = required_str(planned, "instance_type")?;
+    let ami_configured = str_attr(config, "ami_id").is_some();
+    let (install, upload) = install_for(c, &name, &home, &instance_type, ami_configured)
+        .await
+        .map_err(|e| apply_failure(&resource, "relaunch (the agent build)", &e))?;
+    s.install = install;
+    s.failover = nodes::failover_for(&name, &home, &s.install, cur.zone.as_ref());
+    let cfg = nodes::node_config(
+        &s,
+        Role::Source,
+        &format!("{name}-source"),
+        &home,
+        server_id_for(&format!("{name}/source")),
+        None,
+    );
+    cfg.validate().map_err(|e| {
+        ApplyFailure::from(Diagnostic::error(
+            format!("{resource}: invalid node configuration"),
+            e.to_string(),
+        ))
+    })?;
+    let mut spec = spec(c, planned, render_user_data(&cfg), Op::Update)?;
+    spec.agent = upload;
+    spec.zone = cur.zone.clone();
+    spec.relaunch_of = Some(lost.to_string());
+    let created = aws::create_cluster(c, &spec)
+        .await
+        .map_err(|e| apply_failure(&resource, "relaunch the source node", &e))?;
+    nodes::wait_ready(
+        c,
+        &created.info.region,
+        std::slice::from_ref(&created.info.source_instance_id),
+        &resource,
+        planned,
+    )
+    .await
+}
 
 /// Read's drift report for objects the configuration does not name: a member outside the
 /// cluster's group, a deleted credential parameter. The attribute standing for it is nulled,
@@ -950,7 +1063,7 @@ pub async fn cluster_and_settings(
         )
     })?;
     let rc = c.home().await.map_err(|e| aws_diag(&what, "read", &e))?;
-    let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+    let cfg = cluster_node_config(&rc, &info)
         .await
         .map_err(|e| aws_diag(&what, "read the source's user-data", &e))?
         .ok_or_else(|| {
@@ -985,6 +1098,38 @@ mod tests {
         assert_eq!(v.get_attr("replication_password"), None);
         assert!(!format!("{v:?}").contains("s3cret"));
         assert!(ClusterResource.upgrade_state(7, &raw).is_err());
+    }
+
+    #[test]
+    fn a_lost_launch_node_reads_as_a_repair_with_its_settings_kept() {
+        let prior = schema().null_object_with([
+            ("id", Value::string("orders")),
+            ("instance_type", Value::string("m6i.large")),
+            ("subnet_id", Value::string("subnet-1")),
+            ("source_node_id", Value::string("i-gone")),
+            ("source_private_ip", Value::string("10.0.1.5")),
+            ("security_group_id", Value::string("sg-1")),
+        ]);
+        // What Read builds from a ClusterInfo with no launched source: empty fields.
+        let mut st = schema().null_object_with([
+            ("id", Value::string("orders")),
+            ("instance_type", Value::string("")),
+            ("subnet_id", Value::string("")),
+            ("source_node_id", Value::string("")),
+            ("security_group_id", Value::string("sg-1")),
+        ]);
+        mark_launch_node_lost(&mut st, &prior);
+        assert_eq!(
+            st.get_attr("instance_type"),
+            Some(&Value::string("m6i.large"))
+        );
+        assert_eq!(st.get_attr("subnet_id"), Some(&Value::string("subnet-1")));
+        assert_eq!(st.get_attr("source_node_id"), Some(&Value::null()));
+        assert_eq!(st.get_attr("source_private_ip"), Some(&Value::null()));
+        assert!(
+            REPAIR_ATTRS.contains(&"source_node_id"),
+            "a null source_node_id must plan the relaunch"
+        );
     }
 
     #[test]
