@@ -165,6 +165,7 @@ pub fn node_config(
         admin: None,
         install: Default::default(),
         failover: None,
+        engine_settings: BTreeMap::new(),
         tags: BTreeMap::new(),
     }
 }
