@@ -11,6 +11,9 @@ use strata_topology::failover::{
     parse_member, parse_member_key, parse_switchover, render_lease, render_member,
     render_switchover, switchover_key,
 };
+use strata_topology::roll::{
+    DesiredConfig, config_key, parse_desired_config, render_desired_config,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -271,6 +274,35 @@ impl LeaseStore {
         self.put(
             &switchover_key(&self.prefix),
             render_switchover(r),
+            Condition::None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// This node's desired engine settings, None when no roll ever wrote them.
+    pub async fn read_desired_config(
+        &self,
+        node_id: &str,
+    ) -> Result<Option<DesiredConfig>, StoreError> {
+        let key = config_key(&self.prefix, node_id);
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some((body, _)) => {
+                parse_desired_config(&body)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key,
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    pub async fn write_desired_config(&self, d: &DesiredConfig) -> Result<(), StoreError> {
+        self.put(
+            &config_key(&self.prefix, &d.node_id),
+            render_desired_config(d),
             Condition::None,
         )
         .await
