@@ -70,6 +70,9 @@ enum Cmd {
         /// Seconds one node may take to come back before the roll stops.
         #[arg(long, default_value_t = 300)]
         node_timeout: u64,
+        /// A replica is caught up at this replication lag (seconds) or less.
+        #[arg(long, default_value_t = 0)]
+        max_lag_seconds: u64,
     },
     /// Print the engine config file this node's server must be started with.
     RenderServerConfig {
@@ -238,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             set,
             nodes,
             node_timeout,
+            max_lag_seconds,
         } => {
             let cfg = c.load()?;
             let f = cfg
@@ -263,6 +267,7 @@ async fn main() -> anyhow::Result<()> {
                 node_timeout: Duration::from_secs(node_timeout),
                 switchover_wait: Duration::from_secs(60),
                 fresh_ms: (f.timing.lease_ms * 2).max(3_000),
+                max_lag_seconds,
                 poll: Duration::from_millis(f.timing.heartbeat_ms.clamp(50, 1_000)),
             };
             let report = strata_agent::failover::roll::roll_settings(&store, &settings, nodes, &o)

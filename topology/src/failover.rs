@@ -347,6 +347,9 @@ pub struct Member {
     /// the agent restored the previous settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// The generation `config_error` is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_failed_generation: Option<u64>,
     /// Unix milliseconds of this heartbeat.
     pub updated_at_ms: u64,
 }
@@ -557,6 +560,7 @@ mod tests {
             final_for_epoch: Some(3),
             config_generation: Some(2),
             config_error: None,
+            config_failed_generation: None,
             updated_at_ms: 5,
         };
         let text = render_member(&m);

@@ -1367,6 +1367,7 @@ impl Node {
             final_for_epoch: self.final_for,
             config_generation: self.config_generation,
             config_error: self.config_error.as_ref().map(|(_, e)| e.clone()),
+            config_failed_generation: self.config_error.as_ref().map(|(g, _)| *g),
             updated_at_ms: wall_ms(),
         };
         if let Err(e) = self.store.write_member(&m).await {

@@ -22,6 +22,10 @@ pub struct RollOptions {
     pub switchover_wait: Duration,
     /// A member heartbeat older than this does not count.
     pub fresh_ms: u64,
+    /// A replica counts as caught up at this lag (seconds behind its source) or less. 0 by
+    /// default: the switchover target then holds everything, and the read-only moment of the
+    /// switchover (which waits for it to hold every transaction) stays short.
+    pub max_lag_seconds: u64,
     pub poll: Duration,
 }
 
@@ -52,14 +56,16 @@ pub fn member_done(
     lease: &Lease,
     target: u64,
     now: u64,
-    fresh_ms: u64,
+    o: &RollOptions,
     since: Option<u64>,
 ) -> bool {
-    let fresh = now.saturating_sub(m.updated_at_ms) <= fresh_ms
+    let fresh = now.saturating_sub(m.updated_at_ms) <= o.fresh_ms
         && since.is_none_or(|s| m.updated_at_ms > s);
     let in_shape = match m.current_role {
         CurrentRole::Replica | CurrentRole::RegionReplica => {
-            m.healthy && m.lag_seconds == Some(0) && m.epoch_seen == lease.epoch
+            m.healthy
+                && m.lag_seconds.is_some_and(|l| l <= o.max_lag_seconds)
+                && m.epoch_seen == lease.epoch
         }
         CurrentRole::Source => m.healthy && lease.holder.node_id == m.node_id,
         _ => false,
@@ -146,7 +152,7 @@ pub async fn roll_settings(
                     node_id: id.clone(),
                     home: *home,
                     done: m.is_some_and(|m| {
-                        member_done(m, &lease, target, now, o.fresh_ms, started.get(id).copied())
+                        member_done(m, &lease, target, now, o, started.get(id).copied())
                     }),
                     started_at_ms: started.get(id).copied(),
                 }
@@ -166,7 +172,7 @@ pub async fn roll_settings(
             if started.contains_key(&n.node_id)
                 && let Some(m) = members.iter().find(|m| m.node_id == n.node_id)
                 && let Some(err) = &m.config_error
-                && m.config_generation.is_none_or(|g| g < target)
+                && m.config_failed_generation == Some(target)
             {
                 return Err(format!("node {}: {err}; the roll stopped here", n.node_id));
             }
