@@ -50,6 +50,25 @@ const ROLL_ARGS: &[&str] = &[
     "120",
 ];
 
+/// `strata-agent roll` on node `i`, in the background (to be interrupted).
+fn spawn_roll(c: &Cluster, i: usize) -> std::process::Child {
+    let n = &c.nodes[i].node;
+    std::process::Command::new(common::agent_bin())
+        .arg("roll")
+        .arg("--config")
+        .arg(n.config_path())
+        .args(ROLL_ARGS)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn strata-agent roll")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs LocalStack and mariadbd"]
 async fn rolling_settings_change_loses_no_acknowledged_write() {
@@ -83,8 +102,28 @@ async fn rolling_settings_change_loses_no_acknowledged_write() {
     c.wait_replicating(&[1, 2], Duration::from_secs(60)).await;
     eprintln!("refused setting: roll stopped at n2 after {bad_ms} ms");
 
-    // 2. The real roll.
+    // 2. The real roll, interrupted (the driver killed once it asked n2) and run again: it
+    //    resumes, without asking n2 twice or switching over twice.
     let t0 = Instant::now();
+    let mut first_run = spawn_roll(&c, 0);
+    let key = strata_topology::roll::config_key(&c.prefix, "n2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = match c.s3.get_object().bucket(&c.bucket).key(&key).send().await {
+            Ok(o) => o.body.collect().await.map(|b| b.into_bytes().to_vec()).ok(),
+            Err(_) => None,
+        };
+        if body
+            .and_then(|b| strata_topology::roll::parse_desired_config(&b).ok())
+            .is_some_and(|d| d.generation == 2)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the roll never asked n2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = first_run.kill();
+    let _ = first_run.wait();
     let (ok, out, err) = c.agent_cli(0, "roll", ROLL_ARGS);
     let t1 = Instant::now();
     if !ok {
@@ -93,6 +132,18 @@ async fn rolling_settings_change_loses_no_acknowledged_write() {
     assert!(ok, "roll failed:\n{err}\n{out}");
     let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rep["order"], "n2, n3, switchover to n2, n1", "{out}");
+    // n2 was asked by the interrupted run: the resumed run waits for it, never asks again.
+    let asked_here: Vec<&str> = rep["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p[0].as_str())
+        .collect();
+    assert!(!asked_here.contains(&"n2"), "{out}");
+    assert!(
+        asked_here.contains(&"n3") && asked_here.contains(&"n1"),
+        "{out}"
+    );
     assert_eq!(rep["generation"], 2, "{out}");
     assert_eq!(rep["switchover"]["to"], "n2", "{out}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -104,7 +155,7 @@ async fn rolling_settings_change_loses_no_acknowledged_write() {
     let (ok, out2, err2) = c.agent_cli(1, "roll", ROLL_ARGS);
     assert!(ok, "{err2}\n{out2}");
     let rep2: serde_json::Value = serde_json::from_str(&out2).unwrap();
-    assert!(rep2["switchover"].is_null(), "{out2}");
+    assert!(rep2["switchover"].is_null(), "{out2}\n{err2}");
     assert_eq!(rep2["nodes"].as_array().map(|a| a.len()), Some(0), "{out2}");
     assert_eq!(rep2["generation"], 2, "{out2}");
 

@@ -115,11 +115,14 @@ pub async fn roll_settings(
     }
     let target = target_generation(&existing, settings);
     // Resuming: a change already asked for this generation is waited for, not asked again.
-    let mut started: HashMap<String, u64> = existing
+    // `asked` (when the change was written) is what a member heartbeat must be newer than to
+    // count; `started` (for the timeout) is no earlier than this run.
+    let mut asked: HashMap<String, u64> = existing
         .iter()
         .filter(|d| d.generation >= target)
-        .map(|d| (d.node_id.clone(), now))
+        .map(|d| (d.node_id.clone(), d.requested_at_ms))
         .collect();
+    let mut started: HashMap<String, u64> = asked.keys().map(|id| (id.clone(), now)).collect();
     let mut asked_at: HashMap<String, Instant> = HashMap::new();
     let mut report = RollReport {
         generation: target,
@@ -152,7 +155,7 @@ pub async fn roll_settings(
                     node_id: id.clone(),
                     home: *home,
                     done: m.is_some_and(|m| {
-                        member_done(m, &lease, target, now, o, started.get(id).copied())
+                        member_done(m, &lease, target, now, o, asked.get(id).copied())
                     }),
                     started_at_ms: started.get(id).copied(),
                 }
@@ -166,6 +169,18 @@ pub async fn roll_settings(
                 .map(|n| n.node_id.clone())
                 .collect();
             tracing::info!(generation = target, order = %report.order, "rolling engine settings");
+            for m in &members {
+                tracing::info!(
+                    node = %m.node_id,
+                    role = %m.current_role,
+                    healthy = m.healthy,
+                    lag = ?m.lag_seconds,
+                    generation = ?m.config_generation,
+                    epoch_seen = m.epoch_seen,
+                    age_ms = now.saturating_sub(m.updated_at_ms),
+                    "member at the start"
+                );
+            }
         }
         // A node that refused the settings stops the roll at once, naming it.
         for n in &view {
@@ -207,6 +222,7 @@ pub async fn roll_settings(
                     .map_err(|e| e.to_string())?;
                 tracing::info!(node = %id, generation = target, "change asked");
                 started.insert(id.clone(), now);
+                asked.insert(id.clone(), now);
                 asked_at.insert(id, Instant::now());
             }
             RollAction::Wait(id) => {
