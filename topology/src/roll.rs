@@ -33,6 +33,14 @@ pub fn config_key(prefix: &str, node_id: &str) -> String {
     format!("{}{node_id}.json", config_prefix(prefix))
 }
 
+/// `<prefix>/config.json`: the settings of the last completed roll, for every node without
+/// an object of its own that is at least as new (a node launched after the roll: it inherits
+/// its NodeConfig from the source's launch user-data, which a roll does not change). Written
+/// only when a roll is done, so it never restarts nodes that are waiting for their turn.
+pub fn cluster_config_key(prefix: &str) -> String {
+    format!("{}/config.json", prefix.trim_end_matches('/'))
+}
+
 /// A node's desired engine settings, written by the roll driver, applied by the node's agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1068,13 +1068,23 @@ impl Node {
     /// restart, replication resumed by the next bootstrap. Only followers get here, so a
     /// source never restarts itself while it holds the lease.
     async fn apply_desired_config(&mut self) {
-        let d = match self.store.read_desired_config(&self.me.node_id).await {
-            Ok(Some(d)) => d,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "desired config not read");
-                return;
+        // Its own object, or the cluster's (the last completed roll) when that is newer: a
+        // node launched after a roll catches up with it.
+        let mut best: Option<strata_topology::roll::DesiredConfig> = None;
+        for key in [self.me.node_id.as_str(), ""] {
+            match self.store.read_desired_config(key).await {
+                Ok(Some(d)) if best.as_ref().is_none_or(|b| d.generation > b.generation) => {
+                    best = Some(d)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "desired config not read");
+                    return;
+                }
             }
+        }
+        let Some(d) = best else {
+            return;
         };
         if self.config_generation.is_some_and(|g| g >= d.generation)
             || self

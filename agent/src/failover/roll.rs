@@ -240,7 +240,19 @@ pub async fn roll_settings(
                     ms: t.elapsed().as_millis() as u64,
                 });
             }
-            RollAction::Done => break,
+            RollAction::Done => {
+                store
+                    .write_desired_config(&DesiredConfig {
+                        version: FAILOVER_OBJECT_VERSION,
+                        node_id: String::new(),
+                        generation: target,
+                        engine_settings: settings.clone(),
+                        requested_at_ms: now,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                break;
+            }
             RollAction::Failed { node_id, reason } => {
                 return Err(format!("node {node_id}: {reason}"));
             }

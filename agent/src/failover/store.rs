@@ -12,7 +12,7 @@ use strata_topology::failover::{
     render_switchover, switchover_key,
 };
 use strata_topology::roll::{
-    DesiredConfig, config_key, parse_desired_config, render_desired_config,
+    DesiredConfig, cluster_config_key, config_key, parse_desired_config, render_desired_config,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -285,7 +285,11 @@ impl LeaseStore {
         &self,
         node_id: &str,
     ) -> Result<Option<DesiredConfig>, StoreError> {
-        let key = config_key(&self.prefix, node_id);
+        let key = if node_id.is_empty() {
+            cluster_config_key(&self.prefix)
+        } else {
+            config_key(&self.prefix, node_id)
+        };
         match self.get(&key).await? {
             None => Ok(None),
             Some((body, _)) => {
@@ -299,14 +303,17 @@ impl LeaseStore {
         }
     }
 
+    /// Writes `d` for its node; an empty `node_id` is the cluster-wide object
+    /// ([`cluster_config_key`]), also read by [`Self::read_desired_config`] with `""`.
     pub async fn write_desired_config(&self, d: &DesiredConfig) -> Result<(), StoreError> {
-        self.put(
-            &config_key(&self.prefix, &d.node_id),
-            render_desired_config(d),
-            Condition::None,
-        )
-        .await
-        .map(|_| ())
+        let key = if d.node_id.is_empty() {
+            cluster_config_key(&self.prefix)
+        } else {
+            config_key(&self.prefix, &d.node_id)
+        };
+        self.put(&key, render_desired_config(d), Condition::None)
+            .await
+            .map(|_| ())
     }
 
     pub async fn clear_switchover(&self) -> Result<(), StoreError> {
