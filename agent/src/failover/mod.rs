@@ -1068,6 +1068,12 @@ impl Node {
     /// restart, replication resumed by the next bootstrap. Only followers get here, so a
     /// source never restarts itself while it holds the lease.
     async fn apply_desired_config(&mut self) {
+        // About once a second whatever the heartbeat: two S3 reads that must not slow the
+        // short heartbeats a failover's detection runs on.
+        let every = (1_000 / self.timing().heartbeat_ms.max(1)).max(1);
+        if !self.ticks.is_multiple_of(every) {
+            return;
+        }
         // Its own object, or the cluster's (the last completed roll) when that is newer: a
         // node launched after a roll catches up with it.
         let mut best: Option<strata_topology::roll::DesiredConfig> = None;
