@@ -253,6 +253,12 @@ resource "strata_replica" "r" {{
         s1 = acc.subnet(acc.net.home_subnet_ids.len().min(2) - 1),
     );
     write_config(&acc.dir, &acc.provider_hcl_waiting("15m"), &body);
+    // The same configuration with engine_settings: a rolling change (docs/rolling-changes.md).
+    let body_rolled = body.replace(
+        "  allowed_cidr_blocks              = [\"10.0.0.0/8\"]\n}",
+        "  allowed_cidr_blocks              = [\"10.0.0.0/8\"]\n  engine_settings = {\n    max_connections            = \"333\"\n    table_open_cache_instances = \"4\"\n  }\n}",
+    );
+    assert_ne!(body_rolled, body, "engine_settings not inserted");
     let t0 = Instant::now();
     acc.apply();
     eprintln!(
@@ -632,6 +638,61 @@ resource "strata_replica" "r" {{
                 .then_some(())
         },
     );
+
+    // A rolling engine-settings change through `tofu apply` (issue 12): every node restarts
+    // with the settings, replicas first, then a switchover, then the old source; writes go on.
+    let roll_from = writer.acks().len();
+    write_config(&acc.dir, &acc.provider_hcl_waiting("15m"), &body_rolled);
+    let d = acc.dir.clone();
+    let (_, plan_out, plan_err) = acc.plan_in(&d);
+    assert!(
+        format!("{plan_out}{plan_err}").contains("This change rolls through the cluster"),
+        "plan does not say the change rolls:\n{plan_out}\n{plan_err}"
+    );
+    assert!(
+        plan_out.contains("update in-place") && !plan_out.contains("must be replaced"),
+        "{plan_out}"
+    );
+    let roll_t0 = Instant::now();
+    acc.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let roll_t1 = Instant::now();
+    acc.assert_plan_empty_in(&d);
+    let roll_s = roll_t1.duration_since(roll_t0).as_secs_f64();
+    for n in &all {
+        let v = sql(
+            &n.ip,
+            "SELECT CONCAT(@@GLOBAL.max_connections, ' ', @@GLOBAL.table_open_cache_instances)",
+        )
+        .unwrap();
+        assert_eq!(v.trim(), "333 4", "{} after the roll", n.node_id);
+    }
+    let mut roll_acks: Vec<Instant> = writer.acks()[roll_from..].iter().map(|a| a.at).collect();
+    roll_acks.retain(|&a| a >= roll_t0 && a <= roll_t1);
+    roll_acks.sort();
+    let mut roll_gap = roll_acks
+        .first()
+        .map(|f| f.duration_since(roll_t0))
+        .unwrap_or(roll_t1 - roll_t0);
+    for w in roll_acks.windows(2) {
+        roll_gap = roll_gap.max(w[1] - w[0]);
+    }
+    // The roll's switchover moved the source to the first replica in order.
+    let holder_host = sql(&writer_ip()[0], "SELECT @@hostname").unwrap();
+    let rolled_to = by_host(holder_host.trim()).expect("the writer after the roll");
+    assert_ne!(
+        rolled_to.instance, source.instance,
+        "the roll did not switch the source over"
+    );
+    source = rolled_to;
+    wait_for("writes after the roll", Duration::from_secs(60), || {
+        (writer.acks().iter().filter(|a| a.at > roll_t1).count() >= 3).then_some(())
+    });
+    eprintln!(
+        "ROLL-BOOT-REPORT: nodes=3 apply_s={roll_s:.1} acked_during_roll={} longest_write_gap_ms={} (includes the plan-free apply's refresh)",
+        roll_acks.len(),
+        roll_gap.as_millis()
+    );
+
     let attempts = writer.stop();
     let acks = writer.acks();
 
@@ -672,8 +733,8 @@ resource "strata_replica" "r" {{
     }
     assert_eq!(
         changes,
-        cycles + 1,
-        "the acknowledging server changed {changes} times for {cycles} failovers + 1 switchover"
+        cycles + 2,
+        "the acknowledging server changed {changes} times for {cycles} failovers + 1 switchover + the roll's switchover"
     );
 
     // Terraform: after a refresh the status attributes report the last change, plan is empty.

@@ -6,9 +6,23 @@ use crate::error::AgentError;
 use std::path::Path;
 use strata_topology::NodeConfig;
 
-/// The engine config file for this node: what the server must be started with.
+/// The engine config file for this node: what the server must be started with. It ends by
+/// including the engine settings file ([`settings_file_path`]), which rolls change apart
+/// from this file.
 pub fn render_server_config(cfg: &NodeConfig) -> String {
-    engine::for_engine(cfg.engine).render_server_config(cfg)
+    let mut s = engine::for_engine(cfg.engine).render_server_config(cfg);
+    s.push_str(&format!(
+        "# The user's engine_settings (changed by rolling changes, see docs/rolling-changes.md).\n!include {}\n",
+        settings_file_path(cfg).display()
+    ));
+    s
+}
+
+/// The user's engine settings, next to the server config. Not `*.cnf`, so a `!includedir` of
+/// that folder (Debian's my.cnf) skips it: only the server config's `!include` reads it, once.
+pub fn settings_file_path(cfg: &NodeConfig) -> std::path::PathBuf {
+    let main = Path::new(cfg.server_config_path());
+    main.with_file_name("strata-engine-settings.inc")
 }
 
 /// Writes `content` to `path` unless it already holds exactly that. Returns whether it wrote.
@@ -79,6 +93,17 @@ pub struct Prepared {
 /// Everything that must exist before the server starts: TLS material and the config file.
 pub fn prepare_server_files(cfg: &NodeConfig) -> Result<Prepared, AgentError> {
     let tls_generated = ensure_tls_material(cfg)?;
+    // The launch settings (generation 0), only when there is no file yet: a roll's newer
+    // settings, written by the agent later, must survive every later bootstrap.
+    let settings = settings_file_path(cfg);
+    if !settings.exists() {
+        write_if_changed(
+            &settings,
+            strata_topology::roll::render_settings_file(cfg.engine, 0, &cfg.engine_settings)
+                .as_bytes(),
+            0o644,
+        )?;
+    }
     let config_written = write_if_changed(
         Path::new(cfg.server_config_path()),
         render_server_config(cfg).as_bytes(),

@@ -54,6 +54,26 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
+    /// Rolling engine-settings change (failover clusters): each replica in turn restarts with
+    /// the settings and catches up, then the source switches over to a changed replica and
+    /// restarts as a replica. Resumes an interrupted roll. Prints what it did as JSON.
+    Roll {
+        #[command(flatten)]
+        common: Common,
+        /// A server variable, NAME=VALUE (repeat; the complete set: names not given are
+        /// removed from the settings file).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Node ids to roll (comma-separated); default: every node with a fresh heartbeat.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Option<Vec<String>>,
+        /// Seconds one node may take to come back before the roll stops.
+        #[arg(long, default_value_t = 300)]
+        node_timeout: u64,
+        /// A replica is caught up at this replication lag (seconds) or less.
+        #[arg(long, default_value_t = 0)]
+        max_lag_seconds: u64,
+    },
     /// Print the engine config file this node's server must be started with.
     RenderServerConfig {
         #[arg(long, default_value = AGENT_CONFIG_PATH)]
@@ -215,6 +235,45 @@ async fn main() -> anyhow::Result<()> {
                 "last_failover": lease.last_failover,
                 "waited_ms": started.elapsed().as_millis() as u64,
             }))?;
+        }
+        Cmd::Roll {
+            common: c,
+            set,
+            nodes,
+            node_timeout,
+            max_lag_seconds,
+        } => {
+            let cfg = c.load()?;
+            let f = cfg
+                .failover
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("roll: this node has no failover config"))?;
+            let mut settings = std::collections::BTreeMap::new();
+            for kv in &set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--set {kv:?}: use NAME=VALUE"))?;
+                strata_topology::roll::check_engine_setting(k, v)
+                    .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+                settings.insert(k.to_string(), v.to_string());
+            }
+            let store = strata_agent::failover::store::LeaseStore::connect(
+                &f.lease,
+                Duration::from_secs(5),
+                None,
+            )
+            .await;
+            let o = strata_agent::failover::roll::RollOptions {
+                node_timeout: Duration::from_secs(node_timeout),
+                switchover_wait: Duration::from_secs(60),
+                fresh_ms: (f.timing.lease_ms * 2).max(3_000),
+                max_lag_seconds,
+                poll: Duration::from_millis(f.timing.heartbeat_ms.clamp(50, 1_000)),
+            };
+            let report = strata_agent::failover::roll::roll_settings(&store, &settings, nodes, &o)
+                .await
+                .map_err(|e| anyhow::anyhow!("roll: {e}"))?;
+            print_json(&report)?;
         }
         Cmd::Run {
             common: c,

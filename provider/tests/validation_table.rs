@@ -62,6 +62,7 @@ fn bad_values(type_name: &str) -> Vec<(&'static str, Option<Value>)> {
             ("instance_profile_name", Some(s("my profile"))),
             ("dns_domain", Some(s("Strata.Internal."))),
             ("dns_zone_id", Some(s("/hostedzone/Z123"))),
+            ("engine_settings", Some(map("sync_binlog", "0"))),
         ],
         "strata_replica" => vec![
             ("cluster_id", Some(s("Orders"))),

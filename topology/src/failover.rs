@@ -339,6 +339,17 @@ pub struct Member {
     /// promoter waits for every live candidate's final position before choosing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_for_epoch: Option<u64>,
+    /// The desired-config generation ([`crate::roll::DesiredConfig`]) the node's server runs
+    /// with (None: none applied since launch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_generation: Option<u64>,
+    /// Why the newest desired config could not be applied (the server did not start with it;
+    /// the agent restored the previous settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// The generation `config_error` is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_failed_generation: Option<u64>,
     /// Unix milliseconds of this heartbeat.
     pub updated_at_ms: u64,
 }
@@ -547,6 +558,9 @@ mod tests {
             lag_seconds: Some(0),
             epoch_seen: 3,
             final_for_epoch: Some(3),
+            config_generation: Some(2),
+            config_error: None,
+            config_failed_generation: None,
             updated_at_ms: 5,
         };
         let text = render_member(&m);

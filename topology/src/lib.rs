@@ -8,6 +8,7 @@
 
 mod boot;
 pub mod failover;
+pub mod roll;
 mod shape;
 mod user_data;
 
@@ -78,6 +79,13 @@ pub struct NodeConfig {
     /// version stays 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
+    /// Server variables the user set (`strata_cluster.engine_settings`), written by the agent
+    /// into its settings file ([`roll::render_settings_file`]) before the server first starts.
+    /// Later changes reach running nodes through their desired-config object
+    /// ([`roll::DesiredConfig`]), not through this field. Omitted when empty, so the
+    /// version-2 JSON of a node without settings is unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_settings: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -325,6 +333,8 @@ pub enum ConfigError {
     NotAbsolute { field: &'static str, value: String },
     #[error("node config: `{field}` contains a character that is not allowed: {value:?}")]
     BadCharacter { field: &'static str, value: String },
+    #[error("node config: `engine_settings`: {0}")]
+    EngineSetting(#[from] roll::EngineSettingError),
 }
 
 impl NodeConfig {
@@ -493,6 +503,9 @@ impl NodeConfig {
         }
         if let Some(f) = &self.failover {
             self.validate_failover(f)?;
+        }
+        for (k, v) in &self.engine_settings {
+            roll::check_engine_setting(k, v)?;
         }
         Ok(())
     }
@@ -676,6 +689,7 @@ pub(crate) mod tests {
                 }),
             },
             failover: None,
+            engine_settings: BTreeMap::new(),
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
     }
@@ -746,6 +760,23 @@ pub(crate) mod tests {
         assert_eq!(NodeConfig::from_json(&json).unwrap(), c);
         // Without the field, the JSON is exactly version 2's.
         assert!(!sample_replica().to_json().contains("failover"));
+    }
+
+    #[test]
+    fn engine_settings_round_trip_and_are_validated() {
+        let mut c = sample_replica();
+        assert!(!c.to_json().contains("engine_settings"));
+        c.engine_settings
+            .insert("max_connections".into(), "300".into());
+        let json = c.to_json();
+        assert!(json.contains("\"max_connections\": \"300\""), "{json}");
+        assert_eq!(NodeConfig::from_json(&json).unwrap(), c);
+        c.engine_settings.insert("sync_binlog".into(), "0".into());
+        let e = NodeConfig::from_json(&c.to_json()).unwrap_err().to_string();
+        assert!(
+            e.contains("engine_settings") && e.contains("sync_binlog"),
+            "{e}"
+        );
     }
 
     #[test]

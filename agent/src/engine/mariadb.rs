@@ -659,6 +659,7 @@ mod tests {
             admin: None,
             install: Default::default(),
             failover: None,
+            engine_settings: BTreeMap::new(),
             tags: Default::default(),
         };
         let text = MariaDb.render_server_config(&cfg);

@@ -511,6 +511,7 @@ mod tests {
             admin: None,
             install: Default::default(),
             failover: None,
+            engine_settings: BTreeMap::new(),
             tags: Default::default(),
         }
     }

@@ -23,6 +23,8 @@
 
 pub mod decide;
 pub mod dns;
+pub mod roll;
+pub mod settings;
 pub mod store;
 
 use crate::bootstrap::{Options as BootstrapOptions, bootstrap};
@@ -163,6 +165,10 @@ struct Node {
     readers_set: BTreeMap<String, Vec<String>>,
     tags_set: Option<(CurrentRole, u64)>,
     ticks: u64,
+    /// The desired-config generation the server runs with (reported in the member object).
+    config_generation: Option<u64>,
+    /// Why the last generation tried could not be applied, and which generation it was.
+    config_error: Option<(u64, String)>,
 }
 
 /// Runs the failover controller until the process ends. Never returns an error: every
@@ -248,6 +254,8 @@ pub async fn run(p: Params) {
         readers_set: BTreeMap::new(),
         tags_set: None,
         ticks: 0,
+        config_generation: None,
+        config_error: None,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -421,6 +429,7 @@ impl Node {
             && let Some(m) = ms.iter().find(|m| m.node_id == self.me.node_id)
         {
             self.epoch_seen = m.epoch_seen;
+            self.config_generation = m.config_generation;
         }
     }
 
@@ -1076,6 +1085,67 @@ impl Node {
         if due {
             self.bootstrap_follower(l).await;
         }
+        self.apply_desired_config().await;
+    }
+
+    /// A replica in shape applies a newer desired-config generation: settings file, server
+    /// restart, replication resumed by the next bootstrap. Only followers get here, so a
+    /// source never restarts itself while it holds the lease.
+    async fn apply_desired_config(&mut self) {
+        // About once a second whatever the heartbeat: two S3 reads that must not slow the
+        // short heartbeats a failover's detection runs on.
+        let every = (1_000 / self.timing().heartbeat_ms.max(1)).max(1);
+        if !self.ticks.is_multiple_of(every) {
+            return;
+        }
+        // Its own object, or the cluster's (the last completed roll) when that is newer: a
+        // node launched after a roll catches up with it.
+        let mut best: Option<strata_topology::roll::DesiredConfig> = None;
+        for key in [self.me.node_id.as_str(), ""] {
+            match self.store.read_desired_config(key).await {
+                Ok(Some(d)) if best.as_ref().is_none_or(|b| d.generation > b.generation) => {
+                    best = Some(d)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "desired config not read");
+                    return;
+                }
+            }
+        }
+        let Some(d) = best else {
+            return;
+        };
+        if self.config_generation.is_some_and(|g| g >= d.generation)
+            || self
+                .config_error
+                .as_ref()
+                .is_some_and(|(g, _)| *g == d.generation)
+        {
+            return;
+        }
+        // Tell the roll driver the node is going down for this generation.
+        self.heartbeat().await;
+        let result = settings::apply(&self.cfg, &self.opts, &d).await;
+        self.conn = None;
+        self.last_bootstrap = None;
+        self.ping_failures = 0;
+        match result {
+            Ok(()) => {
+                self.config_generation = Some(d.generation);
+                self.config_error = None;
+                // Replication resumes now rather than at the next periodic bootstrap.
+                if let Ok(Some((l, _))) = self.store.read_lease().await
+                    && l.holder.node_id != self.me.node_id
+                {
+                    self.bootstrap_follower(&l).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "desired config not applied");
+                self.config_error = Some((d.generation, e));
+            }
+        }
     }
 
     async fn bootstrap_follower(&mut self, l: &Lease) -> bool {
@@ -1335,6 +1405,9 @@ impl Node {
             lag_seconds: lag,
             epoch_seen: self.epoch_seen,
             final_for_epoch: self.final_for,
+            config_generation: self.config_generation,
+            config_error: self.config_error.as_ref().map(|(_, e)| e.clone()),
+            config_failed_generation: self.config_error.as_ref().map(|(g, _)| *g),
             updated_at_ms: wall_ms(),
         };
         if let Err(e) = self.store.write_member(&m).await {
@@ -1567,6 +1640,16 @@ pub async fn request_switchover(
         .as_ref()
         .ok_or("this node has no failover config")?;
     let store = LeaseStore::connect(&f.lease, Duration::from_secs(5), None).await;
+    switchover_via(&store, to, within).await
+}
+
+/// Writes a switchover request to `to` and waits until the lease names it (and the new
+/// source recorded how long it took). Used by the CLI and by rolls.
+pub async fn switchover_via(
+    store: &LeaseStore,
+    to: &str,
+    within: Duration,
+) -> Result<Lease, String> {
     let deadline = Instant::now() + within;
     // A one-shot command has no heartbeat to try again on the next tick: a store call that
     // failed for a passing reason (the instance role's credentials not served in time by a

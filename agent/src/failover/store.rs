@@ -11,6 +11,9 @@ use strata_topology::failover::{
     parse_member, parse_member_key, parse_switchover, render_lease, render_member,
     render_switchover, switchover_key,
 };
+use strata_topology::roll::{
+    DesiredConfig, cluster_config_key, config_key, parse_desired_config, render_desired_config,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -275,6 +278,42 @@ impl LeaseStore {
         )
         .await
         .map(|_| ())
+    }
+
+    /// This node's desired engine settings, None when no roll ever wrote them.
+    pub async fn read_desired_config(
+        &self,
+        node_id: &str,
+    ) -> Result<Option<DesiredConfig>, StoreError> {
+        let key = if node_id.is_empty() {
+            cluster_config_key(&self.prefix)
+        } else {
+            config_key(&self.prefix, node_id)
+        };
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some((body, _)) => {
+                parse_desired_config(&body)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key,
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Writes `d` for its node; an empty `node_id` is the cluster-wide object
+    /// ([`cluster_config_key`]), also read by [`Self::read_desired_config`] with `""`.
+    pub async fn write_desired_config(&self, d: &DesiredConfig) -> Result<(), StoreError> {
+        let key = if d.node_id.is_empty() {
+            cluster_config_key(&self.prefix)
+        } else {
+            config_key(&self.prefix, &d.node_id)
+        };
+        self.put(&key, render_desired_config(d), Condition::None)
+            .await
+            .map(|_| ())
     }
 
     pub async fn clear_switchover(&self) -> Result<(), StoreError> {

@@ -165,6 +165,7 @@ pub fn node_config(
         admin: None,
         install: Default::default(),
         failover: None,
+        engine_settings: BTreeMap::new(),
         tags: BTreeMap::new(),
     }
 }
@@ -213,6 +214,87 @@ impl Node {
         self.dir.path().join("admin-password")
     }
 
+    /// The server's arguments (after the program).
+    pub fn server_args(&self) -> Vec<String> {
+        let d = self.dir.path();
+        vec![
+            format!("--defaults-file={}", self.cfg.server_config_path()),
+            format!("--datadir={}", d.join("data").display()),
+            format!("--port={}", self.port()),
+            format!("--socket={}", self.socket()),
+            format!("--pid-file={}", d.join("mariadbd.pid").display()),
+            format!("--log-error={}", d.join("error.log").display()),
+            "--bind-address=127.0.0.1".into(),
+            "--user=root".into(),
+            "--skip-name-resolve".into(),
+            "--innodb-buffer-pool-size=16M".into(),
+            "--innodb-log-file-size=16M".into(),
+            "--performance-schema=OFF".into(),
+        ]
+    }
+
+    /// A script that restarts this node's server the way `systemctl restart` does on a node:
+    /// SIGTERM to the running server (by its PID file), wait until it is gone, start it again
+    /// in the background. Given to the agent as `--restart-command`. The restarted server is no child
+    /// of the test: [`Node::kill_by_pid_file`] stops it.
+    pub fn write_restart_script(&self) -> PathBuf {
+        let d = self.dir.path();
+        let pid = d.join("mariadbd.pid");
+        let args: Vec<String> = self
+            .server_args()
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect();
+        let script = format!(
+            "#!/bin/sh\n\
+             # Restart of the test server, with systemctl restart's outcome: 0 once the new\n\
+             # server listens, 1 when it exits during startup (a setting it refuses).\n\
+             pidf='{pid}'\n\
+             sock='{sock}'\n\
+             if [ -f \"$pidf\" ]; then\n\
+               kill -TERM \"$(cat \"$pidf\")\" 2>/dev/null\n\
+               # The server removes its PID file when it has shut down (kill -0 would still\n\
+               # succeed on a zombie: the first server is the test's child).\n\
+               i=0; while [ -f \"$pidf\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             fi\n\
+             '{bin}' {args} </dev/null >>'{log}' 2>&1 &\n\
+             pid=$!\n\
+             i=0\n\
+             while [ $i -lt 1200 ]; do\n\
+               [ -S \"$sock\" ] && exit 0\n\
+               st=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)\n\
+               if [ -z \"$st\" ] || [ \"$st\" = Z ]; then echo 'server exited during startup' >&2; exit 1; fi\n\
+               sleep 0.05; i=$((i+1))\n\
+             done\n\
+             exit 1\n",
+            pid = pid.display(),
+            sock = self.socket(),
+            bin = mariadbd().display(),
+            args = args.join(" "),
+            log = d.join("stderr.log").display(),
+        );
+        let path = d.join("restart-server.sh");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// SIGKILL to the server named by the PID file (one a restart script started).
+    pub fn kill_by_pid_file(&self) {
+        let pidf = self.dir.path().join("mariadbd.pid");
+        if let Ok(p) = std::fs::read_to_string(&pidf)
+            && let Ok(pid) = p.trim().parse::<i32>()
+            && self.child.as_ref().is_none_or(|c| c.id() as i32 != pid)
+            // Only a server of this node (a stale PID file may name a reused PID).
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(&self.dir.path().display().to_string())
+            })
+        {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let d = self.dir.path();
@@ -222,18 +304,7 @@ impl Node {
             .open(d.join("stderr.log"))
             .unwrap();
         let child = Command::new(mariadbd())
-            .arg(format!("--defaults-file={}", self.cfg.server_config_path()))
-            .arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--port={}", self.port()))
-            .arg(format!("--socket={}", self.socket()))
-            .arg(format!("--pid-file={}", d.join("mariadbd.pid").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--user=root")
-            .arg("--skip-name-resolve")
-            .arg("--innodb-buffer-pool-size=16M")
-            .arg("--innodb-log-file-size=16M")
-            .arg("--performance-schema=OFF")
+            .args(self.server_args())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -368,6 +439,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.kill_by_pid_file();
         self.crash();
     }
 }

@@ -218,6 +218,8 @@ impl CNode {
             .arg("--no-node-tags")
             .arg("--interval")
             .arg("5")
+            .arg("--restart-command")
+            .arg(self.node.write_restart_script())
             .env("AWS_ENDPOINT_URL", format!("http://{}", self.aws.listen))
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -645,6 +647,13 @@ pub struct Writers {
 
 impl Writers {
     pub fn start(c: &Cluster, n: usize) -> Writers {
+        Writers::start_paced(c, n, Duration::ZERO)
+    }
+
+    /// Writers that pause `pause` after each acknowledged insert: a load the replicas' single
+    /// SQL thread keeps up with (as fast as possible, they fall seconds behind on a loaded
+    /// 2-core machine, and a roll waits for caught-up replicas).
+    pub fn start_paced(c: &Cluster, n: usize, pause: Duration) -> Writers {
         let acks = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -684,11 +693,16 @@ impl Writers {
                         )
                         .await;
                         match r {
-                            Ok(Ok(())) => acks.lock().unwrap().push(Ack {
-                                id,
-                                srv,
-                                at: Instant::now(),
-                            }),
+                            Ok(Ok(())) => {
+                                acks.lock().unwrap().push(Ack {
+                                    id,
+                                    srv,
+                                    at: Instant::now(),
+                                });
+                                if !pause.is_zero() {
+                                    tokio::time::sleep(pause).await;
+                                }
+                            }
                             _ => {
                                 errors.fetch_add(1, Ordering::SeqCst);
                                 break;

@@ -20,6 +20,7 @@ pub mod ownership;
 pub mod policy;
 pub mod region;
 pub mod retry;
+pub mod roll;
 pub mod rules;
 pub mod segment;
 pub mod tags;

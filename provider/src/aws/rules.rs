@@ -163,6 +163,12 @@ pub fn engine_version(engine: &str, v: &str) -> Result<(), String> {
     }
 }
 
+/// One `engine_settings` entry: a server variable the user may set, with a value that stays
+/// on its line of the settings file (the agent's rule, [`strata_topology::roll`]).
+pub fn engine_setting(name: &str, value: &str) -> Result<(), String> {
+    strata_topology::roll::check_engine_setting(name, value).map_err(|e| e.to_string())
+}
+
 /// A tag key the user may set: Strata's and AWS's own prefixes are reserved.
 pub fn tag_key(k: &str) -> Result<(), String> {
     let lower = k.to_ascii_lowercase();

@@ -98,6 +98,21 @@ pub fn security_group_ids() -> Validator {
     })
 }
 
+/// `engine_settings`: plain variable names Strata does not set itself, one-line values.
+pub fn engine_settings() -> Validator {
+    validators::custom(
+        "server variables (lowercase names, not one Strata sets) with one-line values",
+        |v| {
+            for (k, val) in v.as_map().into_iter().flatten() {
+                if let Some(s) = val.as_str() {
+                    rules::engine_setting(k, s)?;
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
 /// `tags`: no reserved key prefixes (they would be dropped, then show as a diff forever).
 pub fn tags() -> Validator {
     validators::custom("tags whose keys do not start with strata: or aws:", |v| {

@@ -3,6 +3,7 @@
 //! user-data carries its `NodeConfig`, which is also how Strata reads the engine and
 //! replication settings back (import included).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_topology::{
@@ -151,6 +152,12 @@ pub fn schema() -> Schema {
                 .use_state_for_unknown()
                 .description("An existing instance profile for the nodes. By default Strata makes one whose policy allows exactly what the agent needs."),
         )
+        .attribute(
+            Attr::map("engine_settings", Type::String)
+                .optional()
+                .validate(checks::engine_settings())
+                .description("Server variables for every node, e.g. `{ max_connections = \"500\" }`, written by the agent into a settings file the server reads at start. A change rolls through the cluster without stopping writes: each replica in turn restarts with the new settings and catches up, then the source switches over to a changed replica and restarts as a replica (see docs/rolling-changes.md). Names are lowercase with underscores; the variables Strata sets itself (server_id, log_bin, binlog_format, gtid_strict_mode, sync_binlog, innodb_flush_log_at_trx_commit, read_only, rpl_semi_sync_*, ...) are refused. Whether the server knows a variable is learnt when the first replica restarts: one it refuses stops the roll there, with that replica back on its old settings."),
+        )
         .attribute(Attr::map("tags", Type::String).optional().validate(checks::tags()).description("Tags for every AWS object of the cluster."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
         .attribute(computed("id", Type::String, "The cluster's id: its name."))
@@ -221,7 +228,20 @@ fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics
         admin,
         install: Install::default(),
         failover: None,
+        engine_settings: engine_settings_attr(v),
     })
+}
+
+/// `engine_settings` as configured (empty when null).
+pub(crate) fn engine_settings_attr(v: &Value) -> BTreeMap<String, String> {
+    v.get_attr("engine_settings")
+        .and_then(|m| m.as_map())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What the source installs at first boot, and the agent build to upload first. An `ami_id`
@@ -406,6 +426,9 @@ fn state(
             "instance_profile_name",
             Value::string(info.instance_profile.clone()),
         ),
+        // What the configuration asked for: the launch settings are in the source's
+        // user-data, later ones in the lease store's desired-config objects (a roll).
+        ("engine_settings", keep("engine_settings")),
         ("tags", tags_v),
         ("tags_all", map_value(&tags_all(Some(clients), &tags))),
         (
@@ -555,6 +578,9 @@ impl Resource for ClusterResource {
             if d.has_errors() {
                 return Err(d);
             }
+        }
+        if !plan.is_create() {
+            plan_roll_warning(plan).await;
         }
         plan_repairs(plan);
         plan_tags_all(plan);
@@ -714,14 +740,68 @@ impl Resource for ClusterResource {
         let cur = aws::read_cluster(c, None, &spec.name)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        if cur.launch_node_lost {
+        // A launched source that is gone is relaunched first (with the planned instance type,
+        // so there is no type change left to roll for it).
+        let relaunched = cur.launch_node_lost;
+        if relaunched {
             let lost =
                 str_attr(&req.prior, "source_node_id").unwrap_or_else(|| "unknown".to_string());
             relaunch(c, &req.planned, &req.config, &cur, &lost).await?;
         }
+        // Rolling changes (docs/rolling-changes.md): an instance-type change first moves the
+        // source role off the node this resource owns; an engine-settings change rolls
+        // through every node after the update.
+        let type_changes = !relaunched
+            && str_attr(&req.prior, "instance_type") != str_attr(&req.planned, "instance_type");
+        let settings_change =
+            engine_settings_attr(&req.prior) != engine_settings_attr(&req.planned);
+        let lease_ref = if type_changes || settings_change {
+            let now = if relaunched {
+                aws::read_cluster(c, None, &spec.name)
+                    .await
+                    .map_err(|e| apply_failure(&spec.resource, "update", &e))?
+            } else {
+                cur
+            };
+            cluster_node_config(&rc, &now)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?
+                .and_then(|cfg| cfg.failover.map(|f| (cfg.node_id, f.lease)))
+        } else {
+            None
+        };
+        if settings_change && lease_ref.is_none() {
+            return Err(apply_failure(
+                &spec.resource,
+                "roll engine_settings",
+                &aws::AwsError::BadState {
+                    object: format!("cluster {}", spec.name),
+                    state: "without failover (no lease store: a baked ami_id cluster without the agent bucket)".into(),
+                    wanted: "rolled to the new engine_settings".into(),
+                    what_to_do: "engine_settings can change only on a cluster whose nodes run failover; set it back".into(),
+                },
+            ));
+        }
+        let mut restarted_since = None;
+        if type_changes && let Some((node_id, lr)) = &lease_ref {
+            aws::roll::move_source_off(&rc, lr, node_id, spec.timeout)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "switch the source over", &e))?;
+            restarted_since = Some(aws::roll::now());
+        }
         let info = aws::update_cluster(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        if let (Some(since), Some((node_id, lr))) = (restarted_since, &lease_ref) {
+            aws::roll::wait_back(&rc, lr, node_id, since, spec.timeout)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "wait for the restarted node", &e))?;
+        }
+        if settings_change && let Some((_, lr)) = &lease_ref {
+            aws::roll::roll_settings(&rc, lr, &engine_settings_attr(&req.planned), spec.timeout)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "roll engine_settings", &e))?;
+        }
         let cfg = cluster_node_config(&rc, &info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
@@ -789,6 +869,53 @@ impl Resource for ClusterResource {
             schema().null_object_with([("id", Value::string(req.id.clone()))]),
         ))
     }
+}
+
+/// A change that restarts nodes says so at plan time, with the order it will take: plan
+/// cannot print free text, so a warning diagnostic carries it.
+async fn plan_roll_warning(plan: &mut PlanChange) {
+    let type_changes =
+        plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
+    let settings_change = engine_settings_attr(&plan.prior) != engine_settings_attr(&plan.planned);
+    if !type_changes && !settings_change {
+        return;
+    }
+    let mut order = None;
+    if let (Ok(c), Some(id)) = (clients(&plan.ctx), str_attr(&plan.prior, "source_node_id"))
+        && let Ok(rc) = c.home().await
+        && let Ok(Some(cfg)) = nodes::read_node_config(&rc, &id).await
+        && let Some(f) = &cfg.failover
+    {
+        order = aws::roll::planned_order(&rc, &f.lease)
+            .await
+            .map(|o| (o, cfg.node_id.clone()));
+    }
+    let mut what = Vec::new();
+    if settings_change {
+        what.push(match &order {
+            Some((o, _)) => format!(
+                "engine_settings rolls through the cluster, one node at a time without stopping writes: {o}. Each replica restarts with the new settings and is back in replication and caught up before the next; the source is switched over (zero-loss) before it restarts."
+            ),
+            None => "engine_settings rolls through the cluster, one node at a time: replicas first, then a switchover to a changed replica, then the old source.".to_string(),
+        });
+    }
+    if type_changes {
+        what.push(match &order {
+            Some((_, node)) => format!(
+                "instance_type changes the instance of {node} (stop, modify, start); when it is the source, the source role is first switched over to a healthy replica, so writes do not stop, and the node rejoins as a replica. Replicas keep their own instance_type (strata_replica)."
+            ),
+            None => "instance_type changes the cluster's own node (stop, modify, start), after switching the source role to a healthy replica when it holds it.".to_string(),
+        });
+    }
+    plan.diagnostics.push(
+        Diagnostic::warning("This change rolls through the cluster", what.join(" ")).at(
+            AttributePath::attr(if settings_change {
+                "engine_settings"
+            } else {
+                "instance_type"
+            }),
+        ),
+    );
 }
 
 /// The attributes the agents change outside Terraform. Planned as the prior state when nothing

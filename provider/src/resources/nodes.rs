@@ -39,6 +39,9 @@ pub struct ClusterSettings {
     /// failover, or one without a bucket for the lease). Each node gets a copy with its own
     /// region's reader name.
     pub failover: Option<Failover>,
+    /// `engine_settings` at launch (a later change rolls through the desired-config objects
+    /// in the lease store, not through user-data).
+    pub engine_settings: BTreeMap<String, String>,
 }
 
 impl ClusterSettings {
@@ -56,6 +59,7 @@ impl ClusterSettings {
             admin: cfg.admin.clone(),
             install: cfg.install.clone(),
             failover: cfg.failover.clone(),
+            engine_settings: cfg.engine_settings.clone(),
         }
     }
 }
@@ -267,6 +271,7 @@ pub fn node_config(
         admin: s.admin.clone(),
         install: s.install.clone(),
         failover,
+        engine_settings: s.engine_settings.clone(),
         tags: BTreeMap::new(),
     }
 }
