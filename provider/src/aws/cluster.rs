@@ -291,7 +291,7 @@ async fn create_steps(
     spec: &ClusterSpec,
     made: &mut Vec<Made>,
 ) -> Result<ClusterCreated, AwsError> {
-    let subnet = network::subnet_info(&rc.ec2, &spec.subnet_id).await?;
+    let subnet = network::subnet(&rc, &spec.subnet_id).await?;
 
     // Security group.
     let mut sg_tags = tags::build_tags(
@@ -422,6 +422,8 @@ async fn create_steps(
     // A re-made group (deleted out of band) must hold the members that were in the old one.
     super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
     let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    // The replicas, segments and regions that wait on this create read it next.
+    rc.shared.clusters.put(&spec.name, info.clone()).await;
     Ok(ClusterCreated {
         info,
         replication_password: password,
@@ -726,6 +728,22 @@ async fn find_cluster_group(
     Ok(groups.into_iter().next())
 }
 
+/// [`read_cluster`], shared by the resources of one wave (see `memo`): what replicas, segments
+/// and regions read of their cluster. Refresh reads with `read_cluster`.
+pub async fn read_cluster_shared(
+    clients: &Clients,
+    region: Option<&str>,
+    name: &str,
+) -> Result<ClusterInfo, AwsError> {
+    let rc = clients.region(region).await?;
+    rc.shared
+        .clusters
+        .get_or_try(&name.to_string(), || {
+            read_cluster(clients, Some(&rc.region), name)
+        })
+        .await
+}
+
 /// Reads the cluster back by name (its id). A not-found error (`is_not_found`) when the source
 /// instance or the security group is gone: the cluster must be created again.
 pub async fn read_cluster(
@@ -762,7 +780,7 @@ pub async fn read_cluster(
         .and_then(|p| p.parse().ok())
         .unwrap_or(DEFAULT_ENGINE_PORT);
     let subnet_id = source.subnet_id.clone().unwrap_or_default();
-    let subnet = match network::subnet_info(&rc.ec2, &subnet_id).await {
+    let subnet = match network::subnet(&rc, &subnet_id).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => SubnetInfo {
             subnet_id: subnet_id.clone(),
@@ -913,7 +931,9 @@ pub async fn update_cluster(
         timeout: spec.timeout,
     };
     node::update_node(clients, &cur.source_instance_id, &node_spec).await?;
-    read_cluster(clients, Some(&rc.region), &spec.name).await
+    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    rc.shared.clusters.put(&spec.name, info.clone()).await;
+    Ok(info)
 }
 
 /// Deletes everything `create_cluster` made: the source instance (waiting for termination),
@@ -927,6 +947,7 @@ pub async fn delete_cluster(
     timeout: Duration,
 ) -> Result<(), AwsError> {
     let rc = clients.region(region).await?;
+    rc.shared.clusters.forget(&name.to_string());
     let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
     let sources = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?;
     futures::future::try_join_all(

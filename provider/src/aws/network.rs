@@ -19,6 +19,17 @@ pub struct SubnetInfo {
     pub cidr_block: String,
 }
 
+/// [`subnet_info`], asked once per subnet and process (what it returns never changes).
+pub async fn subnet(
+    rc: &super::config::RegionClients,
+    subnet_id: &str,
+) -> Result<SubnetInfo, AwsError> {
+    rc.shared
+        .subnets
+        .get_or_try(&subnet_id.to_string(), || subnet_info(&rc.ec2, subnet_id))
+        .await
+}
+
 pub async fn subnet_info(
     ec2: &aws_sdk_ec2::Client,
     subnet_id: &str,

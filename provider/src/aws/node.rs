@@ -373,8 +373,17 @@ pub fn newest_image<'a>(images: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 
 /// The default AMI for `instance_type`: the latest official Debian 12 image for its
 /// architecture, else (EC2 emulators only) the emulator's stock image. Every candidate is
-/// checked to exist before it is used.
+/// checked to exist before it is used. Looked up once per architecture and process: every node
+/// of one apply gets the same image.
 pub async fn default_ami(rc: &RegionClients, instance_type: &str) -> Result<String, AwsError> {
+    let arch = arch_of(instance_type);
+    rc.shared
+        .default_amis
+        .get_or_try(&ec2_arch(arch), || lookup_default_ami(rc, instance_type))
+        .await
+}
+
+async fn lookup_default_ami(rc: &RegionClients, instance_type: &str) -> Result<String, AwsError> {
     let arch = arch_of(instance_type);
     for source in default_image_sources(arch) {
         match source {
@@ -581,8 +590,21 @@ async fn image_exists(rc: &RegionClients, image_id: &str) -> Result<bool, AwsErr
     }
 }
 
-/// The image's root device name (where the encrypted root mapping goes).
+/// The image's root device name (where the encrypted root mapping goes); an image's never
+/// changes, so it is asked once per image and process.
 async fn image_root_device(rc: &RegionClients, image_id: &str) -> Result<String, AwsError> {
+    rc.shared
+        .image_roots
+        .get_or_try(&image_id.to_string(), || {
+            describe_image_root_device(rc, image_id)
+        })
+        .await
+}
+
+async fn describe_image_root_device(
+    rc: &RegionClients,
+    image_id: &str,
+) -> Result<String, AwsError> {
     let what = format!("image {image_id}");
     let out = rc
         .ec2

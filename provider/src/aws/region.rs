@@ -243,7 +243,7 @@ pub async fn create_region(clients: &Clients, spec: &RegionSpec) -> Result<Regio
 async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo, AwsError> {
     let rc = clients.region(Some(&spec.region)).await?;
     let home = clients.region(spec.home_region.as_deref()).await?;
-    let subnet = network::subnet_info(&rc.ec2, &spec.subnet_id).await?;
+    let subnet = network::subnet(&rc, &spec.subnet_id).await?;
     let t = tags::build_tags(
         clients.default_tags(),
         &spec.tags,
@@ -379,7 +379,7 @@ pub async fn read_region(clients: &Clients, spec: &RegionSpec) -> Result<RegionI
             "the region's security group is gone",
         )
     })?;
-    let subnet = match network::subnet_info(&rc.ec2, &spec.subnet_id).await {
+    let subnet = match network::subnet(&rc, &spec.subnet_id).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => SubnetInfo {
             subnet_id: spec.subnet_id.clone(),
@@ -501,7 +501,7 @@ pub async fn delete_region(clients: &Clients, spec: &RegionSpec) -> Result<(), A
             .map(|(_, n)| node::terminate_node(&rc, &n.instance_id, spec.timeout)),
     )
     .await?;
-    let cidr = match network::subnet_info(&rc.ec2, &spec.subnet_id).await {
+    let cidr = match network::subnet(&rc, &spec.subnet_id).await {
         Ok(s) => Some(s.cidr_block),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),

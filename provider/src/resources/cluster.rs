@@ -584,7 +584,7 @@ impl Resource for ClusterResource {
             .await
             .map_err(|e| apply_failure(&resource, "create", &e))?;
         let subnet_id = required_str(&req.planned, "subnet_id")?;
-        let subnet = aws::network::subnet_info(&rc.ec2, &subnet_id)
+        let subnet = aws::network::subnet(&rc, &subnet_id)
             .await
             .map_err(|e| apply_failure(&resource, "create", &e))?;
         let token = aws::creation_token(&[TYPE_NAME, &name]);
@@ -936,21 +936,28 @@ pub async fn cluster_and_settings(
     cluster_id: &str,
 ) -> Result<(ClusterInfo, ClusterSettings), Diagnostics> {
     let what = format!("cluster {cluster_id:?}");
-    let info = aws::read_cluster(c, None, cluster_id).await.map_err(|e| {
-        // Only a real "not found" blames cluster_id; throttling or an outage does not.
-        if !e.is_not_found() {
-            return aws_diag(&what, "look up", &e);
-        }
-        Diagnostics::from(
-            Diagnostic::error(
-                format!("Cannot find {what}"),
-                format!("{e}. Check cluster_id: it is the strata_cluster's id (its name)."),
+    let info = aws::cluster::read_cluster_shared(c, None, cluster_id)
+        .await
+        .map_err(|e| {
+            // Only a real "not found" blames cluster_id; throttling or an outage does not.
+            if !e.is_not_found() {
+                return aws_diag(&what, "look up", &e);
+            }
+            Diagnostics::from(
+                Diagnostic::error(
+                    format!("Cannot find {what}"),
+                    format!("{e}. Check cluster_id: it is the strata_cluster's id (its name)."),
+                )
+                .at(AttributePath::attr("cluster_id")),
             )
-            .at(AttributePath::attr("cluster_id")),
-        )
-    })?;
+        })?;
     let rc = c.home().await.map_err(|e| aws_diag(&what, "read", &e))?;
-    let cfg = nodes::read_node_config(&rc, &info.source_instance_id)
+    let cfg = rc
+        .shared
+        .node_configs
+        .get_or_try(&info.source_instance_id, || {
+            nodes::read_node_config(&rc, &info.source_instance_id)
+        })
         .await
         .map_err(|e| aws_diag(&what, "read the source's user-data", &e))?
         .ok_or_else(|| {

@@ -175,7 +175,10 @@ impl Resource for ReplicaResource {
         {
             // The subnet must exist, in the cluster's VPC: refused before anything is made.
             let vpc = match str_attr(&plan.planned, "cluster_id") {
-                Some(id) => aws::read_cluster(c, None, &id).await.ok().map(|i| i.vpc_id),
+                Some(id) => aws::cluster::read_cluster_shared(c, None, &id)
+                    .await
+                    .ok()
+                    .map(|i| i.vpc_id),
                 None => None,
             };
             super::checks::plan_subnet(c, None, &subnet, vpc.as_deref()).await?;
