@@ -335,7 +335,7 @@ async fn create_steps(
         &spec.allowed_cidrs,
         &spec.allowed_security_group_ids,
     );
-    network::sync_ingress(&rc.ec2, &group.group_id, &wanted, is_region_rule).await?;
+    network::apply_ingress(&rc.ec2, &group, &wanted, is_region_rule).await?;
 
     // Instance profile.
     let profile = match &spec.instance_profile {

@@ -7,19 +7,12 @@ use aws_sdk_ec2::types::Filter;
 use super::config::RegionClients;
 use super::error::AwsError;
 use super::node::{self, NodeInfo};
-use super::tags::{TAG_CLUSTER, TAG_ROLE};
 
 /// Home-region roles whose instances belong in the cluster's security group.
 const MEMBER_ROLES: [&str; 2] = ["source", "replica"];
 
 async fn members(rc: &RegionClients, cluster: &str) -> Result<Vec<NodeInfo>, AwsError> {
-    let mut out = Vec::new();
-    for role in MEMBER_ROLES {
-        let tc = format!("tag:{TAG_CLUSTER}");
-        let tr = format!("tag:{TAG_ROLE}");
-        out.extend(node::find_nodes(rc, &[(&tc, cluster), (&tr, role)]).await?);
-    }
-    Ok(out)
+    node::find_cluster_nodes(rc, cluster, &MEMBER_ROLES).await
 }
 
 /// Live members of `cluster` that are not in `group_id`.

@@ -270,7 +270,14 @@ pub async fn ensure_group(
                 .group_id()
                 .ok_or_else(|| AwsError::missing("ec2:CreateSecurityGroup", &what, "GroupId"))?;
             tracing::info!(group_id = %id, name, vpc_id, "security group created");
-            describe_group(ec2, id).await
+            // What CreateSecurityGroup made is known: no ingress yet, these tags.
+            Ok(GroupInfo {
+                group_id: id.to_string(),
+                group_name: name.to_string(),
+                vpc_id: vpc_id.to_string(),
+                ingress: Vec::new(),
+                tags: tags.clone(),
+            })
         }
         Err(e) => {
             let err = AwsError::from_sdk(e, "ec2:CreateSecurityGroup", &what);
@@ -293,8 +300,27 @@ pub async fn authorize(
     rules: &[Rule],
 ) -> Result<(), AwsError> {
     let what = format!("security group {group_id}");
+    if rules.len() > 1 {
+        // All rules in one call; when one of them exists already (a retried apply), AWS
+        // refuses the whole call, and the rules go again one per call below.
+        let res = ec2
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(rules.iter().map(Rule::to_permission).collect()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let err = AwsError::from_sdk(e, "ec2:AuthorizeSecurityGroupIngress", &what);
+                if !err.is_kind(ErrorKind::AlreadyExists) {
+                    return Err(err);
+                }
+            }
+        }
+    }
     for r in rules {
-        // One call per rule: a duplicate (a retried apply) then fails alone and is ignored.
+        // One call per rule: a duplicate then fails alone and is ignored.
         let res = ec2
             .authorize_security_group_ingress()
             .group_id(group_id)
@@ -343,13 +369,23 @@ pub async fn sync_ingress(
     keep: impl Fn(&Rule) -> bool,
 ) -> Result<GroupInfo, AwsError> {
     let current = describe_group(ec2, group_id).await?;
-    let (add, remove) = rule_diff(&current.ingress, wanted, keep);
-    revoke(ec2, group_id, &remove).await?;
-    authorize(ec2, group_id, &add).await?;
-    if add.is_empty() && remove.is_empty() {
+    if !apply_ingress(ec2, &current, wanted, keep).await? {
         return Ok(current);
     }
     describe_group(ec2, group_id).await
+}
+
+/// [`sync_ingress`] from a group the caller just read or made; true when rules changed.
+pub async fn apply_ingress(
+    ec2: &aws_sdk_ec2::Client,
+    current: &GroupInfo,
+    wanted: &[Rule],
+    keep: impl Fn(&Rule) -> bool,
+) -> Result<bool, AwsError> {
+    let (add, remove) = rule_diff(&current.ingress, wanted, keep);
+    revoke(ec2, &current.group_id, &remove).await?;
+    authorize(ec2, &current.group_id, &add).await?;
+    Ok(!(add.is_empty() && remove.is_empty()))
 }
 
 /// Deletes a group, retrying while instances that used it are still shutting down.

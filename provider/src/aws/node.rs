@@ -206,6 +206,54 @@ pub async fn find_nodes(
     Ok(out)
 }
 
+/// Live instances of `cluster` with any of `roles`, in one call; ordered as `roles`, then by
+/// instance id.
+pub async fn find_cluster_nodes(
+    rc: &RegionClients,
+    cluster: &str,
+    roles: &[&str],
+) -> Result<Vec<NodeInfo>, AwsError> {
+    let req = rc
+        .ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_CLUSTER}"))
+                .values(cluster)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_ROLE}"))
+                .set_values(Some(roles.iter().map(|r| r.to_string()).collect()))
+                .build(),
+        );
+    let mut out = Vec::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk(e, "ec2:DescribeInstances", "instances"))?;
+        for r in page.reservations() {
+            out.extend(r.instances().iter().map(|i| node_info(&rc.region, i)));
+        }
+    }
+    let rank = |n: &NodeInfo| {
+        let role = n.tags.get(TAG_ROLE).map(String::as_str).unwrap_or_default();
+        roles.iter().position(|r| *r == role).unwrap_or(roles.len())
+    };
+    out.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.instance_id.cmp(&b.instance_id))
+    });
+    Ok(out)
+}
+
 /// The instance, or a not-found error if it does not exist or is terminated.
 pub async fn describe_node(rc: &RegionClients, instance_id: &str) -> Result<NodeInfo, AwsError> {
     let what = format!("instance {instance_id}");

@@ -266,9 +266,9 @@ async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo
         &t,
     )
     .await?;
-    network::sync_ingress(
+    network::apply_ingress(
         &rc.ec2,
-        &group.group_id,
+        &group,
         &region_ingress(&group.group_id, spec),
         |_| false,
     )
