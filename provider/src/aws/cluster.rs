@@ -310,12 +310,7 @@ async fn create_steps(
         sg_tags.extend(z.group_tags());
     }
     let sg_name = security_group_name(&spec.name);
-    let before = network::find_groups(
-        &rc.ec2,
-        &[("vpc-id", &subnet.vpc_id), ("group-name", &sg_name)],
-    )
-    .await?;
-    let group = network::ensure_group(
+    let (group, group_made) = network::ensure_group(
         &rc.ec2,
         &subnet.vpc_id,
         &sg_name,
@@ -326,7 +321,7 @@ async fn create_steps(
         &sg_tags,
     )
     .await?;
-    if before.is_empty() {
+    if group_made {
         made.push(Made::Group(group.group_id.clone()));
     }
     let wanted = cluster_ingress(
@@ -335,7 +330,7 @@ async fn create_steps(
         &spec.allowed_cidrs,
         &spec.allowed_security_group_ids,
     );
-    network::apply_ingress(&rc.ec2, &group, &wanted, is_region_rule).await?;
+    let group = network::apply_ingress(&rc.ec2, &group, &wanted, is_region_rule).await?;
 
     // Instance profile.
     let profile = match &spec.instance_profile {
@@ -359,7 +354,7 @@ async fn create_steps(
 
     // Replication and admin credentials.
     let parameter_name = replication_parameter_name(&spec.name);
-    let (password, created) = ensure_parameter(
+    let (password, created, parameter_version) = ensure_parameter(
         clients,
         rc,
         spec,
@@ -372,7 +367,7 @@ async fn create_steps(
         made.push(Made::Parameter(parameter_name.clone()));
     }
     let admin_name = admin_parameter_name(&spec.name);
-    let (_, created) =
+    let (_, created, _) =
         ensure_parameter(clients, rc, spec, &admin_name, "admin-credential", "admin").await?;
     if created {
         made.push(Made::Parameter(admin_name));
@@ -418,10 +413,17 @@ async fn create_steps(
         timeout: spec.timeout,
     };
     node::validate_node_spec(&node_spec)?;
-    node::ensure_node(clients, &node_spec).await?;
+    let (source, _) = node::ensure_node(clients, &node_spec).await?;
     // A re-made group (deleted out of band) must hold the members that were in the old one.
     super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
-    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    // Every part was just made or read above: no read-back. (An adopted source of an earlier
+    // attempt is in the group already: ensure_members put it there before it was read.)
+    let source = if source.security_group_ids.contains(&group.group_id) {
+        source
+    } else {
+        node::describe_node(rc, &source.instance_id).await?
+    };
+    let info = cluster_info(rc, &spec.name, source, &group, subnet, parameter_version);
     // The replicas, segments and regions that wait on this create read it next.
     rc.shared.clusters.put(&spec.name, info.clone()).await;
     Ok(ClusterCreated {
@@ -635,8 +637,8 @@ async fn delete_profile_and_role(
 }
 
 /// Stores a new random password as a SecureString (never overwriting), or reads back the one a
-/// previous attempt stored. Returns the password and whether it was created now. `role` is the
-/// parameter's `strata:role` tag, `purpose` says whose credential it is.
+/// previous attempt stored. Returns the password, whether it was created now, and its version.
+/// `role` is the parameter's `strata:role` tag, `purpose` says whose credential it is.
 async fn ensure_parameter(
     clients: &Clients,
     rc: &RegionClients,
@@ -644,7 +646,7 @@ async fn ensure_parameter(
     name: &str,
     role: &str,
     purpose: &str,
-) -> Result<(SecretString, bool), AwsError> {
+) -> Result<(SecretString, bool, Option<i64>), AwsError> {
     let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
     let t = tags::build_tags(
         clients.default_tags(),
@@ -683,7 +685,7 @@ async fn ensure_parameter(
         .send()
         .await;
     match put {
-        Ok(_) => Ok((SecretString(password), true)),
+        Ok(out) => Ok((SecretString(password), true, Some(out.version()))),
         Err(e) => {
             let e = AwsError::from_sdk(e, "ssm:PutParameter", &what);
             if !e.is_kind(ErrorKind::AlreadyExists) {
@@ -698,11 +700,11 @@ async fn ensure_parameter(
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(e, "ssm:GetParameter", &what))?;
-            let v = out
-                .parameter()
+            let p = out.parameter();
+            let v = p
                 .and_then(|p| p.value())
                 .ok_or_else(|| AwsError::missing("ssm:GetParameter", &what, "Value"))?;
-            Ok((SecretString(v.to_string()), false))
+            Ok((SecretString(v.to_string()), false, p.map(|p| p.version())))
         }
     }
 }
@@ -774,11 +776,6 @@ pub async fn read_cluster(
             "no security group",
         )
     })?;
-    let port = group
-        .tags
-        .get(TAG_PORT)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(DEFAULT_ENGINE_PORT);
     let subnet_id = source.subnet_id.clone().unwrap_or_default();
     let subnet = match network::subnet(&rc, &subnet_id).await {
         Ok(s) => s,
@@ -790,6 +787,44 @@ pub async fn read_cluster(
         },
         Err(e) => return Err(e),
     };
+    let parameter_name = replication_parameter_name(name);
+    let parameter_version = match rc.ssm.get_parameter().name(&parameter_name).send().await {
+        Ok(out) => out.parameter().map(|p| p.version()),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "ssm:GetParameter", &parameter_name);
+            if e.is_not_found() {
+                None
+            } else {
+                return Err(e);
+            }
+        }
+    };
+    Ok(cluster_info(
+        &rc,
+        name,
+        source,
+        &group,
+        subnet,
+        parameter_version,
+    ))
+}
+
+/// The cluster from its parts: the source instance, the security group, the source's subnet
+/// and the replication parameter's version.
+fn cluster_info(
+    rc: &RegionClients,
+    name: &str,
+    source: NodeInfo,
+    group: &network::GroupInfo,
+    subnet: SubnetInfo,
+    parameter_version: Option<i64>,
+) -> ClusterInfo {
+    let port = group
+        .tags
+        .get(TAG_PORT)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(DEFAULT_ENGINE_PORT);
+    let subnet_id = source.subnet_id.clone().unwrap_or_default();
     let mut allowed_cidrs = Vec::new();
     let mut allowed_groups = Vec::new();
     for r in &group.ingress {
@@ -807,17 +842,6 @@ pub async fn read_cluster(
     allowed_groups.sort();
     allowed_groups.dedup();
     let parameter_name = replication_parameter_name(name);
-    let parameter_version = match rc.ssm.get_parameter().name(&parameter_name).send().await {
-        Ok(out) => out.parameter().map(|p| p.version()),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "ssm:GetParameter", &parameter_name);
-            if e.is_not_found() {
-                None
-            } else {
-                return Err(e);
-            }
-        }
-    };
     let profile_arn = source.instance_profile_arn.clone();
     let instance_profile = profile_arn
         .as_deref()
@@ -825,7 +849,7 @@ pub async fn read_cluster(
         .unwrap_or_default()
         .to_string();
     let managed = instance_profile == managed_profile_name(name, &rc.region);
-    Ok(ClusterInfo {
+    ClusterInfo {
         cluster_id: name.to_string(),
         region: rc.region.clone(),
         source_instance_id: source.instance_id.clone(),
@@ -854,7 +878,7 @@ pub async fn read_cluster(
         tags: source.user_tags(),
         source,
         zone: dns::Zone::from_group_tags(&group.tags),
-    })
+    }
 }
 
 /// In place: instance type (stop, modify, start), the allowed CIDRs and groups (a rule diff

@@ -644,6 +644,32 @@ pub async fn edit_reader(
     put_reader(rc, zone_id, name, &new, ttl).await
 }
 
+/// A new home replica's address into the home reader record: [`edit_reader`] adding `ip`
+/// with the writer's address as the fallback it replaces, both from one listing of the zone.
+pub async fn add_to_home_reader(
+    rc: &RegionClients,
+    zone: &Zone,
+    ip: &str,
+    ttl: u32,
+) -> Result<(), AwsError> {
+    let name = reader_name(&zone.base);
+    let lock = record_lock(&name);
+    let _held = lock.lock().await;
+    let sets = list_records(rc, &zone.zone_id).await?;
+    let w = writer_name(&zone.base);
+    let writer = record_values(&sets, &w, &RrType::A)
+        .or_else(|| record_values(&sets, &w, &RrType::Cname))
+        .unwrap_or_default();
+    let old = record_values(&sets, &name, &RrType::A).unwrap_or_default();
+    let new = edited_values(&old, ip, true, writer.first().map(String::as_str));
+    let mut sorted_old = old.clone();
+    sorted_old.sort();
+    if new == sorted_old {
+        return Ok(());
+    }
+    put_reader(rc, &zone.zone_id, &name, &new, ttl).await
+}
+
 /// Pure: the reader's values after adding or removing `ip`.
 pub fn edited_values(old: &[String], ip: &str, add: bool, fallback: Option<&str>) -> Vec<String> {
     let mut new: Vec<String> = old

@@ -238,14 +238,15 @@ pub async fn find_groups(
     Ok(out.security_groups().iter().map(group_info).collect())
 }
 
-/// Finds the group made with `tags[strata:creation-token]` in `vpc_id`, or creates it.
+/// Finds the group made with `tags[strata:creation-token]` in `vpc_id`, or creates it; true
+/// when it created it now.
 pub async fn ensure_group(
     ec2: &aws_sdk_ec2::Client,
     vpc_id: &str,
     name: &str,
     description: &str,
     tags: &BTreeMap<String, String>,
-) -> Result<GroupInfo, AwsError> {
+) -> Result<(GroupInfo, bool), AwsError> {
     let token = tags.get(TAG_TOKEN).map(String::as_str).unwrap_or_default();
     let what = format!("security group {name}");
     let found = find_groups(
@@ -254,7 +255,7 @@ pub async fn ensure_group(
     )
     .await?;
     if let Some(g) = found.into_iter().next() {
-        return Ok(g);
+        return Ok((g, false));
     }
     let created = ec2
         .create_security_group()
@@ -271,13 +272,16 @@ pub async fn ensure_group(
                 .ok_or_else(|| AwsError::missing("ec2:CreateSecurityGroup", &what, "GroupId"))?;
             tracing::info!(group_id = %id, name, vpc_id, "security group created");
             // What CreateSecurityGroup made is known: no ingress yet, these tags.
-            Ok(GroupInfo {
-                group_id: id.to_string(),
-                group_name: name.to_string(),
-                vpc_id: vpc_id.to_string(),
-                ingress: Vec::new(),
-                tags: tags.clone(),
-            })
+            Ok((
+                GroupInfo {
+                    group_id: id.to_string(),
+                    group_name: name.to_string(),
+                    vpc_id: vpc_id.to_string(),
+                    ingress: Vec::new(),
+                    tags: tags.clone(),
+                },
+                true,
+            ))
         }
         Err(e) => {
             let err = AwsError::from_sdk(e, "ec2:CreateSecurityGroup", &what);
@@ -286,7 +290,7 @@ pub async fn ensure_group(
                 if let Some(g) = by_name.into_iter().next()
                     && g.tags.get(TAG_TOKEN).map(String::as_str) == Some(token)
                 {
-                    return Ok(g);
+                    return Ok((g, false));
                 }
             }
             Err(err)
@@ -369,23 +373,30 @@ pub async fn sync_ingress(
     keep: impl Fn(&Rule) -> bool,
 ) -> Result<GroupInfo, AwsError> {
     let current = describe_group(ec2, group_id).await?;
-    if !apply_ingress(ec2, &current, wanted, keep).await? {
+    let (add, remove) = rule_diff(&current.ingress, wanted, keep);
+    revoke(ec2, group_id, &remove).await?;
+    authorize(ec2, group_id, &add).await?;
+    if add.is_empty() && remove.is_empty() {
         return Ok(current);
     }
     describe_group(ec2, group_id).await
 }
 
-/// [`sync_ingress`] from a group the caller just read or made; true when rules changed.
+/// [`sync_ingress`] from a group the caller just read or made: the group as it is after (its
+/// rules less the revoked plus the authorized), without reading it again.
 pub async fn apply_ingress(
     ec2: &aws_sdk_ec2::Client,
     current: &GroupInfo,
     wanted: &[Rule],
     keep: impl Fn(&Rule) -> bool,
-) -> Result<bool, AwsError> {
+) -> Result<GroupInfo, AwsError> {
     let (add, remove) = rule_diff(&current.ingress, wanted, keep);
     revoke(ec2, &current.group_id, &remove).await?;
     authorize(ec2, &current.group_id, &add).await?;
-    Ok(!(add.is_empty() && remove.is_empty()))
+    let mut after = current.clone();
+    after.ingress.retain(|r| !remove.contains(r));
+    after.ingress.extend(add);
+    Ok(after)
 }
 
 /// Deletes a group, retrying while instances that used it are still shutting down.

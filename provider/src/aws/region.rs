@@ -255,7 +255,7 @@ async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo
             name: Some(&group_name(spec)),
         },
     );
-    let group = network::ensure_group(
+    let (group, _) = network::ensure_group(
         &rc.ec2,
         &subnet.vpc_id,
         &group_name(spec),

@@ -37,6 +37,9 @@ pub struct SegmentSpec {
     /// `None`: the first free of /dev/sdf../dev/sdp.
     pub device_name: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Strata's own tags for a new volume beyond the object tags (the autoscaling bounds), so
+    /// CreateVolume carries them and no tagging call follows.
+    pub creation_tags: BTreeMap<String, String>,
     pub timeout: Duration,
 }
 
@@ -62,6 +65,7 @@ impl SegmentSpec {
             kms_key_id: None,
             device_name: None,
             tags: BTreeMap::new(),
+            creation_tags: BTreeMap::new(),
             timeout: Duration::from_secs(10 * 60),
         }
     }
@@ -354,7 +358,7 @@ pub async fn create_segment_on(
     let (vol, created) = match found.volumes().first() {
         Some(v) => (segment_info(&rc.region, v), false),
         None => {
-            let t = tags::build_tags(
+            let mut t = tags::build_tags(
                 clients.default_tags(),
                 &spec.tags,
                 &ObjectTags {
@@ -365,6 +369,7 @@ pub async fn create_segment_on(
                     name: Some(&format!("{}-segment", spec.cluster)),
                 },
             );
+            t.extend(spec.creation_tags.clone());
             let client_token = tags::call_client_token(&spec.creation_token);
             let out = rc
                 .ec2

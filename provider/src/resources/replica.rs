@@ -270,20 +270,8 @@ impl Resource for ReplicaResource {
                 .region(Some(&cluster.region))
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-            let writer = aws::dns::read_endpoints(&rc, z)
+            aws::dns::add_to_home_reader(&rc, z, ip, aws::dns::DEFAULT_TTL)
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?
-                .writer_values;
-            aws::dns::edit_reader(
-                &rc,
-                &z.zone_id,
-                &aws::dns::reader_name(&z.base),
-                ip,
-                true,
-                writer.first().map(String::as_str),
-                aws::dns::DEFAULT_TTL,
-            )
-            .await
             .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
         let st = state(c, &n, Some(&cfg), &req.planned);

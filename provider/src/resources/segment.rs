@@ -447,12 +447,17 @@ impl Resource for SegmentResource {
         )
         .await?;
         spec.creation_token = claim.token.clone();
+        let tag = autoscale_tag(&req.planned);
+        spec.creation_tags
+            .insert(TAG_AUTOSCALE.into(), tag.clone());
         // The node as just read: create_segment needs its AZ and devices, not another read.
         let info = aws::segment::create_segment_on(c, &spec, node_info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        let tag = autoscale_tag(&req.planned);
-        if let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await {
+        // A volume of an earlier attempt (found by its token) may lack the bounds.
+        if info.tags.get(TAG_AUTOSCALE) != Some(&tag)
+            && let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await
+        {
             // The volume exists: keep it in state (tainted) rather than orphan it.
             let partial = state(c, &info, Vec::new(), &req.planned);
             return Err(ApplyFailure {
