@@ -411,6 +411,7 @@ async fn create_steps(
         root_kms_key_id: spec.root_kms_key_id.clone(),
         key_name: spec.key_name.clone(),
         timeout: spec.timeout,
+        token_unused: false,
     };
     node::validate_node_spec(&node_spec)?;
     let (source, _) = node::ensure_node(clients, &node_spec).await?;
@@ -953,6 +954,7 @@ pub async fn update_cluster(
         root_kms_key_id: None,
         key_name: None,
         timeout: spec.timeout,
+        token_unused: false,
     };
     node::update_node(clients, &cur.source_instance_id, &node_spec).await?;
     let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;

@@ -537,6 +537,32 @@ pub async fn ensure_initial_records(
     source_node_id: &str,
     ttl: u32,
 ) -> Result<Vec<String>, AwsError> {
+    Ok(initial_records(rc, zone, source_ip, source_node_id, ttl)
+        .await?
+        .0)
+}
+
+/// [`ensure_initial_records`], answering with the endpoints as they are after it (what
+/// [`read_endpoints`] would read right then), without listing the zone again.
+pub async fn ensure_initial_endpoints(
+    rc: &RegionClients,
+    zone: &Zone,
+    source_ip: &str,
+    source_node_id: &str,
+    ttl: u32,
+) -> Result<EndpointsState, AwsError> {
+    Ok(initial_records(rc, zone, source_ip, source_node_id, ttl)
+        .await?
+        .1)
+}
+
+async fn initial_records(
+    rc: &RegionClients,
+    zone: &Zone,
+    source_ip: &str,
+    source_node_id: &str,
+    ttl: u32,
+) -> Result<(Vec<String>, EndpointsState), AwsError> {
     let sets = list_records(rc, &zone.zone_id).await?;
     let w = writer_name(&zone.base);
     let epoch = strata_topology::failover::writer_epoch_record_name(&w);
@@ -544,9 +570,15 @@ pub async fn ensure_initial_records(
     let ip = vec![source_ip.to_string()];
     let mut changes = Vec::new();
     let mut made = Vec::new();
-    if record_values(&sets, &w, &RrType::A).is_none()
-        && record_values(&sets, &w, &RrType::Cname).is_none()
-    {
+    let writer_now =
+        record_values(&sets, &w, &RrType::A).or_else(|| record_values(&sets, &w, &RrType::Cname));
+    let after = EndpointsState {
+        zone_present: true,
+        writer_present: true,
+        writer_values: writer_now.clone().unwrap_or_else(|| ip.clone()),
+        reader_values: record_values(&sets, &r, &RrType::A).unwrap_or_else(|| ip.clone()),
+    };
+    if writer_now.is_none() {
         changes.push(change(
             ChangeAction::Create,
             record_set(&w, RrType::A, &ip, ttl)?,
@@ -580,7 +612,7 @@ pub async fn ensure_initial_records(
         &format!("endpoints in zone {}", zone.zone_id),
     )
     .await?;
-    Ok(made)
+    Ok((made, after))
 }
 
 /// Writes `name` = `ips` (A, several values), or deletes it when `ips` is empty. For the

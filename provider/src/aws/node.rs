@@ -53,6 +53,10 @@ pub struct NodeSpec {
     pub root_kms_key_id: Option<String>,
     pub key_name: Option<String>,
     pub timeout: Duration,
+    /// The caller's own lookup just showed that no live instance carries `creation_token` (a
+    /// fresh token, or an index no instance has): the find-by-token before RunInstances is
+    /// skipped.
+    pub token_unused: bool,
 }
 
 /// `strata_replica` takes a node spec with role `replica`.
@@ -85,6 +89,7 @@ impl NodeSpec {
             root_kms_key_id: None,
             key_name: None,
             timeout: Duration::from_secs(15 * 60),
+            token_unused: false,
         }
     }
 }
@@ -680,9 +685,12 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         "{} instance of cluster {:?} ({})",
         spec.role, spec.cluster, spec.resource
     );
-    let existing = find_nodes(&rc, &[(&format!("tag:{TAG_TOKEN}"), &spec.creation_token)]).await?;
-    if let Some(n) = existing.into_iter().next() {
-        return Ok((n, false));
+    if !spec.token_unused {
+        let existing =
+            find_nodes(&rc, &[(&format!("tag:{TAG_TOKEN}"), &spec.creation_token)]).await?;
+        if let Some(n) = existing.into_iter().next() {
+            return Ok((n, false));
+        }
     }
     let ami = match &spec.ami {
         Some(a) if !a.is_empty() => a.clone(),

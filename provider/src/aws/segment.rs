@@ -41,6 +41,9 @@ pub struct SegmentSpec {
     /// CreateVolume carries them and no tagging call follows.
     pub creation_tags: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The caller's own lookup just showed that no volume carries `creation_token`: the
+    /// find-by-token before CreateVolume is skipped.
+    pub token_unused: bool,
 }
 
 impl SegmentSpec {
@@ -67,6 +70,7 @@ impl SegmentSpec {
             tags: BTreeMap::new(),
             creation_tags: BTreeMap::new(),
             timeout: Duration::from_secs(10 * 60),
+            token_unused: false,
         }
     }
 }
@@ -135,7 +139,10 @@ pub fn free_device(used: &[String]) -> Option<String> {
 }
 
 /// The volume as CreateVolume describes it (a new volume has no attachment).
-fn created_info(region: &str, v: &aws_sdk_ec2::operation::create_volume::CreateVolumeOutput) -> SegmentInfo {
+fn created_info(
+    region: &str,
+    v: &aws_sdk_ec2::operation::create_volume::CreateVolumeOutput,
+) -> SegmentInfo {
     SegmentInfo {
         volume_id: v.volume_id().unwrap_or_default().to_string(),
         region: region.to_string(),
@@ -229,18 +236,20 @@ fn attached_to(v: &SegmentInfo, instance_id: &str) -> bool {
 
 /// Attaches at the spec's device or the first free one, retrying when a concurrent attach
 /// took the same device name. `known`: the node as the caller just read it, for the first
-/// attempt (a retry reads it again: a concurrent attach changed its devices).
+/// attempt (a retry reads it again: a concurrent attach changed its devices), and the volume
+/// as the caller has it: when AttachVolume answers `attached`, that is the result, unread.
 async fn attach(
     rc: &RegionClients,
     volume_id: &str,
     instance_id: &str,
     device: Option<&str>,
     timeout: Duration,
-    known: Option<NodeInfo>,
+    known: Option<(NodeInfo, SegmentInfo)>,
 ) -> Result<SegmentInfo, AwsError> {
     let what = format!("volume {volume_id} on instance {instance_id}");
-    let known = std::sync::Mutex::new(known);
-    retry_while(
+    let volume = known.as_ref().map(|(_, v)| v.clone());
+    let known = std::sync::Mutex::new(known.map(|(n, _)| n));
+    let out = retry_while(
         Duration::from_secs(60).min(timeout),
         Backoff::default(),
         |e| matches!(e, AwsError::Api { message, .. } if message.contains("in use") || message.contains("already")),
@@ -263,11 +272,20 @@ async fn attach(
                 .device(&dev)
                 .send()
                 .await
-                .map(|_| ())
                 .map_err(|e| AwsError::from_sdk(e, "ec2:AttachVolume", &what))
         },
     )
     .await?;
+    if let Some(mut v) = volume
+        && out.state() == Some(&aws_sdk_ec2::types::VolumeAttachmentState::Attached)
+        && out.instance_id() == Some(instance_id)
+    {
+        v.state = "in-use".into();
+        v.attached_instance_id = Some(instance_id.to_string());
+        v.device_name = out.device().map(str::to_string);
+        v.attachment_state = Some("attached".into());
+        return Ok(v);
+    }
     wait_volume(rc, volume_id, "attached", timeout, |v| {
         attached_to(v, instance_id)
     })
@@ -335,27 +353,32 @@ pub async fn create_segment_on(
         )
     })?;
 
-    let found = rc
-        .ec2
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_TOKEN}"))
-                .values(&spec.creation_token)
-                .build(),
+    let found = if spec.token_unused {
+        None
+    } else {
+        Some(
+            rc.ec2
+                .describe_volumes()
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TAG_TOKEN}"))
+                        .values(&spec.creation_token)
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("status")
+                        .values("creating")
+                        .values("available")
+                        .values("in-use")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", &what))?,
         )
-        .filters(
-            Filter::builder()
-                .name("status")
-                .values("creating")
-                .values("available")
-                .values("in-use")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", &what))?;
-    let (vol, created) = match found.volumes().first() {
+    };
+    let (vol, created) = match found.as_ref().and_then(|f| f.volumes().first()) {
         Some(v) => (segment_info(&rc.region, v), false),
         None => {
             let mut t = tags::build_tags(
@@ -412,7 +435,7 @@ pub async fn create_segment_on(
                 &spec.node_instance_id,
                 spec.device_name.as_deref(),
                 spec.timeout,
-                Some(node.clone()),
+                Some((node.clone(), vol.clone())),
             )
             .await
         } else {

@@ -302,10 +302,20 @@ struct Live {
 }
 
 async fn live(c: &Clients, info: &ClusterInfo) -> Result<Live, aws::AwsError> {
+    live_with(c, info, None).await
+}
+
+/// [`live`], with the endpoints when the caller knows them already (it just wrote them).
+async fn live_with(
+    c: &Clients,
+    info: &ClusterInfo,
+    known: Option<EndpointsState>,
+) -> Result<Live, aws::AwsError> {
     let rc = c.region(Some(&info.region)).await?;
-    let endpoints = match &info.zone {
-        Some(z) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
-        None => None,
+    let endpoints = match (&info.zone, known) {
+        (Some(z), Some(e)) => Some((z.clone(), e)),
+        (Some(z), None) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
+        (None, _) => None,
     };
     let status = failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?;
     Ok(Live { endpoints, status })
@@ -647,14 +657,23 @@ impl Resource for ClusterResource {
             }
         };
         let source_ip = created.info.private_ip.clone().unwrap_or_default();
+        let mut endpoints = None;
         if !source_ip.is_empty() {
-            dns::ensure_initial_records(&rc, &zone, &source_ip, &cfg.node_id, dns::DEFAULT_TTL)
+            endpoints = Some(
+                dns::ensure_initial_endpoints(
+                    &rc,
+                    &zone,
+                    &source_ip,
+                    &cfg.node_id,
+                    dns::DEFAULT_TTL,
+                )
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?;
+                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?,
+            );
         }
         let private =
             owned::finish_create(c, &identity, &creating, &created.info.security_group_id).await?;
-        let live = live(c, &created.info)
+        let live = live_with(c, &created.info, endpoints)
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
         let st = state(c, &created.info, Some(&cfg), &live, &req.planned);

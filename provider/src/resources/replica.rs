@@ -255,6 +255,7 @@ impl Resource for ReplicaResource {
         })?;
         let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
         spec.creation_token = token;
+        spec.token_unused = claim.unused;
         spec.ami = cluster.ami.clone();
         spec.security_group_ids = vec![cluster.security_group_id.clone()];
         spec.instance_profile = Some(cluster.instance_profile.clone());
@@ -272,7 +273,7 @@ impl Resource for ReplicaResource {
                 .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
             aws::dns::add_to_home_reader(&rc, z, ip, aws::dns::DEFAULT_TTL)
                 .await
-            .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
+                .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(

@@ -280,10 +280,7 @@ fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
     Ok(s)
 }
 
-async fn node_cluster(
-    c: &Clients,
-    node_id: &str,
-) -> Result<(String, aws::NodeInfo), Diagnostics> {
+async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, aws::NodeInfo), Diagnostics> {
     let n = aws::read_replica(c, None, node_id).await.map_err(|e| {
         // Only a real "not found" blames node_id; throttling or an outage says nothing
         // about whether the node exists.
@@ -447,9 +444,9 @@ impl Resource for SegmentResource {
         )
         .await?;
         spec.creation_token = claim.token.clone();
+        spec.token_unused = claim.unused;
         let tag = autoscale_tag(&req.planned);
-        spec.creation_tags
-            .insert(TAG_AUTOSCALE.into(), tag.clone());
+        spec.creation_tags.insert(TAG_AUTOSCALE.into(), tag.clone());
         // The node as just read: create_segment needs its AZ and devices, not another read.
         let info = aws::segment::create_segment_on(c, &spec, node_info)
             .await
