@@ -155,6 +155,8 @@ pub struct ClusterInfo {
 pub struct ClusterCreated {
     pub info: ClusterInfo,
     pub replication_password: SecretString,
+    /// The cluster's home members (source and replicas) as the create listed them.
+    pub members: Vec<NodeInfo>,
 }
 
 /// The SSM parameter holding the replication credential.
@@ -416,7 +418,7 @@ async fn create_steps(
     node::validate_node_spec(&node_spec)?;
     let (source, _) = node::ensure_node(clients, &node_spec).await?;
     // A re-made group (deleted out of band) must hold the members that were in the old one.
-    super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
+    let members = super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
     // Every part was just made or read above: no read-back. (An adopted source of an earlier
     // attempt is in the group already: ensure_members put it there before it was read.)
     let source = if source.security_group_ids.contains(&group.group_id) {
@@ -430,6 +432,7 @@ async fn create_steps(
     Ok(ClusterCreated {
         info,
         replication_password: password,
+        members,
     })
 }
 

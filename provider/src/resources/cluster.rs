@@ -302,14 +302,16 @@ struct Live {
 }
 
 async fn live(c: &Clients, info: &ClusterInfo) -> Result<Live, aws::AwsError> {
-    live_with(c, info, None).await
+    live_with(c, info, None, None).await
 }
 
-/// [`live`], with the endpoints when the caller knows them already (it just wrote them).
+/// [`live`], with the endpoints and members when the caller knows them already (it just wrote
+/// or listed them).
 async fn live_with(
     c: &Clients,
     info: &ClusterInfo,
     known: Option<EndpointsState>,
+    members: Option<&[aws::NodeInfo]>,
 ) -> Result<Live, aws::AwsError> {
     let rc = c.region(Some(&info.region)).await?;
     let endpoints = match (&info.zone, known) {
@@ -317,7 +319,10 @@ async fn live_with(
         (Some(z), None) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
         (None, _) => None,
     };
-    let status = failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?;
+    let status = match members {
+        Some(m) => failover::status_from_nodes(m, &info.source_instance_id),
+        None => failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?,
+    };
     Ok(Live { endpoints, status })
 }
 
@@ -673,7 +678,7 @@ impl Resource for ClusterResource {
         }
         let private =
             owned::finish_create(c, &identity, &creating, &created.info.security_group_id).await?;
-        let live = live_with(c, &created.info, endpoints)
+        let live = live_with(c, &created.info, endpoints, Some(&created.members))
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
         let st = state(c, &created.info, Some(&cfg), &live, &req.planned);
