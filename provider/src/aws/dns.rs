@@ -676,8 +676,29 @@ pub async fn edit_reader(
     put_reader(rc, zone_id, name, &new, ttl).await
 }
 
+/// Addresses waiting to go into a reader record, by record name: the replicas of one apply
+/// queue theirs, and whoever holds the record's lock writes all queued so far in one edit.
+fn pending_adds() -> &'static std::sync::Mutex<BTreeMap<String, Vec<String>>> {
+    static PENDING: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, Vec<String>>>> =
+        std::sync::OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+fn take_pending(key: &str) -> Vec<String> {
+    let mut m = pending_adds().lock().unwrap_or_else(|p| p.into_inner());
+    m.remove(key).unwrap_or_default()
+}
+
+fn queue_pending(key: &str, ips: impl IntoIterator<Item = String>) {
+    let mut m = pending_adds().lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(key.to_string()).or_default().extend(ips);
+}
+
 /// A new home replica's address into the home reader record: [`edit_reader`] adding `ip`
 /// with the writer's address as the fallback it replaces, both from one listing of the zone.
+/// Replicas created together share edits: ten replicas make two or three edits, not ten in a
+/// row. Returns once `ip` is written (by this call or an earlier lock holder's), or with the
+/// error of the edit that tried to write it.
 pub async fn add_to_home_reader(
     rc: &RegionClients,
     zone: &Zone,
@@ -685,21 +706,45 @@ pub async fn add_to_home_reader(
     ttl: u32,
 ) -> Result<(), AwsError> {
     let name = reader_name(&zone.base);
+    let key = format!("{}/{}", zone.zone_id, name.to_ascii_lowercase());
+    queue_pending(&key, [ip.to_string()]);
     let lock = record_lock(&name);
     let _held = lock.lock().await;
+    let ips = take_pending(&key);
+    if ips.is_empty() {
+        // An earlier holder wrote ours (a failed edit puts its addresses back).
+        return Ok(());
+    }
+    let r = add_all(rc, zone, &name, &ips, ttl).await;
+    if r.is_err() {
+        // Ours fails with this error; the others' go to the next holder.
+        queue_pending(&key, ips.into_iter().filter(|i| i != ip));
+    }
+    r
+}
+
+async fn add_all(
+    rc: &RegionClients,
+    zone: &Zone,
+    name: &str,
+    ips: &[String],
+    ttl: u32,
+) -> Result<(), AwsError> {
     let sets = list_records(rc, &zone.zone_id).await?;
     let w = writer_name(&zone.base);
     let writer = record_values(&sets, &w, &RrType::A)
         .or_else(|| record_values(&sets, &w, &RrType::Cname))
         .unwrap_or_default();
-    let old = record_values(&sets, &name, &RrType::A).unwrap_or_default();
-    let new = edited_values(&old, ip, true, writer.first().map(String::as_str));
-    let mut sorted_old = old.clone();
+    let old = record_values(&sets, name, &RrType::A).unwrap_or_default();
+    let new = ips.iter().fold(old.clone(), |acc, ip| {
+        edited_values(&acc, ip, true, writer.first().map(String::as_str))
+    });
+    let mut sorted_old = old;
     sorted_old.sort();
     if new == sorted_old {
         return Ok(());
     }
-    put_reader(rc, &zone.zone_id, &name, &new, ttl).await
+    put_reader(rc, &zone.zone_id, name, &new, ttl).await
 }
 
 /// Pure: the reader's values after adding or removing `ip`.
