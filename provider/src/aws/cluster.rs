@@ -293,7 +293,7 @@ async fn create_steps(
     spec: &ClusterSpec,
     made: &mut Vec<Made>,
 ) -> Result<ClusterCreated, AwsError> {
-    let subnet = network::subnet(&rc, &spec.subnet_id).await?;
+    let subnet = network::subnet(rc, &spec.subnet_id).await?;
 
     // Security group.
     let mut sg_tags = tags::build_tags(
