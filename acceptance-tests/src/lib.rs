@@ -132,6 +132,11 @@ pub fn require_localstack() -> Result<()> {
 /// A minimal HTTP/1.0 GET against LocalStack; enough for its health endpoint without pulling an
 /// HTTP client into the tests.
 fn http_get(endpoint: &str, path: &str) -> Result<String> {
+    http_request("GET", endpoint, path)
+}
+
+/// One HTTP/1.0 request with no body; the whole response (status line, headers, body).
+fn http_request(method: &str, endpoint: &str, path: &str) -> Result<String> {
     let hostport = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("LOCALSTACK_ENDPOINT must be http://host:port, got {endpoint}"))?
@@ -141,7 +146,10 @@ fn http_get(endpoint: &str, path: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     if !resp.starts_with("HTTP/1.1 200") && !resp.starts_with("HTTP/1.0 200") {
@@ -411,5 +419,107 @@ mod tests {
         assert!(b.path().join("sub/main.tf").is_file());
         assert!(!b.path().join("sub/.terraform").exists());
         assert!(!b.path().join("terraform.tfstate").exists());
+    }
+}
+
+/// `strata-fault-proxy` in front of LocalStack, stopped (by its PID) when dropped. At rate 0 it
+/// only counts: [`AwsProxy::calls`] is what the provider asked AWS since the last
+/// [`AwsProxy::reset`].
+pub struct AwsProxy {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`: the endpoint to give the provider.
+    pub url: String,
+}
+
+/// The AWS calls the proxy saw: the total and the count per `service:Operation`.
+#[derive(Debug, Clone, Default)]
+pub struct AwsCalls {
+    pub total: u64,
+    pub by_operation: std::collections::BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for AwsCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ops: Vec<_> = self.by_operation.iter().collect();
+        ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        write!(f, "{} calls (", self.total)?;
+        for (i, (op, n)) in ops.iter().enumerate() {
+            write!(f, "{}{n} {op}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl AwsProxy {
+    /// Starts `bin` (the test's `env!("CARGO_BIN_EXE_strata-fault-proxy")`) on a free loopback
+    /// port; `rate` 0 injects nothing. `stats_file`: also written every half second.
+    pub fn start(
+        bin: &Path,
+        upstream: &str,
+        seed: u64,
+        rate: f64,
+        stats_file: Option<&Path>,
+    ) -> Result<AwsProxy> {
+        use std::io::BufRead;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(["--seed", &seed.to_string(), "--rate", &rate.to_string()])
+            .args(["--slow-ms", "1500"])
+            .stdout(std::process::Stdio::piped());
+        if let Some(f) = stats_file {
+            cmd.arg("--stats").arg(f);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut line = String::new();
+        let out = child.stdout.take().context("proxy stdout")?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        let addr = line.trim().to_string();
+        if !addr.starts_with("127.0.0.1:") {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("strata-fault-proxy said {addr:?} instead of its address");
+        }
+        Ok(AwsProxy {
+            child,
+            url: format!("http://{addr}"),
+        })
+    }
+
+    /// The proxy's counters now (`requests`, `forwarded`, the faults, `calls` per operation).
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        let resp = http_request("GET", &self.url, "/_strata-proxy/stats")?;
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).with_context(|| format!("proxy stats: {body:?}"))
+    }
+
+    /// Zeroes every counter.
+    pub fn reset(&self) -> Result<()> {
+        http_request("POST", &self.url, "/_strata-proxy/reset").map(|_| ())
+    }
+
+    /// The AWS calls since the last reset.
+    pub fn calls(&self) -> Result<AwsCalls> {
+        let s = self.stats()?;
+        let by_operation: std::collections::BTreeMap<String, u64> = s["calls"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(AwsCalls {
+            total: by_operation.values().sum(),
+            by_operation,
+        })
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

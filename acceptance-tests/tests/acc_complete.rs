@@ -2,11 +2,20 @@
 //! only: `node_ready_timeout = "0s"`): init, apply, an empty plan, destroy, nothing left, and no
 //! warning printed by any step. Part of the CLI matrix: scripts/test runs it under tofu and
 //! under terraform.
+//!
+//! The provider reaches LocalStack through `strata-fault-proxy` at fault rate 0, which counts
+//! the AWS calls: the apply must stay within [`MAX_AWS_CALLS_PER_APPLY`] (issue 16: 166 before
+//! the calls were batched).
 
 mod acc_support;
 
 use acc_support::Acc;
-use strata_acceptance_tests::{copy_tree, repo_root};
+use strata_acceptance_tests::{AwsProxy, copy_tree, repo_root};
+
+/// AWS calls one `apply` of examples/complete (as configured below) may make, its plan walk
+/// included: a regression bound with room for a few SDK retries under load (83 measured; 166
+/// before issue 16's batching; README, Figures).
+const MAX_AWS_CALLS_PER_APPLY: u64 = 100;
 
 /// Fails naming the step when a CLI step printed a warning (tofu and terraform both print
 /// `Warning:` at the start of a diagnostic, on stdout or stderr).
@@ -27,12 +36,21 @@ fn assert_no_warning(step: &str, out: &std::process::Output) {
 #[ignore = "acceptance: needs TF_ACC=1, tofu (or terraform) and LocalStack: run via scripts/test"]
 fn complete_example_applies_plans_empty_and_destroys_without_warnings() {
     let mut acc = Acc::new("cplt");
+    // The provider's calls go through the counting proxy; the test's own SDK checks do not.
+    let proxy = AwsProxy::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_strata-fault-proxy")),
+        &acc.endpoint,
+        0,
+        0.0,
+        None,
+    )
+    .expect("start strata-fault-proxy");
     copy_tree(&repo_root().join("examples/complete"), &acc.dir).unwrap();
     let vars = serde_json::json!({
         "name": acc.name,
         "subnet_ids": acc.net.home_subnet_ids,
         "eu_subnet_id": acc.net.read_only_subnet_id,
-        "aws_endpoint_url": acc.endpoint,
+        "aws_endpoint_url": proxy.url,
         "node_ready_timeout": "0s",
         "instance_type": "t3.medium",
         "read_only_replica_count": 1,
@@ -52,10 +70,18 @@ fn complete_example_applies_plans_empty_and_destroys_without_warnings() {
     ] {
         assert_no_warning(step, &acc.run(&d, args));
     }
-    // apply (init again is a no-op), then a plan that must be empty.
-    let out = acc.apply();
+    // apply (init again is a no-op), counted, then a plan that must be empty.
+    proxy.reset().expect("reset the proxy's counts");
+    let out = acc.apply_only();
+    let calls = proxy.calls().expect("proxy stats");
     assert!(out.contains("Apply complete!"), "{out}");
     assert!(!out.contains("Warning:"), "apply printed a warning:\n{out}");
+    eprintln!("AWS CALLS per apply of examples/complete: {calls}");
+    assert!(
+        calls.total <= MAX_AWS_CALLS_PER_APPLY,
+        "apply made {calls}; at most {MAX_AWS_CALLS_PER_APPLY} expected"
+    );
+    acc.assert_plan_empty_in(&d);
 
     let o: serde_json::Value =
         serde_json::from_str(&acc.run_ok(&d, &["output", "-json", "-no-color"])).unwrap();

@@ -12,11 +12,12 @@
 
 mod acc_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acc_support::{Acc, HOME, tag, write_config};
+use strata_acceptance_tests::AwsProxy;
 
 /// Fault rate and seed of the CI run (the README reports them).
 const FAULT_RATE: f64 = 0.2;
@@ -35,56 +36,18 @@ resource "strata_cluster" "{label}" {{
     )
 }
 
-/// The fault proxy, stopped (by its PID) when dropped.
-struct FaultProxy {
-    child: Child,
-    url: String,
-    stats: std::path::PathBuf,
-}
-
-impl FaultProxy {
-    fn start(upstream: &str, seed: u64, rate: f64, dir: &std::path::Path) -> FaultProxy {
-        let stats = dir.join("fault-proxy-stats.json");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-fault-proxy"))
-            .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
-            .args(["--seed", &seed.to_string(), "--rate", &rate.to_string()])
-            .args(["--slow-ms", "1500", "--stats"])
-            .arg(&stats)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start strata-fault-proxy");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("proxy stdout"))
-            .read_line(&mut line)
-            .expect("proxy address");
-        let addr = line.trim().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "proxy said {addr:?}");
-        FaultProxy {
-            child,
-            url: format!("http://{addr}"),
-            stats,
-        }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        std::thread::sleep(Duration::from_millis(700));
-        let s = std::fs::read_to_string(&self.stats).unwrap_or_default();
-        serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
 fn apply_plan_destroy_through_injected_faults() {
     let mut acc = Acc::new("fault");
-    let proxy = FaultProxy::start(&acc.endpoint, FAULT_SEED, FAULT_RATE, acc.scratch.path());
+    let proxy = AwsProxy::start(
+        Path::new(env!("CARGO_BIN_EXE_strata-fault-proxy")),
+        &acc.endpoint,
+        FAULT_SEED,
+        FAULT_RATE,
+        None,
+    )
+    .expect("start strata-fault-proxy");
     // The provider talks to AWS through the proxy; this test's own SDK checks do not.
     let provider = acc.provider_hcl().replace(&acc.endpoint, &proxy.url);
     let body = format!(
@@ -98,7 +61,7 @@ fn apply_plan_destroy_through_injected_faults() {
     let inst = acc.instance(&acc.ec2, &source);
     assert_eq!(tag(inst.tags(), "strata:cluster"), Some(acc.name.as_str()));
     acc.destroy_and_check();
-    let stats = proxy.stats();
+    let stats = proxy.stats().expect("proxy stats");
     let faults: u64 = ["unavailable", "throttle", "dropped", "slow"]
         .iter()
         .map(|k| stats[k].as_u64().unwrap_or(0))

@@ -12,7 +12,13 @@
 //! Usage: `strata-fault-proxy --listen 127.0.0.1:4570 --upstream http://127.0.0.1:4569
 //! --seed 13 --rate 0.2 [--slow-ms 1500] [--stats FILE]`. Counts go to FILE (JSON) every half
 //! second, so a test can report the rate it survived.
+//!
+//! With `--rate 0` it is a call counter: the stats also count requests per AWS operation
+//! (`"calls": {"ec2:DescribeInstances": 12, ...}`), served at once by `GET /_strata-proxy/stats`
+//! and zeroed by `POST /_strata-proxy/reset` (neither is forwarded nor counted), so a test or
+//! bench can measure the AWS calls of one `tofu apply`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,13 +92,37 @@ struct Stats {
     dropped: AtomicU64,
     slow: AtomicU64,
     upstream_errors: AtomicU64,
+    /// Requests per AWS operation (`service:Operation`), faulted ones included.
+    calls: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stats {
+    fn counters(&self) -> [&AtomicU64; 7] {
+        [
+            &self.requests,
+            &self.forwarded,
+            &self.unavailable,
+            &self.throttle,
+            &self.dropped,
+            &self.slow,
+            &self.upstream_errors,
+        ]
+    }
+
     fn json(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let calls = self
+            .calls
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .map(|(k, v)| format!("{k:?}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
         format!(
-            "{{\"requests\":{},\"forwarded\":{},\"unavailable\":{},\"throttle\":{},\"dropped\":{},\"slow\":{},\"upstream_errors\":{}}}",
+            "{{\"requests\":{},\"forwarded\":{},\"unavailable\":{},\"throttle\":{},\"dropped\":{},\"slow\":{},\"upstream_errors\":{},\"calls\":{{{calls}}}}}",
             g(&self.requests),
             g(&self.forwarded),
             g(&self.unavailable),
@@ -102,6 +132,73 @@ impl Stats {
             g(&self.upstream_errors)
         )
     }
+
+    fn count_call(&self, op: String) {
+        if let Ok(mut c) = self.calls.lock() {
+            *c.entry(op).or_default() += 1;
+        }
+    }
+
+    fn reset(&self) {
+        for a in self.counters() {
+            a.store(0, Ordering::Relaxed);
+        }
+        if let Ok(mut c) = self.calls.lock() {
+            c.clear();
+        }
+    }
+}
+
+/// The AWS operation a request is, as `service:Operation`: the query protocols (EC2, IAM, STS)
+/// name it in the form body's `Action`, the JSON ones (SSM) in `X-Amz-Target`; the REST ones
+/// (S3, Route 53) by method and path, with ids replaced by `*`.
+fn operation_of(service: &str, parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    let service = if service.is_empty() { "?" } else { service };
+    if let Some(t) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        return format!("{service}:{}", t.rsplit('.').next().unwrap_or(t));
+    }
+    let body = String::from_utf8_lossy(body);
+    if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return format!("{service}:{action}");
+    }
+    let path: Vec<&str> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let shape = match service {
+        // /2013-04-01/hostedzone/<id>/rrset: keep the API's nouns, hide the ids.
+        "route53" => path
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if i == 0 || i % 2 == 1 { *s } else { "*" })
+            .collect::<Vec<_>>()
+            .join("/"),
+        // Path-style S3: /<bucket>/<key...>.
+        _ => match path.len() {
+            0 => String::new(),
+            1 => "bucket".into(),
+            _ => "bucket/key".into(),
+        },
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| {
+            let mut keys: Vec<&str> = q
+                .split('&')
+                .map(|kv| kv.split('=').next().unwrap_or(kv))
+                .collect();
+            keys.sort();
+            format!("?{}", keys.join("&"))
+        })
+        .unwrap_or_default();
+    format!("{service}:{} /{shape}{query}", parts.method)
 }
 
 struct Proxy {
@@ -153,8 +250,8 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 }
 
 /// The service's own throttling error, in the shape its SDK parses.
-fn throttle_reply(req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.headers().contains_key("x-amz-target") {
+fn throttle_reply(parts: &hyper::http::request::Parts, service: &str) -> Response<Full<Bytes>> {
+    if parts.headers.contains_key("x-amz-target") {
         // JSON protocols (SSM).
         return reply(
             StatusCode::BAD_REQUEST,
@@ -163,7 +260,7 @@ fn throttle_reply(req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 .into(),
         );
     }
-    match service_of(req).as_str() {
+    match service {
         "ec2" => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/xml",
@@ -195,9 +292,11 @@ impl std::fmt::Display for Dropped {
 }
 impl std::error::Error for Dropped {}
 
-async fn forward(p: &Proxy, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
+async fn forward(
+    p: &Proxy,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>> {
     let stream = TcpStream::connect((p.upstream.0.as_str(), p.upstream.1)).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -216,9 +315,27 @@ async fn forward(p: &Proxy, req: Request<Incoming>) -> Result<Response<Full<Byte
 }
 
 async fn handle(p: Arc<Proxy>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+    // The proxy's own endpoints: the counts now, or zeroed.
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/_strata-proxy/stats") => {
+            return Ok(reply(StatusCode::OK, "application/json", p.stats.json()));
+        }
+        ("POST", "/_strata-proxy/reset") => {
+            p.stats.reset();
+            return Ok(reply(StatusCode::OK, "application/json", p.stats.json()));
+        }
+        _ => {}
+    }
     p.stats.requests.fetch_add(1, Ordering::Relaxed);
-    // LocalStack's own endpoints (health) are not AWS calls: never faulted.
-    let internal = req.uri().path().starts_with("/_localstack");
+    let service = service_of(&req);
+    let (parts, body) = req.into_parts();
+    // A body that cannot be read is a client that went away: nothing to answer.
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    // LocalStack's own endpoints (health) are not AWS calls: never faulted nor counted.
+    let internal = parts.uri.path().starts_with("/_localstack");
+    if !internal {
+        p.stats.count_call(operation_of(&service, &parts, &body));
+    }
     let fault = if internal { None } else { p.verdict().await };
     match fault {
         Some(Fault::Unavailable) => {
@@ -231,7 +348,7 @@ async fn handle(p: Arc<Proxy>, req: Request<Incoming>) -> Result<Response<Full<B
         }
         Some(Fault::Throttle) => {
             p.stats.throttle.fetch_add(1, Ordering::Relaxed);
-            return Ok(throttle_reply(&req));
+            return Ok(throttle_reply(&parts, &service));
         }
         Some(Fault::Drop) => {
             p.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +360,7 @@ async fn handle(p: Arc<Proxy>, req: Request<Incoming>) -> Result<Response<Full<B
         }
         None => {}
     }
-    match forward(&p, req).await {
+    match forward(&p, parts, body).await {
         Ok(r) => {
             p.stats.forwarded.fetch_add(1, Ordering::Relaxed);
             Ok(r)

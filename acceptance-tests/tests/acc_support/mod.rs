@@ -219,11 +219,17 @@ provider "strata" {{
 
     /// `apply`, then a plan that must be empty.
     pub fn apply(&mut self) -> String {
-        self.ensure_init();
+        let out = self.apply_only();
         let d = self.dir.clone();
-        let out = self.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
         self.assert_plan_empty_in(&d);
         out
+    }
+
+    /// `apply` alone (init first if needed).
+    pub fn apply_only(&mut self) -> String {
+        self.ensure_init();
+        let d = self.dir.clone();
+        self.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"])
     }
 
     /// `plan -detailed-exitcode`: returns tofu's exit code and both streams.

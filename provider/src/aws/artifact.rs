@@ -325,8 +325,30 @@ pub async fn ensure_bucket(
 }
 
 /// Uploads the build at `key` unless the object is there already (keys are content-addressed,
-/// so an existing object is this build). Returns whether it was uploaded now.
+/// so an existing object is this build). Returns whether it was uploaded now. Checked once per
+/// key and process.
 pub async fn ensure_object(
+    rc: &RegionClients,
+    bucket: &str,
+    key: &str,
+    build: &AgentBuild,
+    tags: &BTreeMap<String, String>,
+) -> Result<bool, AwsError> {
+    let mut asked = false;
+    let asked_now = &mut asked;
+    let uploaded = rc
+        .shared
+        .uploaded
+        .get_or_try(&format!("{bucket}/{key}"), move || async move {
+            *asked_now = true;
+            put_object_if_missing(rc, bucket, key, build, tags).await
+        })
+        .await?;
+    Ok(asked && uploaded)
+}
+
+/// Uploads the build unless the object exists; true when it uploaded.
+async fn put_object_if_missing(
     rc: &RegionClients,
     bucket: &str,
     key: &str,

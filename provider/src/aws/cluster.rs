@@ -164,6 +164,8 @@ pub struct ClusterInfo {
 pub struct ClusterCreated {
     pub info: ClusterInfo,
     pub replication_password: SecretString,
+    /// The cluster's home members (source and replicas) as the create listed them.
+    pub members: Vec<NodeInfo>,
 }
 
 /// The SSM parameter holding the replication credential.
@@ -300,7 +302,7 @@ async fn create_steps(
     spec: &ClusterSpec,
     made: &mut Vec<Made>,
 ) -> Result<ClusterCreated, AwsError> {
-    let subnet = network::subnet_info(&rc.ec2, &spec.subnet_id).await?;
+    let subnet = network::subnet(rc, &spec.subnet_id).await?;
 
     // Security group.
     let mut sg_tags = tags::build_tags(
@@ -319,12 +321,7 @@ async fn create_steps(
         sg_tags.extend(z.group_tags());
     }
     let sg_name = security_group_name(&spec.name);
-    let before = network::find_groups(
-        &rc.ec2,
-        &[("vpc-id", &subnet.vpc_id), ("group-name", &sg_name)],
-    )
-    .await?;
-    let group = network::ensure_group(
+    let (group, group_made) = network::ensure_group(
         &rc.ec2,
         &subnet.vpc_id,
         &sg_name,
@@ -335,7 +332,7 @@ async fn create_steps(
         &sg_tags,
     )
     .await?;
-    if before.is_empty() {
+    if group_made {
         made.push(Made::Group(group.group_id.clone()));
     }
     let wanted = cluster_ingress(
@@ -344,7 +341,7 @@ async fn create_steps(
         &spec.allowed_cidrs,
         &spec.allowed_security_group_ids,
     );
-    network::sync_ingress(&rc.ec2, &group.group_id, &wanted, is_region_rule).await?;
+    let group = network::apply_ingress(&rc.ec2, &group, &wanted, is_region_rule).await?;
 
     // Instance profile.
     let profile = match &spec.instance_profile {
@@ -368,7 +365,7 @@ async fn create_steps(
 
     // Replication and admin credentials.
     let parameter_name = replication_parameter_name(&spec.name);
-    let (password, created) = ensure_parameter(
+    let (password, created, parameter_version) = ensure_parameter(
         clients,
         rc,
         spec,
@@ -381,7 +378,7 @@ async fn create_steps(
         made.push(Made::Parameter(parameter_name.clone()));
     }
     let admin_name = admin_parameter_name(&spec.name);
-    let (_, created) =
+    let (_, created, _) =
         ensure_parameter(clients, rc, spec, &admin_name, "admin-credential", "admin").await?;
     if created {
         made.push(Made::Parameter(admin_name));
@@ -429,15 +426,26 @@ async fn create_steps(
         root_kms_key_id: spec.root_kms_key_id.clone(),
         key_name: spec.key_name.clone(),
         timeout: spec.timeout,
+        token_unused: false,
     };
     node::validate_node_spec(&node_spec)?;
-    node::ensure_node(clients, &node_spec).await?;
+    let (source, _) = node::ensure_node(clients, &node_spec).await?;
     // A re-made group (deleted out of band) must hold the members that were in the old one.
-    super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
-    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    let members = super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
+    // Every part was just made or read above: no read-back. (An adopted source of an earlier
+    // attempt is in the group already: ensure_members put it there before it was read.)
+    let source = if source.security_group_ids.contains(&group.group_id) {
+        source
+    } else {
+        node::describe_node(rc, &source.instance_id).await?
+    };
+    let info = cluster_info(rc, &spec.name, source, &group, subnet, parameter_version);
+    // The replicas, segments and regions that wait on this create read it next.
+    rc.shared.clusters.put(&spec.name, info.clone()).await;
     Ok(ClusterCreated {
         info,
         replication_password: password,
+        members,
     })
 }
 
@@ -646,8 +654,8 @@ async fn delete_profile_and_role(
 }
 
 /// Stores a new random password as a SecureString (never overwriting), or reads back the one a
-/// previous attempt stored. Returns the password and whether it was created now. `role` is the
-/// parameter's `strata:role` tag, `purpose` says whose credential it is.
+/// previous attempt stored. Returns the password, whether it was created now, and its version.
+/// `role` is the parameter's `strata:role` tag, `purpose` says whose credential it is.
 async fn ensure_parameter(
     clients: &Clients,
     rc: &RegionClients,
@@ -655,7 +663,7 @@ async fn ensure_parameter(
     name: &str,
     role: &str,
     purpose: &str,
-) -> Result<(SecretString, bool), AwsError> {
+) -> Result<(SecretString, bool, Option<i64>), AwsError> {
     let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
     let t = tags::build_tags(
         clients.default_tags(),
@@ -694,7 +702,7 @@ async fn ensure_parameter(
         .send()
         .await;
     match put {
-        Ok(_) => Ok((SecretString(password), true)),
+        Ok(out) => Ok((SecretString(password), true, Some(out.version()))),
         Err(e) => {
             let e = AwsError::from_sdk(e, "ssm:PutParameter", &what);
             if !e.is_kind(ErrorKind::AlreadyExists) {
@@ -709,11 +717,11 @@ async fn ensure_parameter(
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(e, "ssm:GetParameter", &what))?;
-            let v = out
-                .parameter()
+            let p = out.parameter();
+            let v = p
                 .and_then(|p| p.value())
                 .ok_or_else(|| AwsError::missing("ssm:GetParameter", &what, "Value"))?;
-            Ok((SecretString(v.to_string()), false))
+            Ok((SecretString(v.to_string()), false, p.map(|p| p.version())))
         }
     }
 }
@@ -737,6 +745,22 @@ async fn find_cluster_group(
     let groups =
         network::find_groups(&rc.ec2, &[(&tc, cluster), (&tr, ROLE_SECURITY_GROUP)]).await?;
     Ok(groups.into_iter().next())
+}
+
+/// [`read_cluster`], shared by the resources of one wave (see `memo`): what replicas, segments
+/// and regions read of their cluster. Refresh reads with `read_cluster`.
+pub async fn read_cluster_shared(
+    clients: &Clients,
+    region: Option<&str>,
+    name: &str,
+) -> Result<ClusterInfo, AwsError> {
+    let rc = clients.region(region).await?;
+    rc.shared
+        .clusters
+        .get_or_try(&name.to_string(), || {
+            read_cluster(clients, Some(&rc.region), name)
+        })
+        .await
 }
 
 /// Reads the cluster back by name (its id). A not-found error (`is_not_found`) when the
@@ -779,14 +803,8 @@ pub async fn read_cluster(
         // create again: that plan would replace every replica, the serving source included.
         (None, Some(g)) => (lost_launch_node(&rc, name, &g).await?, g),
     };
-    let launch_node_lost = source.instance_id.is_empty();
-    let port = group
-        .tags
-        .get(TAG_PORT)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(DEFAULT_ENGINE_PORT);
     let subnet_id = source.subnet_id.clone().unwrap_or_default();
-    let subnet = match network::subnet_info(&rc.ec2, &subnet_id).await {
+    let subnet = match network::subnet(&rc, &subnet_id).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() || subnet_id.is_empty() => SubnetInfo {
             subnet_id: subnet_id.clone(),
@@ -796,6 +814,44 @@ pub async fn read_cluster(
         },
         Err(e) => return Err(e),
     };
+    let parameter_name = replication_parameter_name(name);
+    let parameter_version = match rc.ssm.get_parameter().name(&parameter_name).send().await {
+        Ok(out) => out.parameter().map(|p| p.version()),
+        Err(e) => {
+            let e = AwsError::from_sdk(e, "ssm:GetParameter", &parameter_name);
+            if e.is_not_found() {
+                None
+            } else {
+                return Err(e);
+            }
+        }
+    };
+    Ok(cluster_info(
+        &rc,
+        name,
+        source,
+        &group,
+        subnet,
+        parameter_version,
+    ))
+}
+
+/// The cluster from its parts: the source instance, the security group, the source's subnet
+/// and the replication parameter's version.
+fn cluster_info(
+    rc: &RegionClients,
+    name: &str,
+    source: NodeInfo,
+    group: &network::GroupInfo,
+    subnet: SubnetInfo,
+    parameter_version: Option<i64>,
+) -> ClusterInfo {
+    let port = group
+        .tags
+        .get(TAG_PORT)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(DEFAULT_ENGINE_PORT);
+    let subnet_id = source.subnet_id.clone().unwrap_or_default();
     let mut allowed_cidrs = Vec::new();
     let mut allowed_groups = Vec::new();
     for r in &group.ingress {
@@ -813,17 +869,6 @@ pub async fn read_cluster(
     allowed_groups.sort();
     allowed_groups.dedup();
     let parameter_name = replication_parameter_name(name);
-    let parameter_version = match rc.ssm.get_parameter().name(&parameter_name).send().await {
-        Ok(out) => out.parameter().map(|p| p.version()),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "ssm:GetParameter", &parameter_name);
-            if e.is_not_found() {
-                None
-            } else {
-                return Err(e);
-            }
-        }
-    };
     let profile_arn = source.instance_profile_arn.clone();
     let instance_profile = profile_arn
         .as_deref()
@@ -831,10 +876,10 @@ pub async fn read_cluster(
         .unwrap_or_default()
         .to_string();
     let managed = instance_profile == managed_profile_name(name, &rc.region);
-    Ok(ClusterInfo {
+    ClusterInfo {
         cluster_id: name.to_string(),
         region: rc.region.clone(),
-        launch_node_lost,
+        launch_node_lost: source.instance_id.is_empty(),
         source_instance_id: source.instance_id.clone(),
         private_ip: source.private_ip.clone(),
         writer_endpoint: source.private_ip.as_ref().map(|ip| format!("{ip}:{port}")),
@@ -861,7 +906,7 @@ pub async fn read_cluster(
         tags: source.user_tags(),
         source,
         zone: dns::Zone::from_group_tags(&group.tags),
-    })
+    }
 }
 
 /// Stands in for the launched source when it is gone: the fields a member shares with every
@@ -959,9 +1004,12 @@ pub async fn update_cluster(
         root_kms_key_id: None,
         key_name: None,
         timeout: spec.timeout,
+        token_unused: false,
     };
     node::update_node(clients, &cur.source_instance_id, &node_spec).await?;
-    read_cluster(clients, Some(&rc.region), &spec.name).await
+    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    rc.shared.clusters.put(&spec.name, info.clone()).await;
+    Ok(info)
 }
 
 /// Deletes everything `create_cluster` made: the source instance (waiting for termination),
@@ -975,6 +1023,7 @@ pub async fn delete_cluster(
     timeout: Duration,
 ) -> Result<(), AwsError> {
     let rc = clients.region(region).await?;
+    rc.shared.clusters.forget(&name.to_string());
     let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
     let sources = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?;
     futures::future::try_join_all(

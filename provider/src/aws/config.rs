@@ -16,6 +16,7 @@ use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
 use super::error::AwsError;
+use super::memo::Memo;
 use super::retry;
 
 /// `assume_role { ... }` in the provider block.
@@ -207,6 +208,45 @@ pub struct RegionClients {
     /// Route 53 is global; the client still carries the region for signing (us-east-1 is
     /// where AWS serves it, whatever the region).
     pub route53: aws_sdk_route53::Client,
+    /// Answers shared by the resources of this process (see `memo`).
+    pub shared: Arc<Shared>,
+}
+
+/// What one region's resources read once and share: see [`super::memo`].
+#[derive(Debug)]
+pub struct Shared {
+    /// A subnet's VPC, AZ and CIDR never change.
+    pub subnets: Memo<String, super::network::SubnetInfo>,
+    /// The default image per instance architecture: one lookup per process, so every node of
+    /// one apply runs the same image.
+    pub default_amis: Memo<&'static str, String>,
+    /// An image's root device name, by image id.
+    pub image_roots: Memo<String, String>,
+    /// A cluster as read back, by name; kept briefly (a wave of replicas, segments and regions
+    /// planning and creating against one cluster), replaced by a create or update of the
+    /// cluster in this process and dropped by its delete.
+    pub clusters: Memo<String, super::cluster::ClusterInfo>,
+    /// An instance's user-data never changes while it lives: its NodeConfig, by instance id.
+    pub node_configs: Memo<String, Option<strata_topology::NodeConfig>>,
+    /// Agent builds known to be in S3 (`bucket/key`; the key holds the build's SHA-256).
+    pub uploaded: Memo<String, bool>,
+}
+
+/// How long a cluster read is shared: long enough for one wave of dependent resources, short
+/// enough that a process serving several walks reads again.
+pub const CLUSTER_READ_TTL: Duration = Duration::from_secs(30);
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            subnets: Memo::new(None),
+            default_amis: Memo::new(None),
+            image_roots: Memo::new(None),
+            clusters: Memo::new(Some(CLUSTER_READ_TTL)),
+            node_configs: Memo::new(None),
+            uploaded: Memo::new(None),
+        }
+    }
 }
 
 /// Who the credentials belong to (STS GetCallerIdentity).
@@ -442,6 +482,7 @@ impl Clients {
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             route53: aws_sdk_route53::Client::from_conf(route53.build()),
+            shared: Arc::default(),
         }
     }
 

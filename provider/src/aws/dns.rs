@@ -537,6 +537,32 @@ pub async fn ensure_initial_records(
     source_node_id: &str,
     ttl: u32,
 ) -> Result<Vec<String>, AwsError> {
+    Ok(initial_records(rc, zone, source_ip, source_node_id, ttl)
+        .await?
+        .0)
+}
+
+/// [`ensure_initial_records`], answering with the endpoints as they are after it (what
+/// [`read_endpoints`] would read right then), without listing the zone again.
+pub async fn ensure_initial_endpoints(
+    rc: &RegionClients,
+    zone: &Zone,
+    source_ip: &str,
+    source_node_id: &str,
+    ttl: u32,
+) -> Result<EndpointsState, AwsError> {
+    Ok(initial_records(rc, zone, source_ip, source_node_id, ttl)
+        .await?
+        .1)
+}
+
+async fn initial_records(
+    rc: &RegionClients,
+    zone: &Zone,
+    source_ip: &str,
+    source_node_id: &str,
+    ttl: u32,
+) -> Result<(Vec<String>, EndpointsState), AwsError> {
     let sets = list_records(rc, &zone.zone_id).await?;
     let w = writer_name(&zone.base);
     let epoch = strata_topology::failover::writer_epoch_record_name(&w);
@@ -544,9 +570,15 @@ pub async fn ensure_initial_records(
     let ip = vec![source_ip.to_string()];
     let mut changes = Vec::new();
     let mut made = Vec::new();
-    if record_values(&sets, &w, &RrType::A).is_none()
-        && record_values(&sets, &w, &RrType::Cname).is_none()
-    {
+    let writer_now =
+        record_values(&sets, &w, &RrType::A).or_else(|| record_values(&sets, &w, &RrType::Cname));
+    let after = EndpointsState {
+        zone_present: true,
+        writer_present: true,
+        writer_values: writer_now.clone().unwrap_or_else(|| ip.clone()),
+        reader_values: record_values(&sets, &r, &RrType::A).unwrap_or_else(|| ip.clone()),
+    };
+    if writer_now.is_none() {
         changes.push(change(
             ChangeAction::Create,
             record_set(&w, RrType::A, &ip, ttl)?,
@@ -580,7 +612,7 @@ pub async fn ensure_initial_records(
         &format!("endpoints in zone {}", zone.zone_id),
     )
     .await?;
-    Ok(made)
+    Ok((made, after))
 }
 
 /// Writes `name` = `ips` (A, several values), or deletes it when `ips` is empty. For the
@@ -642,6 +674,77 @@ pub async fn edit_reader(
         return Ok(());
     }
     put_reader(rc, zone_id, name, &new, ttl).await
+}
+
+/// Addresses waiting to go into a reader record, by record name: the replicas of one apply
+/// queue theirs, and whoever holds the record's lock writes all queued so far in one edit.
+fn pending_adds() -> &'static std::sync::Mutex<BTreeMap<String, Vec<String>>> {
+    static PENDING: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, Vec<String>>>> =
+        std::sync::OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+fn take_pending(key: &str) -> Vec<String> {
+    let mut m = pending_adds().lock().unwrap_or_else(|p| p.into_inner());
+    m.remove(key).unwrap_or_default()
+}
+
+fn queue_pending(key: &str, ips: impl IntoIterator<Item = String>) {
+    let mut m = pending_adds().lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(key.to_string()).or_default().extend(ips);
+}
+
+/// A new home replica's address into the home reader record: [`edit_reader`] adding `ip`
+/// with the writer's address as the fallback it replaces, both from one listing of the zone.
+/// Replicas created together share edits: ten replicas make two or three edits, not ten in a
+/// row. Returns once `ip` is written (by this call or an earlier lock holder's), or with the
+/// error of the edit that tried to write it.
+pub async fn add_to_home_reader(
+    rc: &RegionClients,
+    zone: &Zone,
+    ip: &str,
+    ttl: u32,
+) -> Result<(), AwsError> {
+    let name = reader_name(&zone.base);
+    let key = format!("{}/{}", zone.zone_id, name.to_ascii_lowercase());
+    queue_pending(&key, [ip.to_string()]);
+    let lock = record_lock(&name);
+    let _held = lock.lock().await;
+    let ips = take_pending(&key);
+    if ips.is_empty() {
+        // An earlier holder wrote ours (a failed edit puts its addresses back).
+        return Ok(());
+    }
+    let r = add_all(rc, zone, &name, &ips, ttl).await;
+    if r.is_err() {
+        // Ours fails with this error; the others' go to the next holder.
+        queue_pending(&key, ips.into_iter().filter(|i| i != ip));
+    }
+    r
+}
+
+async fn add_all(
+    rc: &RegionClients,
+    zone: &Zone,
+    name: &str,
+    ips: &[String],
+    ttl: u32,
+) -> Result<(), AwsError> {
+    let sets = list_records(rc, &zone.zone_id).await?;
+    let w = writer_name(&zone.base);
+    let writer = record_values(&sets, &w, &RrType::A)
+        .or_else(|| record_values(&sets, &w, &RrType::Cname))
+        .unwrap_or_default();
+    let old = record_values(&sets, name, &RrType::A).unwrap_or_default();
+    let new = ips.iter().fold(old.clone(), |acc, ip| {
+        edited_values(&acc, ip, true, writer.first().map(String::as_str))
+    });
+    let mut sorted_old = old;
+    sorted_old.sort();
+    if new == sorted_old {
+        return Ok(());
+    }
+    put_reader(rc, &zone.zone_id, name, &new, ttl).await
 }
 
 /// Pure: the reader's values after adding or removing `ip`.

@@ -7,19 +7,12 @@ use aws_sdk_ec2::types::Filter;
 use super::config::RegionClients;
 use super::error::AwsError;
 use super::node::{self, NodeInfo};
-use super::tags::{TAG_CLUSTER, TAG_ROLE};
 
 /// Home-region roles whose instances belong in the cluster's security group.
 const MEMBER_ROLES: [&str; 2] = ["source", "replica"];
 
 async fn members(rc: &RegionClients, cluster: &str) -> Result<Vec<NodeInfo>, AwsError> {
-    let mut out = Vec::new();
-    for role in MEMBER_ROLES {
-        let tc = format!("tag:{TAG_CLUSTER}");
-        let tr = format!("tag:{TAG_ROLE}");
-        out.extend(node::find_nodes(rc, &[(&tc, cluster), (&tr, role)]).await?);
-    }
-    Ok(out)
+    node::find_cluster_nodes(rc, cluster, &MEMBER_ROLES).await
 }
 
 /// Live members of `cluster` that are not in `group_id`.
@@ -37,12 +30,18 @@ pub async fn members_outside(
 
 /// Puts every live member of `cluster` into `group_id`, keeping its other groups that still
 /// exist (a deleted and re-made cluster group leaves members in a group that is gone).
+/// Returns the members as listed before (what a status needs: their ids, states and tags).
 pub async fn ensure_members(
     rc: &RegionClients,
     cluster: &str,
     group_id: &str,
-) -> Result<(), AwsError> {
-    for n in members_outside(rc, cluster, group_id).await? {
+) -> Result<Vec<NodeInfo>, AwsError> {
+    let all = members(rc, cluster).await?;
+    let outside: Vec<&NodeInfo> = all
+        .iter()
+        .filter(|n| !n.security_group_ids.iter().any(|g| g == group_id))
+        .collect();
+    for n in outside {
         let mut groups = vec![group_id.to_string()];
         if !n.security_group_ids.is_empty() {
             let out = rc
@@ -73,7 +72,7 @@ pub async fn ensure_members(
             .await
             .map_err(|e| AwsError::from_sdk(e, "ec2:ModifyInstanceAttribute", &n.instance_id))?;
     }
-    Ok(())
+    Ok(all)
 }
 
 /// Which of `names` (SSM parameters) do not exist.

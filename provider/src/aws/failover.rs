@@ -12,7 +12,7 @@ use strata_topology::{
 use super::config::RegionClients;
 use super::error::AwsError;
 use super::node::{self, NodeInfo};
-use super::tags::{TAG_CLUSTER, TAG_ROLE};
+use super::tags::TAG_ROLE;
 
 /// The cluster's status as its home nodes' tags say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,13 +115,7 @@ pub async fn cluster_status(
     cluster: &str,
     launched_source: &str,
 ) -> Result<ClusterStatus, AwsError> {
-    let tc = format!("tag:{TAG_CLUSTER}");
-    let tr = format!("tag:{TAG_ROLE}");
-    let nodes = node::find_nodes(rc, &[(&tc, cluster), (&tr, "source")])
-        .await?
-        .into_iter()
-        .chain(node::find_nodes(rc, &[(&tc, cluster), (&tr, "replica")]).await?)
-        .collect::<Vec<_>>();
+    let nodes = node::find_cluster_nodes(rc, cluster, &["source", "replica"]).await?;
     Ok(status_from_nodes(&nodes, launched_source))
 }
 

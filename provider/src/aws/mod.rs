@@ -14,6 +14,7 @@ pub mod dns;
 pub mod drift;
 pub mod error;
 pub mod failover;
+pub mod memo;
 pub mod network;
 pub mod node;
 pub mod ownership;

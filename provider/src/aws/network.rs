@@ -19,6 +19,17 @@ pub struct SubnetInfo {
     pub cidr_block: String,
 }
 
+/// [`subnet_info`], asked once per subnet and process (what it returns never changes).
+pub async fn subnet(
+    rc: &super::config::RegionClients,
+    subnet_id: &str,
+) -> Result<SubnetInfo, AwsError> {
+    rc.shared
+        .subnets
+        .get_or_try(&subnet_id.to_string(), || subnet_info(&rc.ec2, subnet_id))
+        .await
+}
+
 pub async fn subnet_info(
     ec2: &aws_sdk_ec2::Client,
     subnet_id: &str,
@@ -227,14 +238,15 @@ pub async fn find_groups(
     Ok(out.security_groups().iter().map(group_info).collect())
 }
 
-/// Finds the group made with `tags[strata:creation-token]` in `vpc_id`, or creates it.
+/// Finds the group made with `tags[strata:creation-token]` in `vpc_id`, or creates it; true
+/// when it created it now.
 pub async fn ensure_group(
     ec2: &aws_sdk_ec2::Client,
     vpc_id: &str,
     name: &str,
     description: &str,
     tags: &BTreeMap<String, String>,
-) -> Result<GroupInfo, AwsError> {
+) -> Result<(GroupInfo, bool), AwsError> {
     let token = tags.get(TAG_TOKEN).map(String::as_str).unwrap_or_default();
     let what = format!("security group {name}");
     let found = find_groups(
@@ -243,7 +255,7 @@ pub async fn ensure_group(
     )
     .await?;
     if let Some(g) = found.into_iter().next() {
-        return Ok(g);
+        return Ok((g, false));
     }
     let created = ec2
         .create_security_group()
@@ -259,7 +271,17 @@ pub async fn ensure_group(
                 .group_id()
                 .ok_or_else(|| AwsError::missing("ec2:CreateSecurityGroup", &what, "GroupId"))?;
             tracing::info!(group_id = %id, name, vpc_id, "security group created");
-            describe_group(ec2, id).await
+            // What CreateSecurityGroup made is known: no ingress yet, these tags.
+            Ok((
+                GroupInfo {
+                    group_id: id.to_string(),
+                    group_name: name.to_string(),
+                    vpc_id: vpc_id.to_string(),
+                    ingress: Vec::new(),
+                    tags: tags.clone(),
+                },
+                true,
+            ))
         }
         Err(e) => {
             let err = AwsError::from_sdk(e, "ec2:CreateSecurityGroup", &what);
@@ -268,7 +290,7 @@ pub async fn ensure_group(
                 if let Some(g) = by_name.into_iter().next()
                     && g.tags.get(TAG_TOKEN).map(String::as_str) == Some(token)
                 {
-                    return Ok(g);
+                    return Ok((g, false));
                 }
             }
             Err(err)
@@ -282,8 +304,27 @@ pub async fn authorize(
     rules: &[Rule],
 ) -> Result<(), AwsError> {
     let what = format!("security group {group_id}");
+    if rules.len() > 1 {
+        // All rules in one call; when one of them exists already (a retried apply), AWS
+        // refuses the whole call, and the rules go again one per call below.
+        let res = ec2
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(rules.iter().map(Rule::to_permission).collect()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let err = AwsError::from_sdk(e, "ec2:AuthorizeSecurityGroupIngress", &what);
+                if !err.is_kind(ErrorKind::AlreadyExists) {
+                    return Err(err);
+                }
+            }
+        }
+    }
     for r in rules {
-        // One call per rule: a duplicate (a retried apply) then fails alone and is ignored.
+        // One call per rule: a duplicate then fails alone and is ignored.
         let res = ec2
             .authorize_security_group_ingress()
             .group_id(group_id)
@@ -339,6 +380,23 @@ pub async fn sync_ingress(
         return Ok(current);
     }
     describe_group(ec2, group_id).await
+}
+
+/// [`sync_ingress`] from a group the caller just read or made: the group as it is after (its
+/// rules less the revoked plus the authorized), without reading it again.
+pub async fn apply_ingress(
+    ec2: &aws_sdk_ec2::Client,
+    current: &GroupInfo,
+    wanted: &[Rule],
+    keep: impl Fn(&Rule) -> bool,
+) -> Result<GroupInfo, AwsError> {
+    let (add, remove) = rule_diff(&current.ingress, wanted, keep);
+    revoke(ec2, &current.group_id, &remove).await?;
+    authorize(ec2, &current.group_id, &add).await?;
+    let mut after = current.clone();
+    after.ingress.retain(|r| !remove.contains(r));
+    after.ingress.extend(add);
+    Ok(after)
 }
 
 /// Deletes a group, retrying while instances that used it are still shutting down.

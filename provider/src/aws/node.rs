@@ -53,6 +53,10 @@ pub struct NodeSpec {
     pub root_kms_key_id: Option<String>,
     pub key_name: Option<String>,
     pub timeout: Duration,
+    /// The caller's own lookup just showed that no live instance carries `creation_token` (a
+    /// fresh token, or an index no instance has): the find-by-token before RunInstances is
+    /// skipped.
+    pub token_unused: bool,
 }
 
 /// `strata_replica` takes a node spec with role `replica`.
@@ -85,6 +89,7 @@ impl NodeSpec {
             root_kms_key_id: None,
             key_name: None,
             timeout: Duration::from_secs(15 * 60),
+            token_unused: false,
         }
     }
 }
@@ -203,6 +208,54 @@ pub async fn find_nodes(
         }
     }
     out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    Ok(out)
+}
+
+/// Live instances of `cluster` with any of `roles`, in one call; ordered as `roles`, then by
+/// instance id.
+pub async fn find_cluster_nodes(
+    rc: &RegionClients,
+    cluster: &str,
+    roles: &[&str],
+) -> Result<Vec<NodeInfo>, AwsError> {
+    let req = rc
+        .ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_CLUSTER}"))
+                .values(cluster)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_ROLE}"))
+                .set_values(Some(roles.iter().map(|r| r.to_string()).collect()))
+                .build(),
+        );
+    let mut out = Vec::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk(e, "ec2:DescribeInstances", "instances"))?;
+        for r in page.reservations() {
+            out.extend(r.instances().iter().map(|i| node_info(&rc.region, i)));
+        }
+    }
+    let rank = |n: &NodeInfo| {
+        let role = n.tags.get(TAG_ROLE).map(String::as_str).unwrap_or_default();
+        roles.iter().position(|r| *r == role).unwrap_or(roles.len())
+    };
+    out.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.instance_id.cmp(&b.instance_id))
+    });
     Ok(out)
 }
 
@@ -373,8 +426,17 @@ pub fn newest_image<'a>(images: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 
 /// The default AMI for `instance_type`: the latest official Debian 12 image for its
 /// architecture, else (EC2 emulators only) the emulator's stock image. Every candidate is
-/// checked to exist before it is used.
+/// checked to exist before it is used. Looked up once per architecture and process: every node
+/// of one apply gets the same image.
 pub async fn default_ami(rc: &RegionClients, instance_type: &str) -> Result<String, AwsError> {
+    let arch = arch_of(instance_type);
+    rc.shared
+        .default_amis
+        .get_or_try(&ec2_arch(arch), || lookup_default_ami(rc, instance_type))
+        .await
+}
+
+async fn lookup_default_ami(rc: &RegionClients, instance_type: &str) -> Result<String, AwsError> {
     let arch = arch_of(instance_type);
     for source in default_image_sources(arch) {
         match source {
@@ -581,8 +643,21 @@ async fn image_exists(rc: &RegionClients, image_id: &str) -> Result<bool, AwsErr
     }
 }
 
-/// The image's root device name (where the encrypted root mapping goes).
+/// The image's root device name (where the encrypted root mapping goes); an image's never
+/// changes, so it is asked once per image and process.
 async fn image_root_device(rc: &RegionClients, image_id: &str) -> Result<String, AwsError> {
+    rc.shared
+        .image_roots
+        .get_or_try(&image_id.to_string(), || {
+            describe_image_root_device(rc, image_id)
+        })
+        .await
+}
+
+async fn describe_image_root_device(
+    rc: &RegionClients,
+    image_id: &str,
+) -> Result<String, AwsError> {
     let what = format!("image {image_id}");
     let out = rc
         .ec2
@@ -610,9 +685,12 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         "{} instance of cluster {:?} ({})",
         spec.role, spec.cluster, spec.resource
     );
-    let existing = find_nodes(&rc, &[(&format!("tag:{TAG_TOKEN}"), &spec.creation_token)]).await?;
-    if let Some(n) = existing.into_iter().next() {
-        return Ok((n, false));
+    if !spec.token_unused {
+        let existing =
+            find_nodes(&rc, &[(&format!("tag:{TAG_TOKEN}"), &spec.creation_token)]).await?;
+        if let Some(n) = existing.into_iter().next() {
+            return Ok((n, false));
+        }
     }
     let ami = match &spec.ami {
         Some(a) if !a.is_empty() => a.clone(),

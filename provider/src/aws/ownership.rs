@@ -220,6 +220,9 @@ pub fn is_adoptable_token(token: &str) -> bool {
 pub struct TokenClaim {
     pub token: String,
     pub adopted: bool,
+    /// No unfinished object of the lookup carries `token`: with a fresh planned token, no
+    /// object does, and the create need not look it up again.
+    pub unused: bool,
 }
 
 /// Picks the creation token for a create whose planned token is `mine`: an unfinished
@@ -241,6 +244,7 @@ pub fn choose_token(mine: &str, candidates: &[String]) -> Result<TokenClaim, Aws
             return Ok(TokenClaim {
                 token: t.clone(),
                 adopted: true,
+                unused: false,
             });
         }
     }
@@ -249,6 +253,7 @@ pub fn choose_token(mine: &str, candidates: &[String]) -> Result<TokenClaim, Aws
     Ok(TokenClaim {
         token: mine.to_string(),
         adopted: false,
+        unused: !candidates.iter().any(|t| t == mine),
     })
 }
 

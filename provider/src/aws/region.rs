@@ -218,6 +218,8 @@ fn replica_spec(spec: &RegionSpec, group_id: &str, index: u32) -> Result<NodeSpe
         root_kms_key_id: None,
         key_name: None,
         timeout: spec.timeout,
+        // Only indexes no live replica of the region has are asked for (ensure_replicas).
+        token_unused: true,
     })
 }
 
@@ -243,7 +245,7 @@ pub async fn create_region(clients: &Clients, spec: &RegionSpec) -> Result<Regio
 async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo, AwsError> {
     let rc = clients.region(Some(&spec.region)).await?;
     let home = clients.region(spec.home_region.as_deref()).await?;
-    let subnet = network::subnet_info(&rc.ec2, &spec.subnet_id).await?;
+    let subnet = network::subnet(&rc, &spec.subnet_id).await?;
     let t = tags::build_tags(
         clients.default_tags(),
         &spec.tags,
@@ -255,7 +257,7 @@ async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo
             name: Some(&group_name(spec)),
         },
     );
-    let group = network::ensure_group(
+    let (group, _) = network::ensure_group(
         &rc.ec2,
         &subnet.vpc_id,
         &group_name(spec),
@@ -266,9 +268,9 @@ async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo
         &t,
     )
     .await?;
-    network::sync_ingress(
+    let group = network::apply_ingress(
         &rc.ec2,
-        &group.group_id,
+        &group,
         &region_ingress(&group.group_id, spec),
         |_| false,
     )
@@ -279,25 +281,49 @@ async fn create_steps(clients: &Clients, spec: &RegionSpec) -> Result<RegionInfo
         &[home_rule(spec, &subnet.cidr_block)],
     )
     .await?;
-    ensure_replicas(clients, &rc, spec, &group.group_id).await?;
-    read_region(clients, spec).await
+    let replicas = ensure_replicas(clients, &rc, spec, &group.group_id).await?;
+    // Everything was just made or read above: no read-back. The home rule is there (authorize
+    // succeeded, or found it there already).
+    Ok(RegionInfo {
+        region: rc.region.clone(),
+        security_group_id: group.group_id,
+        vpc_id: subnet.vpc_id,
+        subnet_id: subnet.subnet_id,
+        subnet_cidr: subnet.cidr_block,
+        availability_zone: subnet.availability_zone,
+        replicas,
+        home_security_group_id: spec.home_security_group_id.clone(),
+        home_rule_present: true,
+    })
 }
 
 /// Adds missing replicas (concurrently) and removes those beyond `replica_count`, highest
-/// index first.
+/// index first. Returns the replicas there are now, ordered as `region_replicas` orders them.
 async fn ensure_replicas(
     clients: &Clients,
     rc: &RegionClients,
     spec: &RegionSpec,
     group_id: &str,
-) -> Result<(), AwsError> {
+) -> Result<Vec<NodeInfo>, AwsError> {
     let current = region_replicas(rc, spec).await?;
     let have: Vec<u32> = current.iter().map(|(i, _)| *i).collect();
     let specs = (0..spec.replica_count)
         .filter(|i| !have.contains(i))
         .map(|i| replica_spec(spec, group_id, i))
         .collect::<Result<Vec<_>, _>>()?;
-    try_join_all(specs.iter().map(|s| node::ensure_node(clients, s))).await?;
+    let made = try_join_all(specs.iter().map(|s| node::ensure_node(clients, s))).await?;
+    let mut now: Vec<(u32, NodeInfo)> = current
+        .iter()
+        .filter(|(i, _)| *i < spec.replica_count)
+        .cloned()
+        .chain(
+            specs
+                .iter()
+                .zip(made)
+                .map(|(s, (n, _))| (s.index.unwrap_or(u32::MAX), n)),
+        )
+        .collect();
+    now.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.instance_id.cmp(&b.1.instance_id)));
     let mut extra: Vec<&(u32, NodeInfo)> = current
         .iter()
         .filter(|(i, _)| *i >= spec.replica_count)
@@ -312,7 +338,7 @@ async fn ensure_replicas(
             .map(|(_, n)| node::wait_node_state(rc, &n.instance_id, "terminated", spec.timeout)),
     )
     .await?;
-    Ok(())
+    Ok(now.into_iter().map(|(_, n)| n).collect())
 }
 
 /// Sets the number of replicas in place (adds or removes, highest index first).
@@ -379,7 +405,7 @@ pub async fn read_region(clients: &Clients, spec: &RegionSpec) -> Result<RegionI
             "the region's security group is gone",
         )
     })?;
-    let subnet = match network::subnet_info(&rc.ec2, &spec.subnet_id).await {
+    let subnet = match network::subnet(&rc, &spec.subnet_id).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => SubnetInfo {
             subnet_id: spec.subnet_id.clone(),
@@ -501,7 +527,7 @@ pub async fn delete_region(clients: &Clients, spec: &RegionSpec) -> Result<(), A
             .map(|(_, n)| node::terminate_node(&rc, &n.instance_id, spec.timeout)),
     )
     .await?;
-    let cidr = match network::subnet_info(&rc.ec2, &spec.subnet_id).await {
+    let cidr = match network::subnet(&rc, &spec.subnet_id).await {
         Ok(s) => Some(s.cidr_block),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, VolumeModificationState, VolumeTy
 use super::config::{Clients, RegionClients};
 use super::error::{AwsError, ErrorKind};
 use super::network;
-use super::node;
+use super::node::{self, NodeInfo};
 use super::tags::{self, ObjectTags, TAG_TOKEN};
 use super::wait::{Backoff, Poll, retry_while, wait_for};
 
@@ -37,7 +37,13 @@ pub struct SegmentSpec {
     /// `None`: the first free of /dev/sdf../dev/sdp.
     pub device_name: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Strata's own tags for a new volume beyond the object tags (the autoscaling bounds), so
+    /// CreateVolume carries them and no tagging call follows.
+    pub creation_tags: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The caller's own lookup just showed that no volume carries `creation_token`: the
+    /// find-by-token before CreateVolume is skipped.
+    pub token_unused: bool,
 }
 
 impl SegmentSpec {
@@ -62,7 +68,9 @@ impl SegmentSpec {
             kms_key_id: None,
             device_name: None,
             tags: BTreeMap::new(),
+            creation_tags: BTreeMap::new(),
             timeout: Duration::from_secs(10 * 60),
+            token_unused: false,
         }
     }
 }
@@ -128,6 +136,35 @@ pub fn free_device(used: &[String]) -> Option<String> {
     ('f'..='p')
         .map(|c| format!("/dev/sd{c}"))
         .find(|d| !used.contains(d))
+}
+
+/// The volume as CreateVolume describes it (a new volume has no attachment).
+fn created_info(
+    region: &str,
+    v: &aws_sdk_ec2::operation::create_volume::CreateVolumeOutput,
+) -> SegmentInfo {
+    SegmentInfo {
+        volume_id: v.volume_id().unwrap_or_default().to_string(),
+        region: region.to_string(),
+        size_gib: v.size().unwrap_or_default(),
+        volume_type: v
+            .volume_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        iops: v.iops(),
+        throughput: v.throughput(),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(str::to_string),
+        availability_zone: v.availability_zone().unwrap_or_default().to_string(),
+        state: v
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        attached_instance_id: None,
+        device_name: None,
+        attachment_state: None,
+        tags: tags::from_ec2(v.tags()),
+    }
 }
 
 async fn describe_volume(rc: &RegionClients, volume_id: &str) -> Result<SegmentInfo, AwsError> {
@@ -198,21 +235,30 @@ fn attached_to(v: &SegmentInfo, instance_id: &str) -> bool {
 }
 
 /// Attaches at the spec's device or the first free one, retrying when a concurrent attach
-/// took the same device name.
+/// took the same device name. `known`: the node as the caller just read it, for the first
+/// attempt (a retry reads it again: a concurrent attach changed its devices), and the volume
+/// as the caller has it: when AttachVolume answers `attached`, that is the result, unread.
 async fn attach(
     rc: &RegionClients,
     volume_id: &str,
     instance_id: &str,
     device: Option<&str>,
     timeout: Duration,
+    known: Option<(NodeInfo, SegmentInfo)>,
 ) -> Result<SegmentInfo, AwsError> {
     let what = format!("volume {volume_id} on instance {instance_id}");
-    retry_while(
+    let volume = known.as_ref().map(|(_, v)| v.clone());
+    let known = std::sync::Mutex::new(known.map(|(n, _)| n));
+    let out = retry_while(
         Duration::from_secs(60).min(timeout),
         Backoff::default(),
         |e| matches!(e, AwsError::Api { message, .. } if message.contains("in use") || message.contains("already")),
         || async {
-            let node = node::describe_node(rc, instance_id).await?;
+            let first = known.lock().ok().and_then(|mut k| k.take());
+            let node = match first {
+                Some(n) => n,
+                None => node::describe_node(rc, instance_id).await?,
+            };
             let dev = match device {
                 Some(d) => d.to_string(),
                 None => free_device(&node.devices).ok_or_else(|| {
@@ -226,11 +272,20 @@ async fn attach(
                 .device(&dev)
                 .send()
                 .await
-                .map(|_| ())
                 .map_err(|e| AwsError::from_sdk(e, "ec2:AttachVolume", &what))
         },
     )
     .await?;
+    if let Some(mut v) = volume
+        && out.state() == Some(&aws_sdk_ec2::types::VolumeAttachmentState::Attached)
+        && out.instance_id() == Some(instance_id)
+    {
+        v.state = "in-use".into();
+        v.attached_instance_id = Some(instance_id.to_string());
+        v.device_name = out.device().map(str::to_string);
+        v.attachment_state = Some("attached".into());
+        return Ok(v);
+    }
     wait_volume(rc, volume_id, "attached", timeout, |v| {
         attached_to(v, instance_id)
     })
@@ -273,13 +328,23 @@ pub async fn create_segment(
     clients: &Clients,
     spec: &SegmentSpec,
 ) -> Result<SegmentInfo, AwsError> {
+    let rc = clients.region(spec.region.as_deref()).await?;
+    let node = node::describe_node(&rc, &spec.node_instance_id).await?;
+    create_segment_on(clients, spec, node).await
+}
+
+/// [`create_segment`] with the node (`spec.node_instance_id`) as the caller just read it.
+pub async fn create_segment_on(
+    clients: &Clients,
+    spec: &SegmentSpec,
+    node: NodeInfo,
+) -> Result<SegmentInfo, AwsError> {
     validate_size(spec.size_gib)?;
     let rc = clients.region(spec.region.as_deref()).await?;
     let what = format!(
         "storage segment {} of cluster {:?}",
         spec.resource, spec.cluster
     );
-    let node = node::describe_node(&rc, &spec.node_instance_id).await?;
     let az = node.availability_zone.clone().ok_or_else(|| {
         AwsError::missing(
             "ec2:DescribeInstances",
@@ -288,30 +353,35 @@ pub async fn create_segment(
         )
     })?;
 
-    let found = rc
-        .ec2
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_TOKEN}"))
-                .values(&spec.creation_token)
-                .build(),
+    let found = if spec.token_unused {
+        None
+    } else {
+        Some(
+            rc.ec2
+                .describe_volumes()
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TAG_TOKEN}"))
+                        .values(&spec.creation_token)
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("status")
+                        .values("creating")
+                        .values("available")
+                        .values("in-use")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", &what))?,
         )
-        .filters(
-            Filter::builder()
-                .name("status")
-                .values("creating")
-                .values("available")
-                .values("in-use")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", &what))?;
-    let (vol, created) = match found.volumes().first() {
+    };
+    let (vol, created) = match found.as_ref().and_then(|f| f.volumes().first()) {
         Some(v) => (segment_info(&rc.region, v), false),
         None => {
-            let t = tags::build_tags(
+            let mut t = tags::build_tags(
                 clients.default_tags(),
                 &spec.tags,
                 &ObjectTags {
@@ -322,6 +392,7 @@ pub async fn create_segment(
                     name: Some(&format!("{}-segment", spec.cluster)),
                 },
             );
+            t.extend(spec.creation_tags.clone());
             let client_token = tags::call_client_token(&spec.creation_token);
             let out = rc
                 .ec2
@@ -342,7 +413,8 @@ pub async fn create_segment(
                 .volume_id()
                 .ok_or_else(|| AwsError::missing("ec2:CreateVolume", &what, "VolumeId"))?;
             tracing::info!(volume_id = %id, cluster = %spec.cluster, az = %az, "volume created");
-            (describe_volume(&rc, id).await?, true)
+            // CreateVolume answers with the volume: no read-back.
+            (created_info(&rc.region, &out), true)
         }
     };
     let id = vol.volume_id.clone();
@@ -351,16 +423,19 @@ pub async fn create_segment(
             return Ok(vol.clone());
         }
         if vol.attached_instance_id.is_none() {
-            wait_volume(&rc, &id, "available", spec.timeout, |v| {
-                v.state == "available" || attached_to(v, &spec.node_instance_id)
-            })
-            .await?;
+            if vol.state != "available" {
+                wait_volume(&rc, &id, "available", spec.timeout, |v| {
+                    v.state == "available" || attached_to(v, &spec.node_instance_id)
+                })
+                .await?;
+            }
             attach(
                 &rc,
                 &id,
                 &spec.node_instance_id,
                 spec.device_name.as_deref(),
                 spec.timeout,
+                Some((node.clone(), vol.clone())),
             )
             .await
         } else {
@@ -538,7 +613,7 @@ pub async fn move_segment(
         )));
     }
     detach(&rc, volume_id, timeout).await?;
-    attach(&rc, volume_id, to_instance_id, None, timeout).await
+    attach(&rc, volume_id, to_instance_id, None, timeout, None).await
 }
 
 /// In-place changes from a spec: size/iops/throughput (one ModifyVolume), the node (move),

@@ -161,7 +161,7 @@ pub async fn plan_subnet(
     let Ok(rc) = c.region(region).await else {
         return Ok(());
     };
-    match crate::aws::network::subnet_info(&rc.ec2, subnet).await {
+    match crate::aws::network::subnet(&rc, subnet).await {
         Ok(info) => {
             if let Some(v) = vpc
                 && info.vpc_id != v

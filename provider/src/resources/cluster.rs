@@ -322,12 +322,27 @@ struct Live {
 }
 
 async fn live(c: &Clients, info: &ClusterInfo) -> Result<Live, aws::AwsError> {
+    live_with(c, info, None, None).await
+}
+
+/// [`live`], with the endpoints and members when the caller knows them already (it just wrote
+/// or listed them).
+async fn live_with(
+    c: &Clients,
+    info: &ClusterInfo,
+    known: Option<EndpointsState>,
+    members: Option<&[aws::NodeInfo]>,
+) -> Result<Live, aws::AwsError> {
     let rc = c.region(Some(&info.region)).await?;
-    let endpoints = match &info.zone {
-        Some(z) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
-        None => None,
+    let endpoints = match (&info.zone, known) {
+        (Some(z), Some(e)) => Some((z.clone(), e)),
+        (Some(z), None) => Some((z.clone(), dns::read_endpoints(&rc, z).await?)),
+        (None, _) => None,
     };
-    let status = failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?;
+    let status = match members {
+        Some(m) => failover::status_from_nodes(m, &info.source_instance_id),
+        None => failover::cluster_status(&rc, &info.cluster_id, &info.source_instance_id).await?,
+    };
     Ok(Live { endpoints, status })
 }
 
@@ -610,7 +625,7 @@ impl Resource for ClusterResource {
             .await
             .map_err(|e| apply_failure(&resource, "create", &e))?;
         let subnet_id = required_str(&req.planned, "subnet_id")?;
-        let subnet = aws::network::subnet_info(&rc.ec2, &subnet_id)
+        let subnet = aws::network::subnet(&rc, &subnet_id)
             .await
             .map_err(|e| apply_failure(&resource, "create", &e))?;
         let token = aws::creation_token(&[TYPE_NAME, &name]);
@@ -673,14 +688,23 @@ impl Resource for ClusterResource {
             }
         };
         let source_ip = created.info.private_ip.clone().unwrap_or_default();
+        let mut endpoints = None;
         if !source_ip.is_empty() {
-            dns::ensure_initial_records(&rc, &zone, &source_ip, &cfg.node_id, dns::DEFAULT_TTL)
+            endpoints = Some(
+                dns::ensure_initial_endpoints(
+                    &rc,
+                    &zone,
+                    &source_ip,
+                    &cfg.node_id,
+                    dns::DEFAULT_TTL,
+                )
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?;
+                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?,
+            );
         }
         let private =
             owned::finish_create(c, &identity, &creating, &created.info.security_group_id).await?;
-        let live = live(c, &created.info)
+        let live = live_with(c, &created.info, endpoints, Some(&created.members))
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
         let st = state(c, &created.info, Some(&cfg), &live, &req.planned);
@@ -1176,21 +1200,26 @@ pub async fn cluster_and_settings(
     cluster_id: &str,
 ) -> Result<(ClusterInfo, ClusterSettings), Diagnostics> {
     let what = format!("cluster {cluster_id:?}");
-    let info = aws::read_cluster(c, None, cluster_id).await.map_err(|e| {
-        // Only a real "not found" blames cluster_id; throttling or an outage does not.
-        if !e.is_not_found() {
-            return aws_diag(&what, "look up", &e);
-        }
-        Diagnostics::from(
-            Diagnostic::error(
-                format!("Cannot find {what}"),
-                format!("{e}. Check cluster_id: it is the strata_cluster's id (its name)."),
+    let info = aws::cluster::read_cluster_shared(c, None, cluster_id)
+        .await
+        .map_err(|e| {
+            // Only a real "not found" blames cluster_id; throttling or an outage does not.
+            if !e.is_not_found() {
+                return aws_diag(&what, "look up", &e);
+            }
+            Diagnostics::from(
+                Diagnostic::error(
+                    format!("Cannot find {what}"),
+                    format!("{e}. Check cluster_id: it is the strata_cluster's id (its name)."),
+                )
+                .at(AttributePath::attr("cluster_id")),
             )
-            .at(AttributePath::attr("cluster_id")),
-        )
-    })?;
+        })?;
     let rc = c.home().await.map_err(|e| aws_diag(&what, "read", &e))?;
-    let cfg = cluster_node_config(&rc, &info)
+    let cfg = rc
+        .shared
+        .node_configs
+        .get_or_try(&info.source_instance_id, || cluster_node_config(&rc, &info))
         .await
         .map_err(|e| aws_diag(&what, "read the source's user-data", &e))?
         .ok_or_else(|| {

@@ -86,7 +86,7 @@ async fn publish_region(
     cluster_id: &str,
     info: &RegionInfo,
 ) -> Result<(), aws::AwsError> {
-    let cluster = aws::read_cluster(c, None, cluster_id).await?;
+    let cluster = aws::cluster::read_cluster_shared(c, None, cluster_id).await?;
     let Some((z, name)) = region_reader(&cluster, &info.region) else {
         return Ok(());
     };
@@ -126,7 +126,7 @@ async fn unpublish_region(
 }
 
 async fn reader_endpoint(c: &Clients, cluster_id: &str, region: &str) -> Value {
-    match aws::read_cluster(c, None, cluster_id).await {
+    match aws::cluster::read_cluster_shared(c, None, cluster_id).await {
         Ok(cl) => region_reader(&cl, region)
             .map(|(_, n)| Value::string(aws::dns::endpoint(&n, cl.port)))
             .unwrap_or_else(Value::null),

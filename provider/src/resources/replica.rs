@@ -175,7 +175,10 @@ impl Resource for ReplicaResource {
         {
             // The subnet must exist, in the cluster's VPC: refused before anything is made.
             let vpc = match str_attr(&plan.planned, "cluster_id") {
-                Some(id) => aws::read_cluster(c, None, &id).await.ok().map(|i| i.vpc_id),
+                Some(id) => aws::cluster::read_cluster_shared(c, None, &id)
+                    .await
+                    .ok()
+                    .map(|i| i.vpc_id),
                 None => None,
             };
             super::checks::plan_subnet(c, None, &subnet, vpc.as_deref()).await?;
@@ -252,6 +255,7 @@ impl Resource for ReplicaResource {
         })?;
         let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
         spec.creation_token = token;
+        spec.token_unused = claim.unused;
         spec.ami = cluster.ami.clone();
         spec.security_group_ids = vec![cluster.security_group_id.clone()];
         spec.instance_profile = Some(cluster.instance_profile.clone());
@@ -267,21 +271,9 @@ impl Resource for ReplicaResource {
                 .region(Some(&cluster.region))
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-            let writer = aws::dns::read_endpoints(&rc, z)
+            aws::dns::add_to_home_reader(&rc, z, ip, aws::dns::DEFAULT_TTL)
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?
-                .writer_values;
-            aws::dns::edit_reader(
-                &rc,
-                &z.zone_id,
-                &aws::dns::reader_name(&z.base),
-                ip,
-                true,
-                writer.first().map(String::as_str),
-                aws::dns::DEFAULT_TTL,
-            )
-            .await
-            .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
+                .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(

@@ -280,7 +280,7 @@ fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
     Ok(s)
 }
 
-async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, Option<String>), Diagnostics> {
+async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, aws::NodeInfo), Diagnostics> {
     let n = aws::read_replica(c, None, node_id).await.map_err(|e| {
         // Only a real "not found" blames node_id; throttling or an outage says nothing
         // about whether the node exists.
@@ -304,7 +304,7 @@ async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, Option<Stri
             .at(AttributePath::attr("node_id")),
         )
     })?;
-    Ok((cluster, n.availability_zone))
+    Ok((cluster, n))
 }
 
 #[async_trait]
@@ -402,7 +402,7 @@ impl Resource for SegmentResource {
         ) && old != new
             && let Ok(c) = clients(&plan.ctx)
         {
-            let (_, new_az) = node_cluster(c, &new).await?;
+            let new_az = node_cluster(c, &new).await?.1.availability_zone;
             let old_az = str_attr(&plan.prior, "availability_zone");
             if new_az.is_some() && new_az != old_az {
                 plan.requires_replace.push(AttributePath::attr("node_id"));
@@ -426,7 +426,8 @@ impl Resource for SegmentResource {
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let node = required_str(&req.planned, "node_id")?;
-        let (cluster, az) = node_cluster(c, &node).await?;
+        let (cluster, node_info) = node_cluster(c, &node).await?;
+        let az = node_info.availability_zone.clone();
         let mut spec = spec(&req.planned, &cluster, Op::Create)?;
         spec.creation_token = String::from_utf8(req.private.clone())
             .ok()
@@ -443,11 +444,17 @@ impl Resource for SegmentResource {
         )
         .await?;
         spec.creation_token = claim.token.clone();
-        let info = aws::create_segment(c, &spec)
+        spec.token_unused = claim.unused;
+        let tag = autoscale_tag(&req.planned);
+        spec.creation_tags.insert(TAG_AUTOSCALE.into(), tag.clone());
+        // The node as just read: create_segment needs its AZ and devices, not another read.
+        let info = aws::segment::create_segment_on(c, &spec, node_info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
-        let tag = autoscale_tag(&req.planned);
-        if let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await {
+        // A volume of an earlier attempt (found by its token) may lack the bounds.
+        if info.tags.get(TAG_AUTOSCALE) != Some(&tag)
+            && let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await
+        {
             // The volume exists: keep it in state (tainted) rather than orphan it.
             let partial = state(c, &info, Vec::new(), &req.planned);
             return Err(ApplyFailure {
