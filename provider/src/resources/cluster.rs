@@ -1098,10 +1098,9 @@ async fn cluster_node_config(
     Ok(None)
 }
 
-/// Launches the cluster's source node again after it was terminated outside Terraform. It
-/// boots with the configuration it was first launched with (role source, the same node id);
-/// its agent finds the lease held by the node that took over and joins it as a replica, seeded
-/// from it. Everything else of the cluster (group, parameters, zone, profile) is adopted.
+/// Launches the cluster's own node again after it was terminated outside Terraform: as a new
+/// replica of whoever holds the lease (seeded from it), or, on a cluster without failover, as
+/// the source. Everything else of the cluster (group, parameters, zone, profile) is adopted.
 async fn relaunch(
     c: &Clients,
     planned: &Value,
@@ -1121,14 +1120,37 @@ async fn relaunch(
         .map_err(|e| apply_failure(&resource, "relaunch (the agent build)", &e))?;
     s.install = install;
     s.failover = nodes::failover_for(&name, &home, &s.install, cur.zone.as_ref());
-    let cfg = nodes::node_config(
-        &s,
-        Role::Source,
-        &format!("{name}-source"),
-        &home,
-        server_id_for(&format!("{name}/source")),
-        None,
-    );
+    // With failover the relaunched node is a new member joining a cluster that has a source:
+    // a replica with a node id and server id of its own, never mistaken for the node it
+    // replaces (whose member record, epoch and GTIDs the lease store still remembers).
+    // Without failover (a baked image, no lease store) nothing else holds the data: it boots
+    // as the source again.
+    let cfg = if s.failover.is_some() {
+        let suffix = lost.trim_start_matches("i-");
+        let suffix = &suffix[suffix.len().saturating_sub(8)..];
+        let hint = live(c, cur)
+            .await
+            .ok()
+            .and_then(|l| l.status.current_source_ip)
+            .unwrap_or_default();
+        nodes::node_config(
+            &s,
+            Role::Replica,
+            &format!("{name}-source-{suffix}"),
+            &home,
+            server_id_for(&format!("{name}/source/{lost}")),
+            Some(&hint),
+        )
+    } else {
+        nodes::node_config(
+            &s,
+            Role::Source,
+            &format!("{name}-source"),
+            &home,
+            server_id_for(&format!("{name}/source")),
+            None,
+        )
+    };
     cfg.validate().map_err(|e| {
         ApplyFailure::from(Diagnostic::error(
             format!("{resource}: invalid node configuration"),
