@@ -77,10 +77,6 @@ pub struct ClusterSpec {
     /// The endpoints' zone (made by the caller first: its id goes into the nodes' config and
     /// the node policy); recorded on the security group.
     pub zone: Option<dns::Zone>,
-    /// Relaunching the source this resource launched, which is gone (terminated outside
-    /// Terraform): that instance's id. The new instance gets a creation token of its own
-    /// (EC2 would answer the old token with the terminated instance).
-    pub relaunch_of: Option<String>,
 }
 
 impl ClusterSpec {
@@ -112,7 +108,6 @@ impl ClusterSpec {
             key_name: None,
             timeout: Duration::from_secs(20 * 60),
             zone: None,
-            relaunch_of: None,
         }
     }
 }
@@ -404,10 +399,7 @@ async fn create_steps(
     }
 
     // Source instance.
-    let node_token = match &spec.relaunch_of {
-        Some(lost) => sub_token(&spec.creation_token, &format!("source-after-{lost}")),
-        None => sub_token(&spec.creation_token, "source"),
-    };
+    let node_token = sub_token(&spec.creation_token, "source");
     let node_spec = NodeSpec {
         cluster: spec.name.clone(),
         resource: spec.resource.clone(),
@@ -799,7 +791,7 @@ pub async fn read_cluster(
         }
         // The instance this resource launched is gone (terminated outside Terraform), but the
         // cluster is not: its group is there and, after a failover, another node is its
-        // source. Read as a lost node (relaunched by the next apply), never as a cluster to
+        // source. Read as a lost node (the plan shows it), never as a cluster to
         // create again: that plan would replace every replica, the serving source included.
         (None, Some(g)) => (lost_launch_node(&rc, name, &g).await?, g),
     };
@@ -922,7 +914,7 @@ async fn lost_launch_node(
         .await?
         .into_iter()
         .next();
-    tracing::warn!(cluster = %name, "the source instance this cluster launched is gone; the next apply relaunches it");
+    tracing::warn!(cluster = %name, "the source instance this cluster launched is gone");
     let mut n = NodeInfo::gone(&rc.region, "");
     n.vpc_id = Some(group.vpc_id.clone());
     if let Some(s) = sibling {

@@ -764,30 +764,36 @@ impl Resource for ClusterResource {
         let cur = aws::read_cluster(c, None, &spec.name)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        // A launched source that is gone is relaunched first (with the planned instance type,
-        // so there is no type change left to roll for it).
-        let relaunched = cur.launch_node_lost;
-        if relaunched {
+        // A launched source that is gone: the agents have failed over and the cluster serves.
+        // Relaunching the node is not built yet: a fresh node could win an election before it
+        // has caught up (seen in the booted test), so apply refuses and changes nothing.
+        if cur.launch_node_lost {
             let lost =
                 str_attr(&req.prior, "source_node_id").unwrap_or_else(|| "unknown".to_string());
-            relaunch(c, &req.planned, &req.config, &cur, &lost).await?;
+            return Err(ApplyFailure::from(
+                Diagnostic::error(
+                    format!("{}: the node it launched is gone", spec.resource),
+                    format!(
+                        "Instance {lost}, launched by this resource, was terminated outside \
+                         Terraform. The agents failed over and the cluster keeps serving from \
+                         its current source (current_source_node_id after a refresh). Relaunching \
+                         this node is not supported yet, so nothing was changed. Do not use \
+                         `-replace` on this resource: that would create the cluster again and \
+                         replace its replicas, the serving source among them."
+                    ),
+                )
+                .at(AttributePath::attr("source_node_id")),
+            ));
         }
         // Rolling changes (docs/rolling-changes.md): an instance-type change first moves the
         // source role off the node this resource owns; an engine-settings change rolls
         // through every node after the update.
-        let type_changes = !relaunched
-            && str_attr(&req.prior, "instance_type") != str_attr(&req.planned, "instance_type");
+        let type_changes =
+            str_attr(&req.prior, "instance_type") != str_attr(&req.planned, "instance_type");
         let settings_change =
             engine_settings_attr(&req.prior) != engine_settings_attr(&req.planned);
         let lease_ref = if type_changes || settings_change {
-            let now = if relaunched {
-                aws::read_cluster(c, None, &spec.name)
-                    .await
-                    .map_err(|e| apply_failure(&spec.resource, "update", &e))?
-            } else {
-                cur
-            };
-            cluster_node_config(&rc, &now)
+            cluster_node_config(&rc, &cur)
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?
                 .and_then(|cfg| cfg.failover.map(|f| (cfg.node_id, f.lease)))
@@ -1053,7 +1059,7 @@ const REPAIR_ATTRS: [&str; 5] = [
 ];
 
 /// The attributes read from the launched source instance itself: kept as they were when it is
-/// gone (they describe what the relaunch makes again), beside the repair markers.
+/// gone (they describe the node as it was), beside the markers.
 const LAUNCH_NODE_ATTRS: [&str; 5] = [
     "instance_type",
     "ami_id",
@@ -1063,8 +1069,9 @@ const LAUNCH_NODE_ATTRS: [&str; 5] = [
 ];
 
 /// Read's report of a launched source that is gone while the cluster lives on: the node's id
-/// and address null (the plan shows them changing: apply relaunches the node, which joins the
-/// cluster as a replica of whoever is the source now), its settings as they were.
+/// and address null (the plan shows them changing, so the loss is visible; apply refuses with
+/// what to do and changes nothing; it never re-creates the cluster, which would replace the
+/// replicas, the serving source among them), its settings as they were.
 fn mark_launch_node_lost(st: &mut Value, prior: &Value) {
     for a in LAUNCH_NODE_ATTRS {
         if let Some(v) = prior.get_attr(a).filter(|v| !v.is_null()) {
@@ -1096,82 +1103,6 @@ async fn cluster_node_config(
         }
     }
     Ok(None)
-}
-
-/// Launches the cluster's own node again after it was terminated outside Terraform: as a new
-/// replica of whoever holds the lease (seeded from it), or, on a cluster without failover, as
-/// the source. Everything else of the cluster (group, parameters, zone, profile) is adopted.
-async fn relaunch(
-    c: &Clients,
-    planned: &Value,
-    config: &Value,
-    cur: &ClusterInfo,
-    lost: &str,
-) -> Result<(), ApplyFailure> {
-    let home = c.default_region().to_string();
-    let mut s = settings(planned, &home)?;
-    let name = s.cluster_id.clone();
-    let resource = format!("{TYPE_NAME}.{name}");
-    tracing::warn!(cluster = %name, lost_instance = %lost, "relaunching the cluster's launched source node");
-    let instance_type = required_str(planned, "instance_type")?;
-    let ami_configured = str_attr(config, "ami_id").is_some();
-    let (install, upload) = install_for(c, &name, &home, &instance_type, ami_configured)
-        .await
-        .map_err(|e| apply_failure(&resource, "relaunch (the agent build)", &e))?;
-    s.install = install;
-    s.failover = nodes::failover_for(&name, &home, &s.install, cur.zone.as_ref());
-    // With failover the relaunched node is a new member joining a cluster that has a source:
-    // a replica with a node id and server id of its own, never mistaken for the node it
-    // replaces (whose member record, epoch and GTIDs the lease store still remembers).
-    // Without failover (a baked image, no lease store) nothing else holds the data: it boots
-    // as the source again.
-    let cfg = if s.failover.is_some() {
-        let suffix = lost.trim_start_matches("i-");
-        let suffix = &suffix[suffix.len().saturating_sub(8)..];
-        let hint = live(c, cur)
-            .await
-            .ok()
-            .and_then(|l| l.status.current_source_ip)
-            .unwrap_or_default();
-        nodes::node_config(
-            &s,
-            Role::Replica,
-            &format!("{name}-source-{suffix}"),
-            &home,
-            server_id_for(&format!("{name}/source/{lost}")),
-            Some(&hint),
-        )
-    } else {
-        nodes::node_config(
-            &s,
-            Role::Source,
-            &format!("{name}-source"),
-            &home,
-            server_id_for(&format!("{name}/source")),
-            None,
-        )
-    };
-    cfg.validate().map_err(|e| {
-        ApplyFailure::from(Diagnostic::error(
-            format!("{resource}: invalid node configuration"),
-            e.to_string(),
-        ))
-    })?;
-    let mut spec = spec(c, planned, render_user_data(&cfg), Op::Update)?;
-    spec.agent = upload;
-    spec.zone = cur.zone.clone();
-    spec.relaunch_of = Some(lost.to_string());
-    let created = aws::create_cluster(c, &spec)
-        .await
-        .map_err(|e| apply_failure(&resource, "relaunch the source node", &e))?;
-    nodes::wait_ready(
-        c,
-        &created.info.region,
-        std::slice::from_ref(&created.info.source_instance_id),
-        &resource,
-        planned,
-    )
-    .await
 }
 
 /// Read's drift report for objects the configuration does not name: a member outside the
@@ -1306,7 +1237,7 @@ mod tests {
         assert_eq!(st.get_attr("source_private_ip"), Some(&Value::null()));
         assert!(
             REPAIR_ATTRS.contains(&"source_node_id"),
-            "a null source_node_id must plan the relaunch"
+            "a null source_node_id must show in the plan"
         );
     }
 
