@@ -815,8 +815,8 @@ resource "strata_replica" "r" {{
     assert!(
         !out.status.success()
             && err.contains("the node it launched is gone")
-            && err.contains(&lost.instance),
-        "apply after the launched source was terminated must refuse, naming it:\n{err}"
+            && err.contains("Do not use `-replace`"),
+        "apply after the launched source was terminated must refuse, saying what to do:\n{err}"
     );
     assert_eq!(
         acc.resolve(&zone_id, &writer_name),

@@ -768,13 +768,15 @@ impl Resource for ClusterResource {
         // Relaunching the node is not built yet: a fresh node could win an election before it
         // has caught up (seen in the booted test), so apply refuses and changes nothing.
         if cur.launch_node_lost {
-            let lost =
-                str_attr(&req.prior, "source_node_id").unwrap_or_else(|| "unknown".to_string());
+            // Read nulled source_node_id (that is what shows the loss in the plan).
+            let lost = str_attr(&req.prior, "source_node_id")
+                .map(|id| format!(" ({id})"))
+                .unwrap_or_default();
             return Err(ApplyFailure::from(
                 Diagnostic::error(
                     format!("{}: the node it launched is gone", spec.resource),
                     format!(
-                        "Instance {lost}, launched by this resource, was terminated outside \
+                        "The instance this resource launched as source{lost} was terminated outside \
                          Terraform. The agents failed over and the cluster keeps serving from \
                          its current source (current_source_node_id after a refresh). Relaunching \
                          this node is not supported yet, so nothing was changed. Do not use \
