@@ -378,6 +378,11 @@ pub async fn wait_back(
     timeout: Duration,
 ) -> Result<(), AwsError> {
     let st = Store { s3: &rc.s3, lr };
+    // No lease: no agent has ever run on this cluster (nodes that never booted, as with
+    // `node_ready_timeout = "0s"` against an emulator): there is no replication to wait for.
+    if st.lease().await?.is_none() {
+        return Ok(());
+    }
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(lease) = st.lease().await?
