@@ -741,6 +741,18 @@ impl Resource for ClusterResource {
         let live = live(c, &info)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME}.{id}"), "read the endpoints", &e))?;
+        // The launched source is gone and no other node took over (no agent reports a
+        // current source: nodes that never ran an agent, or no failover): the cluster is gone
+        // as before, and the plan makes it again around what is left.
+        if info.launch_node_lost
+            && live
+                .status
+                .current_source
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            return Ok(None);
+        }
         let mut st = state(c, &info, cfg.as_ref(), &live, &req.state);
         if info.launch_node_lost {
             mark_launch_node_lost(&mut st, &req.state);
