@@ -1048,7 +1048,8 @@ async fn failed_create_cleans_up_and_out_of_band_deletion_reads_as_gone() {
     );
     assert!(rc.iam.get_role().role_name(&profile).send().await.is_err());
 
-    // Out-of-band termination of the source: read says not found (the resource leaves state).
+    // Out-of-band termination of the source: the AWS layer reads the cluster as having lost its
+    // launched node (the resource then decides: gone, or a failed-over cluster's lost node).
     let name = unique("o");
     let c = aws::create_cluster(&clients, &cluster_spec(&name, &net.subnets[0].0))
         .await
@@ -1060,8 +1061,11 @@ async fn failed_create_cleans_up_and_out_of_band_deletion_reads_as_gone() {
         .send()
         .await
         .unwrap();
-    let e = aws::read_cluster(&clients, None, &name).await.unwrap_err();
-    assert!(e.is_not_found(), "{e}");
+    let lost = aws::read_cluster(&clients, None, &name).await.unwrap();
+    assert!(
+        lost.launch_node_lost && lost.source_instance_id.is_empty(),
+        "{lost:?}"
+    );
     // A create with the same token after that makes a new source, not the terminated one.
     let again = aws::create_cluster(&clients, &cluster_spec(&name, &net.subnets[0].0))
         .await
