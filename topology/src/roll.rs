@@ -81,6 +81,29 @@ pub fn parse_desired_config(
 /// The generation a roll to `wanted` uses, given the desired-config objects that exist: the
 /// newest generation when every object of that generation already asks for `wanted` (an
 /// interrupted roll resumes), else one more than the newest.
+/// Where a roll starts or resumes, from the desired-config objects already written: the
+/// generation it rolls to, and for each node already asked for it, when it was asked (a member
+/// heartbeat must be newer to count) and when this run began waiting on it (`now`, for the
+/// timeout). Shared by the provider's and the agent's roll drivers.
+pub fn resume_point(
+    existing: &[DesiredConfig],
+    wanted: &BTreeMap<String, String>,
+    now: u64,
+) -> (
+    u64,
+    std::collections::HashMap<String, u64>,
+    std::collections::HashMap<String, u64>,
+) {
+    let target = target_generation(existing, wanted);
+    let asked: std::collections::HashMap<String, u64> = existing
+        .iter()
+        .filter(|d| d.generation >= target)
+        .map(|d| (d.node_id.clone(), d.requested_at_ms))
+        .collect();
+    let started = asked.keys().map(|id| (id.clone(), now)).collect();
+    (target, asked, started)
+}
+
 pub fn target_generation(existing: &[DesiredConfig], wanted: &BTreeMap<String, String>) -> u64 {
     let newest = existing.iter().map(|d| d.generation).max().unwrap_or(0);
     let resumable = newest > 0

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use strata_topology::Role;
 use strata_topology::failover::{CurrentRole, FAILOVER_OBJECT_VERSION, Lease, Member};
 use strata_topology::roll::{
-    DesiredConfig, RollAction, RollNode, describe_order, next_roll_action, roll_order,
-    target_generation,
+    DesiredConfig, RollAction, RollNode, describe_order, next_roll_action, resume_point, roll_order,
 };
 
 pub struct RollOptions {
@@ -113,16 +112,8 @@ pub async fn roll_settings(
             existing.push(d);
         }
     }
-    let target = target_generation(&existing, settings);
     // Resuming: a change already asked for this generation is waited for, not asked again.
-    // `asked` (when the change was written) is what a member heartbeat must be newer than to
-    // count; `started` (for the timeout) is no earlier than this run.
-    let mut asked: HashMap<String, u64> = existing
-        .iter()
-        .filter(|d| d.generation >= target)
-        .map(|d| (d.node_id.clone(), d.requested_at_ms))
-        .collect();
-    let mut started: HashMap<String, u64> = asked.keys().map(|id| (id.clone(), now)).collect();
+    let (target, mut asked, mut started) = resume_point(&existing, settings, now);
     let mut asked_at: HashMap<String, Instant> = HashMap::new();
     let mut report = RollReport {
         generation: target,

@@ -4,7 +4,7 @@
 //! node the cluster resource owns first moves the source role off it. The decisions are
 //! `strata_topology::roll::next_roll_action`, shared with `strata-agent roll`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,7 +15,7 @@ use strata_topology::failover::{
 };
 use strata_topology::roll::{
     DesiredConfig, RollAction, RollNode, cluster_config_key, config_key, describe_order,
-    next_roll_action, parse_desired_config, render_desired_config, roll_order, target_generation,
+    next_roll_action, parse_desired_config, render_desired_config, resume_point, roll_order,
 };
 
 use super::config::RegionClients;
@@ -239,13 +239,7 @@ pub async fn roll_settings(
             existing.push(d);
         }
     }
-    let target = target_generation(&existing, settings);
-    let mut asked: HashMap<String, u64> = existing
-        .iter()
-        .filter(|d| d.generation >= target)
-        .map(|d| (d.node_id.clone(), d.requested_at_ms))
-        .collect();
-    let mut started: HashMap<String, u64> = asked.keys().map(|k| (k.clone(), now)).collect();
+    let (target, mut asked, mut started) = resume_point(&existing, settings, now);
     let mut order = String::new();
     loop {
         let Some(lease) = st.lease().await? else {
