@@ -11,10 +11,14 @@
 //! write must be on the new source and the surviving replica; the old source (stopped by the
 //! promoter through EC2, started again here) must come back as a replica, never as a second
 //! writer. Then a planned switchover through `strata-agent switchover` inside a node: zero loss,
-//! the writer record moves, the write gap is measured. Last: after a refresh the cluster's
-//! status attributes report the failover, and `tofu plan` is empty. Then the instance the
-//! cluster resource launched is terminated outside Terraform: the plan shows an in-place update
-//! of the cluster alone (nothing replaced or created), and apply refuses with what to do.
+//! the writer record moves, the write gap is measured; a rolling `engine_settings` change
+//! through `tofu apply`. Then a replica's instance is terminated outside Terraform while writes
+//! go on: the source's agent relaunches it, the twin seeds, catches up and takes the rolled
+//! settings (time to caught up measured). After a refresh the cluster's status attributes
+//! report the failover, the replica resource names its twin, and `tofu plan` is empty. Last,
+//! the instance the cluster resource launched is terminated: the plan never replaces or creates
+//! anything, the agents relaunch it, and after a refresh `source_node_id` names the twin and
+//! the plan is empty.
 
 mod acc_support;
 
@@ -58,6 +62,48 @@ fn wait_for_or<T>(
     }
 }
 
+/// What a node says (agent status, units, the agent's last log lines), printed so a failure
+/// can be understood after the stack is gone.
+fn dump_node(nodes: &NodeHost, n: &Node) {
+    for cmd in [
+        &[
+            "strata-agent",
+            "status",
+            "--socket",
+            "/run/mysqld/mysqld.sock",
+        ][..],
+        &[
+            "systemctl",
+            "--no-pager",
+            "status",
+            "strata-agent",
+            "mariadb",
+        ][..],
+        &[
+            "journalctl",
+            "-u",
+            "strata-agent",
+            "--no-pager",
+            "-q",
+            "-n",
+            "150",
+        ][..],
+    ] {
+        let out = nodes.exec(&n.instance, cmd);
+        eprintln!(
+            "failover-boot: {} `{}`:\n{}",
+            n.node_id,
+            cmd.join(" "),
+            out.map(|o| format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ))
+            .unwrap_or_else(|e| format!("{e:#}"))
+        );
+    }
+}
+
 /// One write the server acknowledged: the id written and the server (hostname) that said OK.
 #[derive(Clone, Debug)]
 struct Ack {
@@ -74,6 +120,8 @@ struct Ack {
 struct Writer {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
+    /// The last failed statement's target and error, for a failure's diagnosis.
+    last_error: Arc<Mutex<String>>,
     handle: Option<std::thread::JoinHandle<u64>>,
 }
 
@@ -116,7 +164,8 @@ impl Writer {
     fn start(c: WriterCfg) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acks.clone());
+        let last_error = Arc::new(Mutex::new(String::new()));
+        let (s, a, le) = (stop.clone(), acks.clone(), last_error.clone());
         let handle = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -168,7 +217,16 @@ impl Writer {
                         });
                         target = Some(host);
                     }
-                    _ => {
+                    other => {
+                        let why = match other {
+                            Ok(o) => format!(
+                                "exit {:?}: {}",
+                                o.status.code(),
+                                String::from_utf8_lossy(&o.stderr).trim()
+                            ),
+                            Err(e) => e.to_string(),
+                        };
+                        *le.lock().unwrap() = format!("{host}: {why}");
                         target = None;
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -179,8 +237,13 @@ impl Writer {
         Writer {
             stop,
             acks,
+            last_error,
             handle: Some(handle),
         }
+    }
+
+    fn last_error(&self) -> String {
+        self.last_error.lock().unwrap().clone()
     }
 
     fn acks(&self) -> Vec<Ack> {
@@ -367,9 +430,18 @@ resource "strata_replica" "r" {{
             Fault::NetCut
         };
         let before = writer.acks().len();
-        wait_for(
+        wait_for_or(
             "writes flowing before the fault",
             Duration::from_secs(30),
+            || {
+                eprintln!(
+                    "failover-boot: writer's last failure: {}",
+                    writer.last_error()
+                );
+                for n in &all {
+                    dump_node(&nodes, n);
+                }
+            },
             || (writer.acks().len() >= before + 3).then_some(()),
         );
         let killed_at = Instant::now();
@@ -402,9 +474,18 @@ resource "strata_replica" "r" {{
             }
         }
         // The first write acknowledged by another server.
-        let first_new = wait_for(
+        let first_new = wait_for_or(
             &format!("cycle {cycle} ({fault:?}): a write acknowledged by a new source"),
             Duration::from_secs(90),
+            || {
+                eprintln!(
+                    "failover-boot: writer's last failure: {}",
+                    writer.last_error()
+                );
+                for n in &all {
+                    dump_node(&nodes, n);
+                }
+            },
             || {
                 writer.acks().into_iter().find(|a| {
                     a.at > killed_at
@@ -473,46 +554,7 @@ resource "strata_replica" "r" {{
         acc.block(acc.ec2.start_instances().instance_ids(&old.instance).send())
             .expect("StartInstances of the old source");
         let back = Instant::now();
-        let diagnose = || {
-            // What the node says, so a failure here can be understood after the stack is gone.
-            for cmd in [
-                &[
-                    "strata-agent",
-                    "status",
-                    "--socket",
-                    "/run/mysqld/mysqld.sock",
-                ][..],
-                &[
-                    "systemctl",
-                    "--no-pager",
-                    "status",
-                    "strata-agent",
-                    "mariadb",
-                ][..],
-                &[
-                    "journalctl",
-                    "-u",
-                    "strata-agent",
-                    "--no-pager",
-                    "-q",
-                    "-n",
-                    "120",
-                ][..],
-            ] {
-                let out = nodes.exec(&old.instance, cmd);
-                eprintln!(
-                    "failover-boot: {} `{}`:\n{}",
-                    old.node_id,
-                    cmd.join(" "),
-                    out.map(|o| format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ))
-                    .unwrap_or_else(|e| format!("{e:#}"))
-                );
-            }
-        };
+        let diagnose = || dump_node(&nodes, &old);
         let role = wait_for_or(
             &format!("old source {} back as a replica", old.node_id),
             Duration::from_secs(300),
@@ -692,6 +734,98 @@ resource "strata_replica" "r" {{
         roll_gap.as_millis()
     );
 
+    // A home replica's instance is lost (terminated outside Terraform) while writes go on: the
+    // source's agent relaunches it from the parameters it published; the new instance seeds,
+    // catches up and serves; Terraform follows it on refresh with an empty plan (below).
+    let (victim_idx, victim) = all
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.instance != source.instance && n.instance != all[0].instance)
+        .map(|(i, n)| (i, n.clone()))
+        .expect("a replica resource's node that is not the source");
+    let lost_at = Instant::now();
+    acc.block(
+        acc.ec2
+            .terminate_instances()
+            .instance_ids(&victim.instance)
+            .send(),
+    )
+    .expect("TerminateInstances of a replica");
+    let (new_instance, new_ip) = wait_for_or(
+        &format!("a replacement launched for {}", victim.instance),
+        Duration::from_secs(120),
+        || dump_node(&nodes, &source),
+        || {
+            let out = acc
+                .block(
+                    acc.ec2
+                        .describe_instances()
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name("tag:strata:replaces")
+                                .values(&victim.instance)
+                                .build(),
+                        )
+                        .send(),
+                )
+                .ok()?;
+            let i = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()?;
+            Some((
+                i.instance_id()?.to_string(),
+                i.private_ip_address()?.to_string(),
+            ))
+        },
+    );
+    let launched_s = lost_at.elapsed().as_secs_f64();
+    let twin = Node {
+        instance: new_instance.clone(),
+        node_id: victim.node_id.clone(),
+        ip: new_ip.clone(),
+    };
+    // Caught up: the new server has every transaction the source had a moment ago.
+    wait_for_or(
+        &format!("replacement {new_instance} caught up"),
+        Duration::from_secs(300),
+        || {
+            dump_node(&nodes, &twin);
+            dump_node(&nodes, &source);
+        },
+        || {
+            let pos = sql(&source.ip, "SELECT @@gtid_binlog_pos").ok()?;
+            let w = sql(
+                &new_ip,
+                &format!("SELECT MASTER_GTID_WAIT('{}', 1)", pos.trim()),
+            )
+            .ok()?;
+            (w.trim() == "0").then_some(())
+        },
+    );
+    let caught_up_s = lost_at.elapsed().as_secs_f64();
+    // The twin runs with the rolled engine_settings too (its agent applies the desired config
+    // its node id was given, restarting its server once).
+    wait_for_or(
+        &format!("replacement {new_instance} runs the rolled settings"),
+        Duration::from_secs(120),
+        || dump_node(&nodes, &twin),
+        || {
+            let v = sql(
+                &new_ip,
+                "SELECT CONCAT(@@GLOBAL.max_connections, ' ', @@GLOBAL.table_open_cache_instances)",
+            )
+            .ok()?;
+            (v.trim() == "333 4").then_some(())
+        },
+    );
+    eprintln!(
+        "REPLACE-BOOT-REPORT: replica {} lost; replacement {new_instance} launched after {launched_s:.1} s, caught up (seeded, replicating) after {caught_up_s:.1} s",
+        victim.instance
+    );
+    all[victim_idx] = twin;
+
     let attempts = writer.stop();
     let acks = writer.acks();
 
@@ -700,16 +834,19 @@ resource "strata_replica" "r" {{
     let pos = sql(&source.ip, "SELECT @@gtid_binlog_pos").unwrap();
     let mut lost_total = 0usize;
     for n in &all {
-        if n.instance != source.instance {
-            let w = sql(
-                &n.ip,
-                &format!("SELECT MASTER_GTID_WAIT('{}', 60)", pos.trim()),
+        // A node may be restarting its server (a replacement applying settings): retry.
+        let sql_retry = |q: &str| {
+            wait_for(
+                &format!("{} answers `{q}`", n.node_id),
+                Duration::from_secs(90),
+                || sql(&n.ip, q).ok(),
             )
-            .unwrap();
+        };
+        if n.instance != source.instance {
+            let w = sql_retry(&format!("SELECT MASTER_GTID_WAIT('{}', 60)", pos.trim()));
             assert_eq!(w.trim(), "0", "{} did not reach {}", n.node_id, pos.trim());
         }
-        let have: BTreeSet<u64> = sql(&n.ip, "SELECT id FROM fo.w")
-            .unwrap()
+        let have: BTreeSet<u64> = sql_retry("SELECT id FROM fo.w")
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
@@ -770,16 +907,24 @@ resource "strata_replica" "r" {{
         Some(source.instance.as_str()),
         "{lf}"
     );
+    let replaced = acc.resource(&format!("strata_replica.r[{}]", victim_idx - 1));
+    assert_eq!(
+        replaced["node_id"].as_str(),
+        Some(all[victim_idx].instance.as_str()),
+        "the replica resource follows its replacement on refresh: {replaced}"
+    );
     let (code, out, err) = acc.plan();
     assert_eq!(
         code, 0,
-        "plan after the failovers is not empty:\n{out}\n{err}"
+        "plan after the failovers and the replica's replacement is not empty:\n{out}\n{err}"
     );
 
     // The instance the cluster resource launched is terminated outside Terraform (it may be
-    // serving as a replica now). The plan must not recreate the cluster (that would replace
-    // the replicas, the serving source among them).
+    // serving as a replica now). The agents relaunch it like any lost home node; the plan must
+    // never recreate the cluster (that would replace the replicas, the serving source among
+    // them), and once the twin runs, a refresh reports it as the launched source: plan empty.
     let lost = all[0].clone();
+    let lost_at = Instant::now();
     acc.block(
         acc.ec2
             .terminate_instances()
@@ -796,40 +941,95 @@ resource "strata_replica" "r" {{
     }
     let serving = acc.resolve(&zone_id, &writer_name);
     let (code, out, err) = acc.plan();
-    assert_eq!(
-        code, 2,
+    assert!(
+        code == 0 || (code == 2 && out.contains("strata_cluster.main will be updated in-place")),
         "plan after the launched source was terminated:\n{out}\n{err}"
     );
     assert!(
-        out.contains("strata_cluster.main will be updated in-place"),
-        "the lost node must show as an in-place change:\n{out}"
-    );
-    assert!(
         !out.contains("must be replaced") && !out.contains("will be created"),
-        "nothing may be replaced or created but the lost node:\n{out}"
+        "nothing may be replaced or created for a lost node:\n{out}"
     );
-    // Relaunching the node is not built (a fresh node could win an election before it caught
-    // up): apply refuses, names the lost instance, and changes nothing.
-    let out = acc.run(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success()
-            && err.contains("the node it launched is gone")
-            && err.contains("Do not use `-replace`"),
-        "apply after the launched source was terminated must refuse, saying what to do:\n{err}"
+    let (twin_id, twin_ip) = wait_for_or(
+        &format!(
+            "a replacement launched for the launched source {}",
+            lost.instance
+        ),
+        Duration::from_secs(120),
+        || dump_node(&nodes, &source),
+        || {
+            let out = acc
+                .block(
+                    acc.ec2
+                        .describe_instances()
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name("tag:strata:replaces")
+                                .values(&lost.instance)
+                                .build(),
+                        )
+                        .send(),
+                )
+                .ok()?;
+            let i = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()?;
+            Some((
+                i.instance_id()?.to_string(),
+                i.private_ip_address()?.to_string(),
+            ))
+        },
+    );
+    let twin = Node {
+        instance: twin_id.clone(),
+        node_id: lost.node_id.clone(),
+        ip: twin_ip.clone(),
+    };
+    let src_ip = serving.first().cloned().expect("a writer record");
+    wait_for_or(
+        &format!("the launched source's twin {twin_id} caught up"),
+        Duration::from_secs(300),
+        || dump_node(&nodes, &twin),
+        || {
+            let pos = sql(&src_ip, "SELECT @@gtid_binlog_pos").ok()?;
+            let w = sql(
+                &twin_ip,
+                &format!("SELECT MASTER_GTID_WAIT('{}', 1)", pos.trim()),
+            )
+            .ok()?;
+            (w.trim() == "0").then_some(())
+        },
+    );
+    let twin_s = lost_at.elapsed().as_secs_f64();
+    acc.run_ok(
+        &d,
+        &[
+            "apply",
+            "-refresh-only",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ],
+    );
+    let cluster = acc.resource("strata_cluster.main");
+    assert_eq!(
+        cluster["source_node_id"].as_str(),
+        Some(twin_id.as_str()),
+        "source_node_id follows the launched source's twin: {cluster}"
+    );
+    let (code, out, err) = acc.plan();
+    assert_eq!(
+        code, 0,
+        "plan after the launched source was replaced is not empty:\n{out}\n{err}"
     );
     assert_eq!(
         acc.resolve(&zone_id, &writer_name),
         serving,
         "the writer record stays on the serving source"
     );
-    let after = acc.resource("strata_replica.r[0]");
-    assert!(
-        after["id"].is_string(),
-        "the replicas are still in state: {after}"
-    );
     eprintln!(
-        "failover-boot: launched source {} terminated: plan = in-place update only, apply refused, writer unmoved",
+        "failover-boot: launched source {} terminated: relaunched as {twin_id}, caught up after {twin_s:.1} s, plan empty, writer unmoved",
         lost.instance
     );
 

@@ -350,6 +350,13 @@ pub struct Member {
     /// The generation `config_error` is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_failed_generation: Option<u64>,
+    /// Whether this node's data has caught up with a source at least once (a replica with
+    /// both threads running and no lag, or a node that became source). A freshly launched or
+    /// rebuilt node is not a candidate in an election until then: its position may look
+    /// complete while it is still copying. None: written by an agent that predates the field
+    /// (treated as caught up, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up: Option<bool>,
     /// Unix milliseconds of this heartbeat.
     pub updated_at_ms: u64,
 }
@@ -561,6 +568,7 @@ mod tests {
             config_generation: Some(2),
             config_error: None,
             config_failed_generation: None,
+            caught_up: Some(true),
             updated_at_ms: 5,
         };
         let text = render_member(&m);

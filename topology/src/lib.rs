@@ -8,6 +8,7 @@
 
 mod boot;
 pub mod failover;
+pub mod replace;
 pub mod roll;
 mod shape;
 mod user_data;

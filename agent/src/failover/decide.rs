@@ -80,7 +80,8 @@ pub fn choose<'a>(eng: &dyn EngineSql, cands: &'a [Candidate]) -> Option<&'a Can
 }
 
 /// Members that take part in an election for `epoch`: home nodes (never region replicas),
-/// not the lost holder, heartbeating within `fresh_ms`, replicas now.
+/// not the lost holder, heartbeating within `fresh_ms`, replicas now whose data caught up
+/// with a source at least once.
 pub fn live_candidates<'a>(
     members: &'a [Member],
     lost_holder: &str,
@@ -92,6 +93,8 @@ pub fn live_candidates<'a>(
         .filter(|m| m.launch_role != Role::RegionReplica)
         .filter(|m| m.node_id != lost_holder)
         .filter(|m| m.current_role == CurrentRole::Replica)
+        // A node still copying its first data is no candidate (and is not waited for).
+        .filter(|m| m.caught_up != Some(false))
         .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
         .collect()
 }
@@ -155,6 +158,43 @@ mod tests {
         assert_eq!(choose(e, &cs).unwrap().node_id, "b");
         assert_eq!(choose(e, &[c("a", "junk"), c("b", "0-1-1")]), None);
         assert_eq!(choose(e, &[]), None);
+    }
+
+    #[test]
+    fn a_node_that_never_caught_up_is_no_candidate() {
+        let m = |id: &str, caught_up: Option<bool>, at: u64| Member {
+            version: FAILOVER_OBJECT_VERSION,
+            node_id: id.into(),
+            instance_id: None,
+            launch_role: Role::Replica,
+            current_role: CurrentRole::Replica,
+            region: "r".into(),
+            host: "h".into(),
+            port: 1,
+            reader_name: None,
+            gtid_executed: "0-1-9".into(),
+            healthy: true,
+            lag_seconds: Some(0),
+            epoch_seen: 1,
+            final_for_epoch: None,
+            config_generation: None,
+            config_error: None,
+            config_failed_generation: None,
+            caught_up,
+            updated_at_ms: at,
+        };
+        let ms = [
+            m("old", Some(true), 1_000),
+            m("fresh", Some(false), 1_000),
+            m("legacy", None, 1_000),
+            m("ok", Some(true), 1_000),
+            m("silent", Some(true), 0),
+        ];
+        let ids: Vec<&str> = live_candidates(&ms, "old", 1_500, 1_000)
+            .iter()
+            .map(|m| m.node_id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["legacy", "ok"]);
     }
 
     fn lease(epoch: u64, promos: &[(u64, &str)]) -> Lease {

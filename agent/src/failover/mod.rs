@@ -23,6 +23,7 @@
 
 pub mod decide;
 pub mod dns;
+pub mod replace;
 pub mod roll;
 pub mod settings;
 pub mod store;
@@ -169,6 +170,11 @@ struct Node {
     config_generation: Option<u64>,
     /// Why the last generation tried could not be applied, and which generation it was.
     config_error: Option<(u64, String)>,
+    /// This node's data caught up with a source at least once (see `Member::caught_up`):
+    /// until then it is no candidate in an election.
+    caught_up: bool,
+    /// The launch parameters were published (`replace::publish_launch_spec`).
+    spec_published: bool,
 }
 
 /// Runs the failover controller until the process ends. Never returns an error: every
@@ -256,6 +262,8 @@ pub async fn run(p: Params) {
         ticks: 0,
         config_generation: None,
         config_error: None,
+        caught_up: false,
+        spec_published: false,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -428,8 +436,15 @@ impl Node {
         if let Ok(ms) = self.store.members().await
             && let Some(m) = ms.iter().find(|m| m.node_id == self.me.node_id)
         {
+            // The same node id on another instance is a replacement of a lost node: a fresh
+            // server that inherits nothing of its predecessor's state.
+            if m.instance_id.is_some() && m.instance_id != self.instance_id {
+                tracing::info!(previous = ?m.instance_id, "this node replaces a lost instance");
+                return;
+            }
             self.epoch_seen = m.epoch_seen;
             self.config_generation = m.config_generation;
+            self.caught_up = m.caught_up.unwrap_or(true);
         }
     }
 
@@ -509,15 +524,18 @@ impl Node {
             }
         }
         self.heartbeat().await;
+        self.publish_launch_spec().await;
     }
 
     fn is_follower(&self) -> bool {
         matches!(self.role, CurrentRole::Replica | CurrentRole::RegionReplica)
     }
 
-    /// Home replicas that replicate in shape may become source; region replicas never.
+    /// Home replicas that replicate in shape, and whose data caught up with a source at least
+    /// once, may become source; region replicas never. (A node still copying its first data
+    /// may show a position that looks complete to an election.)
     fn eligible(&self) -> bool {
-        self.cfg.role != Role::RegionReplica && self.role == CurrentRole::Replica
+        self.cfg.role != Role::RegionReplica && self.role == CurrentRole::Replica && self.caught_up
     }
 
     async fn create_first_lease(&mut self) {
@@ -682,6 +700,7 @@ impl Node {
             return;
         }
         self.role = CurrentRole::Source;
+        self.caught_up = true;
         self.epoch_seen = l.epoch;
         self.acks_withdrawn = false;
         self.suspect_since_ms = None;
@@ -796,6 +815,7 @@ impl Node {
         {
             self.update_readers(&dns, &rec.reader_name).await;
         }
+        self.replace_lost_replicas().await;
         // A source in shape is re-checked like any node, while its lease has time left.
         let due = self
             .last_bootstrap
@@ -816,6 +836,53 @@ impl Node {
             if self.guard.lock().map(|g| g.fenced).unwrap_or(true) {
                 self.role = CurrentRole::Fenced;
             }
+        }
+    }
+
+    /// About every 5 s: relaunches home nodes whose instance EC2 reports terminated
+    /// (`replace`). Only on nodes that talk to EC2 (booted instances).
+    async fn replace_lost_replicas(&mut self) {
+        let every = (5_000 / self.timing().heartbeat_ms.max(1)).max(1);
+        if self.role != CurrentRole::Source || !self.ticks.is_multiple_of(every) {
+            return;
+        }
+        let Some(ec2) = self.ec2.clone() else {
+            return;
+        };
+        let Ok(members) = self.store.members().await else {
+            return;
+        };
+        // Silent for two leases: long past any restart's gap in heartbeats; EC2's state
+        // decides the rest.
+        let silent = self.timing().lease_ms * 2;
+        replace::replace_lost(
+            &ec2,
+            &self.store,
+            &self.me.node_id,
+            &members,
+            &self.cfg.region,
+            wall_ms(),
+            silent,
+        )
+        .await;
+    }
+
+    /// Publishes this node's launch parameters once per start, so the source can relaunch it
+    /// if its instance is lost. Retried every 5 s until it lands.
+    async fn publish_launch_spec(&mut self) {
+        let every = (5_000 / self.timing().heartbeat_ms.max(1)).max(1);
+        if self.spec_published || !self.ticks.is_multiple_of(every) {
+            return;
+        }
+        let (Some(ec2), Some(id)) = (self.ec2.clone(), self.instance_id.clone()) else {
+            self.spec_published = true;
+            return;
+        };
+        match replace::publish_launch_spec(&ec2, &self.store, &self.me.node_id, &id, wall_ms())
+            .await
+        {
+            Ok(()) => self.spec_published = true,
+            Err(e) => tracing::warn!(error = %e, "launch parameters not published yet"),
         }
     }
 
@@ -1216,6 +1283,7 @@ impl Node {
     /// Drops the node's data and history (never binlogged) and seeds it from the source.
     async fn rebuild(&mut self, l: &Lease, why: &str) {
         self.role = CurrentRole::Diverged;
+        self.caught_up = false;
         self.heartbeat().await;
         let eng = self.eng;
         let result = async {
@@ -1390,6 +1458,10 @@ impl Node {
             CurrentRole::Source => (gtid.is_some(), None),
             _ => (false, None),
         };
+        if !self.caught_up && self.is_follower() && healthy && lag == Some(0) {
+            tracing::info!("caught up with the source: a candidate in elections from now on");
+            self.caught_up = true;
+        }
         let m = Member {
             version: FAILOVER_OBJECT_VERSION,
             node_id: self.me.node_id.clone(),
@@ -1408,6 +1480,7 @@ impl Node {
             config_generation: self.config_generation,
             config_error: self.config_error.as_ref().map(|(_, e)| e.clone()),
             config_failed_generation: self.config_error.as_ref().map(|(g, _)| *g),
+            caught_up: Some(self.caught_up),
             updated_at_ms: wall_ms(),
         };
         if let Err(e) = self.store.write_member(&m).await {

@@ -11,6 +11,10 @@ use strata_topology::failover::{
     parse_member, parse_member_key, parse_switchover, render_lease, render_member,
     render_switchover, switchover_key,
 };
+use strata_topology::replace::{
+    LaunchSpec, Replacement, launch_spec_key, parse_launch_spec, parse_replacement,
+    render_launch_spec, render_replacement, replacement_key,
+};
 use strata_topology::roll::{
     DesiredConfig, cluster_config_key, config_key, parse_desired_config, render_desired_config,
 };
@@ -314,6 +318,62 @@ impl LeaseStore {
         self.put(&key, render_desired_config(d), Condition::None)
             .await
             .map(|_| ())
+    }
+
+    /// Publishes this node's launch parameters (replaced on every start).
+    pub async fn write_launch_spec(&self, spec: &LaunchSpec) -> Result<(), StoreError> {
+        let key = launch_spec_key(&self.prefix, &spec.node_id);
+        self.put(&key, render_launch_spec(spec), Condition::None)
+            .await
+            .map(|_| ())
+    }
+
+    /// A node's launch parameters; None when it never published them.
+    pub async fn read_launch_spec(&self, node_id: &str) -> Result<Option<LaunchSpec>, StoreError> {
+        let key = launch_spec_key(&self.prefix, node_id);
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some((body, _)) => {
+                parse_launch_spec(&body)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key,
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// The claim on replacing `lost_instance_id`, with its version.
+    pub async fn read_replacement(
+        &self,
+        lost_instance_id: &str,
+    ) -> Result<Option<(Replacement, ETag)>, StoreError> {
+        let key = replacement_key(&self.prefix, lost_instance_id);
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some((body, etag)) => parse_replacement(&body)
+                .map(|r| Some((r, etag)))
+                .map_err(|e| StoreError::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Creates the claim (`If-None-Match: *`: [`StoreError::Conflict`] when another node
+    /// claimed it first), or replaces the version `etag` names.
+    pub async fn write_replacement(
+        &self,
+        r: &Replacement,
+        etag: Option<&str>,
+    ) -> Result<ETag, StoreError> {
+        let key = replacement_key(&self.prefix, &r.lost_instance_id);
+        let cond = match etag {
+            None => Condition::Absent,
+            Some(e) => Condition::Version(e),
+        };
+        self.put(&key, render_replacement(r), cond).await
     }
 
     pub async fn clear_switchover(&self) -> Result<(), StoreError> {

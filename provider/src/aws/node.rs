@@ -806,6 +806,27 @@ pub async fn terminate_node(
     timeout: Duration,
 ) -> Result<(), AwsError> {
     let what = format!("instance {instance_id}");
+    // Marked first, so the cluster's agents know this loss is wanted and never relaunch it
+    // (strata_topology::replace).
+    if let Err(e) = rc
+        .ec2
+        .create_tags()
+        .resources(instance_id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(strata_topology::replace::TAG_RETIRING)
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+    {
+        let e = AwsError::from_sdk(e, "ec2:CreateTags", &what);
+        if e.is_not_found() {
+            return Ok(());
+        }
+        return Err(e);
+    }
     match rc
         .ec2
         .terminate_instances()
@@ -933,14 +954,60 @@ pub async fn create_replica(
     ensure_node(clients, spec).await.map(|(n, _)| n)
 }
 
-/// The replica now; a not-found error (`is_not_found`) when it is gone or terminated.
+/// The replica now; a not-found error (`is_not_found`) when it is gone or terminated and no
+/// agent launched a replacement for it. A replacement (an instance tagged
+/// `strata:replaces = <instance_id>`, launched by the source's agent when EC2 reported the
+/// replica's instance terminated) is the replica from then on: its id is the new `id`.
 pub async fn read_replica(
     clients: &Clients,
     region: Option<&str>,
     instance_id: &str,
 ) -> Result<ReplicaInfo, AwsError> {
     let rc = clients.region(region).await?;
-    describe_node(&rc, instance_id).await
+    match describe_node(&rc, instance_id).await {
+        Err(e) if e.is_not_found() => match find_replacement(&rc, instance_id).await? {
+            Some(n) => Ok(n),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// The live instance that replaced `lost`, following a chain of replacements (a replacement
+/// that was itself lost and replaced) a few links deep.
+pub async fn find_replacement(
+    rc: &RegionClients,
+    lost: &str,
+) -> Result<Option<NodeInfo>, AwsError> {
+    let mut current = lost.to_string();
+    for _ in 0..5 {
+        let out = rc
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", strata_topology::replace::TAG_REPLACES))
+                    .values(&current)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeInstances", "instances"))?;
+        let Some(next) = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| node_info(&rc.region, i))
+            .min_by_key(|n| n.state == "terminated")
+        else {
+            return Ok(None);
+        };
+        if next.state != "terminated" && next.state != "shutting-down" {
+            return Ok(Some(next));
+        }
+        current = next.instance_id;
+    }
+    Ok(None)
 }
 
 /// In-place changes: instance type (stop, modify, start) and tags. Everything else in the spec

@@ -55,7 +55,9 @@ pub fn agent_objects_arn(home_region: &str, bucket: &str) -> String {
 /// - failover (when the cluster has its bucket): read and write the lease, member and
 ///   switchover objects under `failover/<cluster>/` of that bucket (and list only that prefix);
 ///   move the records of the cluster's zone (`zone_id`); stop (fence) only this cluster's
-///   instances; tag its own instance with its current role and the last failover.
+///   instances; tag its own instance with its current role and the last failover; relaunch a
+///   lost home replica (RunInstances only as a cluster-tagged instance, passing only the
+///   cluster's own node role).
 pub fn node_policy(
     home_region: &str,
     cluster: &str,
@@ -125,6 +127,45 @@ pub fn node_policy_value(
             "Resource": format!("arn:{part}:s3:::{bucket}"),
             "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } }
         }));
+        // Replacing a lost home replica (strata_topology::replace): launch its twin from the
+        // parameters it published, as the cluster's own instance (tagged on create), with the
+        // cluster's own role.
+        statements.push(json!({
+            "Sid": "ReplaceLostReplicaInstance",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": format!("arn:{part}:ec2:*:*:instance/*"),
+            "Condition": { "StringEquals": { "aws:RequestTag/strata:cluster": cluster } }
+        }));
+        statements.push(json!({
+            "Sid": "ReplaceLostReplicaLaunchResources",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": [
+                format!("arn:{part}:ec2:*::image/*"),
+                format!("arn:{part}:ec2:*:*:subnet/*"),
+                format!("arn:{part}:ec2:*:*:security-group/*"),
+                format!("arn:{part}:ec2:*:*:network-interface/*"),
+                format!("arn:{part}:ec2:*:*:volume/*")
+            ]
+        }));
+        statements.push(json!({
+            "Sid": "TagReplacementOnLaunch",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": format!("arn:{part}:ec2:*:*:instance/*"),
+            "Condition": { "StringEquals": { "ec2:CreateAction": "RunInstances" } }
+        }));
+        statements.push(json!({
+            "Sid": "PassNodeRoleToReplacement",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": format!(
+                "arn:{part}:iam::*:role/strata/{}",
+                super::cluster::managed_profile_name(cluster, home_region)
+            ),
+            "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }
+        }));
         statements.push(json!({
             "Sid": "FenceClusterInstances",
             "Effect": "Allow",
@@ -180,7 +221,8 @@ pub fn node_policy_value(
                     "ec2:DescribeVolumes",
                     "ec2:DescribeVolumesModifications",
                     "ec2:DescribeVolumeStatus",
-                    "ec2:DescribeInstances"
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceAttribute"
                 ],
                 "Resource": "*"
             },
@@ -326,7 +368,9 @@ mod tests {
             let mutating = actions
                 .iter()
                 .any(|a| a.starts_with("ec2:") && !a.starts_with("ec2:Describe"));
-            if mutating {
+            // The launch resources a replacement uses (subnet, image, ...) cannot carry the
+            // cluster's tag; the instance statement, which every launch also needs, does.
+            if mutating && s["Sid"] != "ReplaceLostReplicaLaunchResources" {
                 let c = s["Condition"]["StringEquals"].as_object().unwrap();
                 assert!(
                     c.get("aws:ResourceTag/strata:cluster")

@@ -776,9 +776,9 @@ impl Resource for ClusterResource {
         let cur = aws::read_cluster(c, None, &spec.name)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        // A launched source that is gone: the agents have failed over and the cluster serves.
-        // Relaunching the node is not built yet: a fresh node could win an election before it
-        // has caught up (seen in the booted test), so apply refuses and changes nothing.
+        // A launched source that is gone and not (yet) relaunched by the agents (they relaunch
+        // a terminated node from its published launch parameters; Read then finds the twin,
+        // which carries the launched source's tags): apply refuses and changes nothing.
         if cur.launch_node_lost {
             // Read nulled source_node_id (that is what shows the loss in the plan).
             let lost = str_attr(&req.prior, "source_node_id")
@@ -790,8 +790,11 @@ impl Resource for ClusterResource {
                     format!(
                         "The instance this resource launched as source{lost} was terminated outside \
                          Terraform. The agents failed over and the cluster keeps serving from \
-                         its current source (current_source_node_id after a refresh). Relaunching \
-                         this node is not supported yet, so nothing was changed. Do not use \
+                         its current source (current_source_node_id after a refresh). The agents \
+                         relaunch a terminated node within a minute or so when it published its \
+                         launch parameters (docs/failover.md); run a refresh once the new \
+                         instance runs. This one has not been relaunched yet, so nothing was \
+                         changed. Do not use \
                          `-replace` on this resource: that would create the cluster again and \
                          replace its replicas, the serving source among them."
                     ),

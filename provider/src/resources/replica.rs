@@ -296,6 +296,11 @@ impl Resource for ReplicaResource {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e)),
         };
+        if n.instance_id != id {
+            tracing::info!(lost = %id, replacement = %n.instance_id, "the replica's instance was lost and replaced by the cluster's agents");
+        }
+        // The instance read, which is a replacement's when the agents replaced a lost one.
+        let id = n.instance_id.clone();
         super::owned::mark_read(c, &id, &n.tags)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
