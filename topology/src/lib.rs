@@ -6,6 +6,7 @@
 //! instance was told. This crate holds data and pure functions only: no I/O, no AWS, no SQL, and
 //! never a secret (the replication password lives in SSM; the config only names the parameter).
 
+pub mod backup;
 mod boot;
 pub mod failover;
 pub mod roll;
@@ -86,6 +87,11 @@ pub struct NodeConfig {
     /// version-2 JSON of a node without settings is unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub engine_settings: BTreeMap<String, String>,
+    /// Where backups go and the policy the backup cycle follows (`strata_cluster.backup_policy`).
+    /// None: the cluster is not backed up. Omitted when None, so the version-2 JSON of a node
+    /// without backups is unchanged; older agents refuse the field rather than ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<backup::BackupConfig>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -333,6 +339,8 @@ pub enum ConfigError {
     NotAbsolute { field: &'static str, value: String },
     #[error("node config: `{field}` contains a character that is not allowed: {value:?}")]
     BadCharacter { field: &'static str, value: String },
+    #[error("node config: `backup.policy`: {0}")]
+    BackupPolicy(#[from] backup::PolicyError),
     #[error("node config: `engine_settings`: {0}")]
     EngineSetting(#[from] roll::EngineSettingError),
 }
@@ -506,6 +514,16 @@ impl NodeConfig {
         }
         for (k, v) in &self.engine_settings {
             roll::check_engine_setting(k, v)?;
+        }
+        if let Some(b) = &self.backup {
+            b.policy.validate()?;
+            for (field, v) in [
+                ("backup.bucket", &b.bucket),
+                ("backup.key_prefix", &b.key_prefix),
+                ("backup.region", &b.region),
+            ] {
+                s3_safe(field, v)?;
+            }
         }
         Ok(())
     }
@@ -690,6 +708,7 @@ pub(crate) mod tests {
             },
             failover: None,
             engine_settings: BTreeMap::new(),
+            backup: None,
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
     }
