@@ -185,7 +185,9 @@ impl BackupArgs {
         cfg: &NodeConfig,
     ) -> anyhow::Result<strata_agent::backup::store::BackupStore> {
         let b = cfg.backup.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("this node's config has no `backup` section (strata_cluster.backup_policy)")
+            anyhow::anyhow!(
+                "this node's config has no `backup` section (strata_cluster.backup_policy)"
+            )
         })?;
         Ok(strata_agent::backup::store::BackupStore::connect(b, self.endpoint.as_deref()).await)
     }

@@ -458,28 +458,25 @@ pub fn parse_manifest(text: &[u8], prefix: &str) -> Result<Manifest, BackupObjec
     Ok(m)
 }
 
-/// Which backups retention deletes, given every stored backup (id, state) and `keep`.
-/// Nothing is deleted unless a validated backup exists; the newest `keep` validated backups
-/// are kept, and so is everything newer than the oldest of them (a pending cycle's backup, or a
-/// failed one that has not been replaced yet). Everything older is deleted.
+/// Which backups retention deletes, given every stored backup (id, state) and `keep`: a
+/// backup goes only once `keep` validated backups newer than it exist. So the newest `keep`
+/// validated backups stay, nothing is deleted before a newer validated one exists, and a failed
+/// or pending backup stays until it is that far behind (for inspection).
 pub fn retention(backups: &[(String, Validation)], keep: u32) -> Vec<String> {
-    let mut sorted: Vec<&(String, Validation)> = backups.iter().collect();
-    // Ids sort by time.
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
     let keep = keep.max(1) as usize;
-    let validated: Vec<&String> = sorted
-        .iter()
-        .filter(|(_, v)| v.is_validated())
-        .map(|(id, _)| id)
-        .collect();
-    let Some(oldest_kept) = validated.get(keep.min(validated.len()).saturating_sub(1)) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = sorted
-        .iter()
-        .filter(|(id, _)| id < *oldest_kept)
-        .map(|(id, _)| id.clone())
-        .collect();
+    let mut sorted: Vec<&(String, Validation)> = backups.iter().collect();
+    // Ids sort by time; walk from the newest, counting validated backups seen.
+    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut newer_validated = 0usize;
+    let mut out = Vec::new();
+    for (id, v) in sorted {
+        if newer_validated >= keep {
+            out.push(id.clone());
+        }
+        if v.is_validated() {
+            newer_validated += 1;
+        }
+    }
     out.sort();
     out
 }
@@ -689,6 +686,12 @@ mod tests {
         assert_eq!(retention(&all, 2), vec![id(1), id(2)]);
         assert!(retention(&all, 3).is_empty());
         assert!(retention(&all, 10).is_empty());
+        // A failed backup stays until `keep` validated ones are newer.
+        assert!(retention(&[(id(1), failed()), (id(2), Validated)], 2).is_empty());
+        assert_eq!(
+            retention(&[(id(1), failed()), (id(2), Validated)], 1),
+            vec![id(1)]
+        );
         // keep = 0 is refused by validation; here it behaves as 1.
         assert_eq!(retention(&all, 0), vec![id(1), id(2), id(3)]);
     }

@@ -224,10 +224,8 @@ pub async fn run_cycle(
 
     let t = Instant::now();
     let all = store.list().await?;
-    let states: Vec<(String, Validation)> = all
-        .into_iter()
-        .map(|(id, t)| (id, t.validation))
-        .collect();
+    let states: Vec<(String, Validation)> =
+        all.into_iter().map(|(id, t)| (id, t.validation)).collect();
     for id in retention(&states, backup.policy.keep) {
         store.delete(&id).await?;
         report.deleted.push(id);
@@ -304,7 +302,18 @@ async fn take_fresh_full(
             password: o.local.password.clone(),
             datadir,
         };
-        stream_to_store(cfg, store, o, &id, &src, gtid, checksums, None, &cfg.node_name).await
+        stream_to_store(
+            cfg,
+            store,
+            o,
+            &id,
+            &src,
+            gtid,
+            checksums,
+            None,
+            &cfg.node_name,
+        )
+        .await
     })
     .await
     .map_err(BackupError::Take)?;

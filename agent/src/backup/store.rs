@@ -195,7 +195,11 @@ impl BackupStore {
                 .send()
                 .await
                 .map_err(|e| unavailable("list", prefix, e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(String::from)));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,
