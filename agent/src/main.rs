@@ -40,6 +40,12 @@ enum Cmd {
         /// Do not tag the instance (not on EC2).
         #[arg(long)]
         no_node_tags: bool,
+        /// This node is the cluster's backup node: run a validated backup cycle whenever the
+        /// config's `backup.policy` says one is due (checked every --interval seconds).
+        #[arg(long)]
+        backup_node: bool,
+        #[command(flatten)]
+        backup: BackupArgs,
     },
     /// Planned, zero-loss switchover to NODE (failover clusters): the source's agent makes
     /// it read-only, waits for NODE to hold every transaction, hands it the lease; NODE
@@ -353,20 +359,26 @@ async fn main() -> anyhow::Result<()> {
             interval,
             instance_id,
             no_node_tags,
+            backup_node,
+            backup,
         } => {
             let tagger = Tagger {
                 enabled: !no_node_tags,
                 instance_id,
                 last: None,
             };
+            let backups = backup_node.then(|| tokio::spawn(backup_loop(c.clone(), backup, interval)));
             run(c, interval, tagger).await;
+            if let Some(b) = backups {
+                b.abort();
+            }
         }
         Cmd::Backup {
             common: c,
             backup: b,
             if_due,
         } => {
-            use strata_agent::backup::{self as bk, CycleOptions};
+            use strata_agent::backup as bk;
             let cfg = c.load()?;
             let store = b.store(&cfg).await?;
             if if_due {
@@ -386,19 +398,7 @@ async fn main() -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
-            let password = c.creds().replication_password(&cfg).await?;
-            let o = CycleOptions {
-                local: c.local(&cfg)?,
-                connect_timeout: Duration::from_secs(c.connect_timeout),
-                replication_password: password.expose().to_string(),
-                work_dir: b.work_dir.clone(),
-                tools: b.tools(),
-                scratch_port: b.scratch_port,
-                // Unique in the cluster: node ids are small, this range is never handed out.
-                scratch_server_id: 4_000_000_000u32.saturating_add(cfg.server_id % 1_000_000),
-                chunk_bytes: b.chunk_mib.max(1) * 1024 * 1024,
-                catch_up_timeout: Duration::from_secs(b.catch_up_timeout),
-            };
+            let o = cycle_options(&c, &b, &cfg).await?;
             let started = std::time::Instant::now();
             let mut report = bk::run_cycle(&cfg, &store, &o).await?;
             report
@@ -583,6 +583,62 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
         }
     }
     autoscaler.abort();
+}
+
+/// Backups for `run --backup-node`: a validated cycle whenever the policy says one is due.
+/// A failed cycle is logged and retried at the next check; it never disturbs the node's role.
+async fn backup_loop(c: Common, b: BackupArgs, interval: u64) {
+    let every = Duration::from_secs(interval.max(1));
+    loop {
+        if let Err(e) = backup_if_due(&c, &b).await {
+            tracing::warn!(error = %format!("{e:#}"), "backup cycle failed; the next check retries");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn backup_if_due(c: &Common, b: &BackupArgs) -> anyhow::Result<()> {
+    let cfg = c.load()?;
+    let Some(policy) = cfg.backup.as_ref().map(|b| b.policy.clone()) else {
+        return Ok(());
+    };
+    let store = b.store(&cfg).await?;
+    let last = store
+        .list()
+        .await?
+        .iter()
+        .rev()
+        .find(|(_, t)| t.validation.is_validated())
+        .map(|(_, t)| t.time_ms);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    if !policy.due(last, now) {
+        return Ok(());
+    }
+    let report = strata_agent::backup::run_cycle(&cfg, &store, &cycle_options(c, b, &cfg).await?).await?;
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "backup cycle done");
+    Ok(())
+}
+
+async fn cycle_options(
+    c: &Common,
+    b: &BackupArgs,
+    cfg: &NodeConfig,
+) -> anyhow::Result<strata_agent::backup::CycleOptions> {
+    let password = c.creds().replication_password(cfg).await?;
+    Ok(strata_agent::backup::CycleOptions {
+        local: c.local(cfg)?,
+        connect_timeout: Duration::from_secs(c.connect_timeout),
+        replication_password: password.expose().to_string(),
+        work_dir: b.work_dir.clone(),
+        tools: b.tools(),
+        scratch_port: b.scratch_port,
+        // Unique in the cluster: node ids are small, this range is never handed out.
+        scratch_server_id: 4_000_000_000u32.saturating_add(cfg.server_id % 1_000_000),
+        chunk_bytes: b.chunk_mib.max(1) * 1024 * 1024,
+        catch_up_timeout: Duration::from_secs(b.catch_up_timeout),
+    })
 }
 
 /// Storage autoscaling for `run`: waits until Terraform has attached a storage segment (found
