@@ -367,7 +367,8 @@ async fn main() -> anyhow::Result<()> {
                 instance_id,
                 last: None,
             };
-            let backups = backup_node.then(|| tokio::spawn(backup_loop(c.clone(), backup, interval)));
+            let backups =
+                backup_node.then(|| tokio::spawn(backup_loop(c.clone(), backup, interval)));
             run(c, interval, tagger).await;
             if let Some(b) = backups {
                 b.abort();
@@ -616,7 +617,8 @@ async fn backup_if_due(c: &Common, b: &BackupArgs) -> anyhow::Result<()> {
     if !policy.due(last, now) {
         return Ok(());
     }
-    let report = strata_agent::backup::run_cycle(&cfg, &store, &cycle_options(c, b, &cfg).await?).await?;
+    let report =
+        strata_agent::backup::run_cycle(&cfg, &store, &cycle_options(c, b, &cfg).await?).await?;
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "backup cycle done");
     Ok(())
 }

@@ -292,6 +292,7 @@ impl Restored {
         .arg("--user=root")
         .arg("--skip-slave-start")
         .arg("--server-id=77")
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -782,6 +782,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn backup_config_round_trips_and_is_validated() {
+        let mut cfg = sample_replica();
+        cfg.backup = Some(backup::BackupConfig {
+            policy: backup::BackupPolicy {
+                interval_hours: 24,
+                keep: 7,
+                window_start: "03:00".into(),
+            },
+            bucket: "strata-orders-000000000000-us-east-1".into(),
+            key_prefix: backup::default_key_prefix("orders"),
+            region: "us-east-1".into(),
+        });
+        let json = cfg.to_json();
+        assert_eq!(NodeConfig::from_json(&json).unwrap(), cfg);
+        // A config without backups has no `backup` key: older readers see the JSON unchanged.
+        assert!(!sample_replica().to_json().contains("\"backup\""));
+        let mut bad = cfg.clone();
+        if let Some(b) = bad.backup.as_mut() {
+            b.policy.keep = 0;
+        }
+        let e = bad.validate().unwrap_err();
+        assert!(e.to_string().contains("backup_policy.keep"), "{e}");
+        let mut bad = cfg;
+        if let Some(b) = bad.backup.as_mut() {
+            b.bucket = "a bucket; rm".into();
+        }
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::BadCharacter {
+                field: "backup.bucket",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn engine_settings_round_trip_and_are_validated() {
         let mut c = sample_replica();
         assert!(!c.to_json().contains("engine_settings"));

@@ -21,10 +21,9 @@ use crate::aws::failover::{self, ClusterStatus};
 use crate::aws::{self, Clients, ClusterInfo, ClusterSpec};
 use crate::cty::{AttributePath, Value};
 use crate::framework::{
-    ApplyFailure, Attr, Block, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ImportRequest,
-    NestedBlock,
-    NewState, PlanChange, ReadRequest, Resource, Schema, Type, UpdateRequest, async_trait,
-    validators,
+    ApplyFailure, Attr, Block, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
+    ImportRequest, NestedBlock, NewState, PlanChange, ReadRequest, Resource, Schema, Type,
+    UpdateRequest, async_trait, validators,
 };
 
 pub const TYPE_NAME: &str = "strata_cluster";
@@ -264,7 +263,10 @@ fn backup_policy_value(p: &strata_topology::backup::BackupPolicy, prior: &Value)
         Value::string(p.window_start.clone())
     };
     Value::object([
-        ("interval_hours", Value::number_i64(i64::from(p.interval_hours))),
+        (
+            "interval_hours",
+            Value::number_i64(i64::from(p.interval_hours)),
+        ),
         ("keep", Value::number_i64(i64::from(p.keep))),
         ("window_start", window),
     ])
@@ -612,7 +614,12 @@ impl Resource for ClusterResource {
         }
         if let Some(p) = backup_policy(config) {
             if let Err(e) = p.validate() {
-                let attr = e.attribute().rsplit('.').next().unwrap_or_default().to_string();
+                let attr = e
+                    .attribute()
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 d.push(
                     Diagnostic::error("Invalid backup_policy", e.to_string())
                         .at(AttributePath::attr("backup_policy").attribute(attr)),
@@ -1414,7 +1421,11 @@ mod tests {
                 "{}",
                 e.detail
             );
-            assert!(e.detail.contains(&format!("backup_policy.{attr}")), "{}", e.detail);
+            assert!(
+                e.detail.contains(&format!("backup_policy.{attr}")),
+                "{}",
+                e.detail
+            );
         }
         // The policy reaches the nodes as it was written, the window defaulted.
         let mut v = cfg(3, "03:00");
@@ -1428,9 +1439,15 @@ mod tests {
             ]),
         );
         let p = backup_policy(&v).unwrap();
-        assert_eq!((p.interval_hours, p.keep, p.window_start.as_str()), (6, 3, "00:00"));
+        assert_eq!(
+            (p.interval_hours, p.keep, p.window_start.as_str()),
+            (6, 3, "00:00")
+        );
         // And reads back into state without a diff (the unset window stays unset).
-        assert_eq!(backup_policy_value(&p, &v), v.get_attr("backup_policy").cloned().unwrap());
+        assert_eq!(
+            backup_policy_value(&p, &v),
+            v.get_attr("backup_policy").cloned().unwrap()
+        );
     }
 
     #[test]
