@@ -471,3 +471,71 @@ async fn a_corrupted_backup_is_caught_marked_failed_and_replaced_by_a_fresh_full
     // Now two validated backups are newer than the failed one: it goes.
     assert_eq!(r3["deleted"], serde_json::json!([id1]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LocalStack, mariadbd and mariadb-backup: run via scripts/test"]
+async fn a_cycle_cut_short_leaves_nothing_validated_and_the_next_starts_over() {
+    let _serial = serial();
+    let c = cluster(1, 10_000).await;
+    // Kill the agent once its scratch server runs: the backup it made is stored but not
+    // validated yet, and the scratch server is left behind.
+    let mut agent = std::process::Command::new(agent_bin())
+        .arg("backup")
+        .arg("--config")
+        .arg(c.replica.config_path())
+        .arg("--socket")
+        .arg(c.replica.socket())
+        .arg("--credential-file")
+        .arg(c.replica.password_path())
+        .arg("--work-dir")
+        .arg(c.work_dir())
+        .arg("--scratch-port")
+        .arg(c.scratch_port.to_string())
+        .arg("--chunk-mib")
+        .arg("2")
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scratch_pid = c.work_dir().join("scratch/scratch.pid");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !scratch_pid.exists() {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the cycle ended before it could be cut short"
+        );
+        assert!(Instant::now() < deadline, "no scratch server started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    let listed =
+        c.s3.list_objects_v2()
+            .bucket(&c.backup.bucket)
+            .prefix(format!("{}/", c.backup.key_prefix))
+            .send()
+            .await
+            .unwrap();
+    let cut: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| strata_topology::backup::parse_manifest_key(&c.backup.key_prefix, o.key()?))
+        .collect();
+    assert_eq!(cut.len(), 1, "one backup stored before the cut: {cut:?}");
+    assert_eq!(c.validation(&cut[0]).await, Validation::Pending);
+
+    // The next cycle stops the leftover scratch server, starts over with a fresh full backup,
+    // and retention (keep = 1) removes the pending one behind the new validated one.
+    let r = c.cycle();
+    assert_eq!(r["kind"], "fresh-full", "{r}");
+    let id = r["backup_id"].as_str().unwrap().to_string();
+    assert_ne!(id, cut[0]);
+    assert_eq!(c.validation(&id).await, Validation::Validated);
+    assert_eq!(r["deleted"], serde_json::json!([cut[0]]));
+}

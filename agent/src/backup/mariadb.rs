@@ -214,6 +214,44 @@ impl ScratchServer {
         Ok(s)
     }
 
+    /// Stops a scratch server a cut-short cycle left running on `dir` (the agent killed before
+    /// it could stop it), found by its PID file and only if that process runs on `dir`.
+    pub async fn stop_leftover(dir: &Path) {
+        let Ok(pid) = std::fs::read_to_string(dir.join("scratch.pid")) else {
+            return;
+        };
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            return;
+        };
+        let ours = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir.display().to_string()))
+        };
+        if !ours(pid) {
+            return;
+        }
+        tracing::warn!(
+            pid,
+            "stopping the scratch server a cut-short cycle left running"
+        );
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ours(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if ours(pid) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+    }
+
     /// `[ERROR]` lines of the server's log: a clean start has none.
     pub fn error_lines(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();

@@ -130,6 +130,8 @@ pub async fn run_cycle(
         ));
     }
     let mut report = CycleReport::default();
+    // A cycle cut short may have left its scratch server running on the scratch datadir.
+    ScratchServer::stop_leftover(&o.work_dir.join("scratch")).await;
     let listed = store.list().await?;
     let last_validated = listed
         .iter()
