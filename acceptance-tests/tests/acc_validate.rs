@@ -117,3 +117,20 @@ fn graviton_without_an_agent_build_is_refused_at_plan() {
     assert_eq!(code, 2, "with a baked ami_id it should plan:\n{out}\n{err}");
     acc.destroy_and_check();
 }
+
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn bad_backup_policy_is_refused_naming_the_attribute() {
+    let mut acc = Acc::new("badbk");
+    let body = cluster(
+        &acc,
+        "backup_policy {\n    interval_hours = 24\n    keep = 0\n  }",
+    );
+    refused(&mut acc, &body, "keep");
+    let body = cluster(
+        &acc,
+        "backup_policy {\n    interval_hours = 24\n    keep = 3\n    window_start = \"25:00\"\n  }",
+    );
+    refused(&mut acc, &body, "backup_policy.window_start");
+    acc.destroy_and_check();
+}

@@ -4,8 +4,9 @@
 //! SQL lives in `engine::{mariadb, mysql}`; this crate talks to AWS only to read its
 //! credentials, to tag its own instance with its state (`node_state`), in `storage` for
 //! volumes, and in `failover` for the lease (S3), the writer and reader records (Route 53) and
-//! stopping a lost source (EC2).
+//! stopping a lost source (EC2), and in `backup` for the validated backup cycle (S3).
 
+pub mod backup;
 pub mod bootstrap;
 pub mod credential;
 pub mod engine;

@@ -40,6 +40,12 @@ enum Cmd {
         /// Do not tag the instance (not on EC2).
         #[arg(long)]
         no_node_tags: bool,
+        /// This node is the cluster's backup node: run a validated backup cycle whenever the
+        /// config's `backup.policy` says one is due (checked every --interval seconds).
+        #[arg(long)]
+        backup_node: bool,
+        #[command(flatten)]
+        backup: BackupArgs,
     },
     /// Planned, zero-loss switchover to NODE (failover clusters): the source's agent makes
     /// it read-only, waits for NODE to hold every transaction, hands it the lease; NODE
@@ -73,6 +79,32 @@ enum Cmd {
         /// A replica is caught up at this replication lag (seconds) or less.
         #[arg(long, default_value_t = 0)]
         max_lag_seconds: u64,
+    },
+    /// One validated backup cycle on this backup node (a replica): restore the latest
+    /// validated backup into a scratch server, check it, catch it up to a held GTID, check
+    /// again, then store a new backup taken from it; a failed check marks that backup failed
+    /// and takes a fresh full one. Applies retention. Prints what it did as JSON.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// Run only when the policy says a cycle is due (for timers); default: always.
+        #[arg(long)]
+        if_due: bool,
+    },
+    /// Restore a backup into DIR/data (every chunk's SHA-256 checked, then prepared): a datadir
+    /// a server can start on. Prints the backup's manifest facts as JSON.
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// The backup id; default: the newest validated backup.
+        #[arg(long)]
+        backup_id: Option<String>,
+        #[arg(long)]
+        target_dir: PathBuf,
     },
     /// Print the engine config file this node's server must be started with.
     RenderServerConfig {
@@ -118,6 +150,53 @@ struct Common {
     /// Seconds to wait for a server to answer.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
+}
+
+#[derive(Args, Clone)]
+struct BackupArgs {
+    /// Where the scratch server's datadir and the stream's temp files go.
+    #[arg(long, default_value = "/var/lib/strata-backup")]
+    work_dir: PathBuf,
+    #[arg(long, default_value = "/usr/sbin/mariadbd")]
+    mariadbd: PathBuf,
+    #[arg(long, default_value = "mariadb-backup")]
+    mariadb_backup: PathBuf,
+    #[arg(long, default_value = "mbstream")]
+    mbstream: PathBuf,
+    /// Port of the scratch server a restore is validated on (127.0.0.1 only).
+    #[arg(long, default_value_t = 3307)]
+    scratch_port: u16,
+    /// Size of one stored chunk, MiB.
+    #[arg(long, default_value_t = 64)]
+    chunk_mib: usize,
+    /// Seconds a restored backup may take to catch up through replication.
+    #[arg(long, default_value_t = 1800)]
+    catch_up_timeout: u64,
+    /// S3 endpoint override (AWS_ENDPOINT_URL is honoured without it).
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+impl BackupArgs {
+    fn tools(&self) -> strata_agent::backup::mariadb::Tools {
+        strata_agent::backup::mariadb::Tools {
+            mariadbd: self.mariadbd.clone(),
+            mariadb_backup: self.mariadb_backup.clone(),
+            mbstream: self.mbstream.clone(),
+        }
+    }
+
+    async fn store(
+        &self,
+        cfg: &NodeConfig,
+    ) -> anyhow::Result<strata_agent::backup::store::BackupStore> {
+        let b = cfg.backup.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "this node's config has no `backup` section (strata_cluster.backup_policy)"
+            )
+        })?;
+        Ok(strata_agent::backup::store::BackupStore::connect(b, self.endpoint.as_deref()).await)
+    }
 }
 
 impl Common {
@@ -280,13 +359,87 @@ async fn main() -> anyhow::Result<()> {
             interval,
             instance_id,
             no_node_tags,
+            backup_node,
+            backup,
         } => {
             let tagger = Tagger {
                 enabled: !no_node_tags,
                 instance_id,
                 last: None,
             };
+            let backups =
+                backup_node.then(|| tokio::spawn(backup_loop(c.clone(), backup, interval)));
             run(c, interval, tagger).await;
+            if let Some(b) = backups {
+                b.abort();
+            }
+        }
+        Cmd::Backup {
+            common: c,
+            backup: b,
+            if_due,
+        } => {
+            use strata_agent::backup as bk;
+            let cfg = c.load()?;
+            let store = b.store(&cfg).await?;
+            if if_due {
+                let last = store
+                    .list()
+                    .await?
+                    .iter()
+                    .rev()
+                    .find(|(_, t)| t.validation.is_validated())
+                    .map(|(_, t)| t.time_ms);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as u64;
+                let policy = &cfg.backup.as_ref().map(|b| b.policy.clone());
+                if !policy.as_ref().is_some_and(|p| p.due(last, now)) {
+                    print_json(&serde_json::json!({"due": false}))?;
+                    return Ok(());
+                }
+            }
+            let o = cycle_options(&c, &b, &cfg).await?;
+            let started = std::time::Instant::now();
+            let mut report = bk::run_cycle(&cfg, &store, &o).await?;
+            report
+                .timings_ms
+                .insert("total".into(), started.elapsed().as_millis() as u64);
+            print_json(&report)?;
+        }
+        Cmd::Restore {
+            common: c,
+            backup: b,
+            backup_id,
+            target_dir,
+        } => {
+            let cfg = c.load()?;
+            let store = b.store(&cfg).await?;
+            let id = match backup_id {
+                Some(id) => id,
+                None => store
+                    .list()
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .find(|(_, t)| t.validation.is_validated())
+                    .map(|(id, _)| id)
+                    .ok_or_else(|| anyhow::anyhow!("restore: no validated backup"))?,
+            };
+            let m = store.manifest(&id).await?;
+            let started = std::time::Instant::now();
+            strata_agent::backup::restore_into(&store, &m, &b.tools(), &target_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("restore of {id}: {e}"))?;
+            print_json(&serde_json::json!({
+                "backup_id": m.backup_id,
+                "gtid": m.gtid,
+                "time": m.time,
+                "datadir": target_dir.join("data"),
+                "bytes": m.total_bytes(),
+                "restore_ms": started.elapsed().as_millis() as u64,
+                "table_checksums": m.table_checksums,
+            }))?;
         }
         Cmd::RenderServerConfig { config } => {
             let text = std::fs::read_to_string(&config)
@@ -431,6 +584,63 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
         }
     }
     autoscaler.abort();
+}
+
+/// Backups for `run --backup-node`: a validated cycle whenever the policy says one is due.
+/// A failed cycle is logged and retried at the next check; it never disturbs the node's role.
+async fn backup_loop(c: Common, b: BackupArgs, interval: u64) {
+    let every = Duration::from_secs(interval.max(1));
+    loop {
+        if let Err(e) = backup_if_due(&c, &b).await {
+            tracing::warn!(error = %format!("{e:#}"), "backup cycle failed; the next check retries");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn backup_if_due(c: &Common, b: &BackupArgs) -> anyhow::Result<()> {
+    let cfg = c.load()?;
+    let Some(policy) = cfg.backup.as_ref().map(|b| b.policy.clone()) else {
+        return Ok(());
+    };
+    let store = b.store(&cfg).await?;
+    let last = store
+        .list()
+        .await?
+        .iter()
+        .rev()
+        .find(|(_, t)| t.validation.is_validated())
+        .map(|(_, t)| t.time_ms);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    if !policy.due(last, now) {
+        return Ok(());
+    }
+    let report =
+        strata_agent::backup::run_cycle(&cfg, &store, &cycle_options(c, b, &cfg).await?).await?;
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "backup cycle done");
+    Ok(())
+}
+
+async fn cycle_options(
+    c: &Common,
+    b: &BackupArgs,
+    cfg: &NodeConfig,
+) -> anyhow::Result<strata_agent::backup::CycleOptions> {
+    let password = c.creds().replication_password(cfg).await?;
+    Ok(strata_agent::backup::CycleOptions {
+        local: c.local(cfg)?,
+        connect_timeout: Duration::from_secs(c.connect_timeout),
+        replication_password: password.expose().to_string(),
+        work_dir: b.work_dir.clone(),
+        tools: b.tools(),
+        scratch_port: b.scratch_port,
+        // Unique in the cluster: node ids are small, this range is never handed out.
+        scratch_server_id: 4_000_000_000u32.saturating_add(cfg.server_id % 1_000_000),
+        chunk_bytes: b.chunk_mib.max(1) * 1024 * 1024,
+        catch_up_timeout: Duration::from_secs(b.catch_up_timeout),
+    })
 }
 
 /// Storage autoscaling for `run`: waits until Terraform has attached a storage segment (found

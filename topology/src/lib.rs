@@ -6,6 +6,7 @@
 //! instance was told. This crate holds data and pure functions only: no I/O, no AWS, no SQL, and
 //! never a secret (the replication password lives in SSM; the config only names the parameter).
 
+pub mod backup;
 mod boot;
 pub mod failover;
 pub mod replace;
@@ -87,6 +88,11 @@ pub struct NodeConfig {
     /// version-2 JSON of a node without settings is unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub engine_settings: BTreeMap<String, String>,
+    /// Where backups go and the policy the backup cycle follows (`strata_cluster.backup_policy`).
+    /// None: the cluster is not backed up. Omitted when None, so the version-2 JSON of a node
+    /// without backups is unchanged; older agents refuse the field rather than ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<backup::BackupConfig>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -334,6 +340,8 @@ pub enum ConfigError {
     NotAbsolute { field: &'static str, value: String },
     #[error("node config: `{field}` contains a character that is not allowed: {value:?}")]
     BadCharacter { field: &'static str, value: String },
+    #[error("node config: `backup.policy`: {0}")]
+    BackupPolicy(#[from] backup::PolicyError),
     #[error("node config: `engine_settings`: {0}")]
     EngineSetting(#[from] roll::EngineSettingError),
 }
@@ -507,6 +515,16 @@ impl NodeConfig {
         }
         for (k, v) in &self.engine_settings {
             roll::check_engine_setting(k, v)?;
+        }
+        if let Some(b) = &self.backup {
+            b.policy.validate()?;
+            for (field, v) in [
+                ("backup.bucket", &b.bucket),
+                ("backup.key_prefix", &b.key_prefix),
+                ("backup.region", &b.region),
+            ] {
+                s3_safe(field, v)?;
+            }
         }
         Ok(())
     }
@@ -691,6 +709,7 @@ pub(crate) mod tests {
             },
             failover: None,
             engine_settings: BTreeMap::new(),
+            backup: None,
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
     }
@@ -761,6 +780,42 @@ pub(crate) mod tests {
         assert_eq!(NodeConfig::from_json(&json).unwrap(), c);
         // Without the field, the JSON is exactly version 2's.
         assert!(!sample_replica().to_json().contains("failover"));
+    }
+
+    #[test]
+    fn backup_config_round_trips_and_is_validated() {
+        let mut cfg = sample_replica();
+        cfg.backup = Some(backup::BackupConfig {
+            policy: backup::BackupPolicy {
+                interval_hours: 24,
+                keep: 7,
+                window_start: "03:00".into(),
+            },
+            bucket: "strata-orders-000000000000-us-east-1".into(),
+            key_prefix: backup::default_key_prefix("orders"),
+            region: "us-east-1".into(),
+        });
+        let json = cfg.to_json();
+        assert_eq!(NodeConfig::from_json(&json).unwrap(), cfg);
+        // A config without backups has no `backup` key: older readers see the JSON unchanged.
+        assert!(!sample_replica().to_json().contains("\"backup\""));
+        let mut bad = cfg.clone();
+        if let Some(b) = bad.backup.as_mut() {
+            b.policy.keep = 0;
+        }
+        let e = bad.validate().unwrap_err();
+        assert!(e.to_string().contains("backup_policy.keep"), "{e}");
+        let mut bad = cfg;
+        if let Some(b) = bad.backup.as_mut() {
+            b.bucket = "a bucket; rm".into();
+        }
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::BadCharacter {
+                field: "backup.bucket",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -660,6 +660,7 @@ mod tests {
             install: Default::default(),
             failover: None,
             engine_settings: BTreeMap::new(),
+            backup: None,
             tags: Default::default(),
         };
         let text = MariaDb.render_server_config(&cfg);

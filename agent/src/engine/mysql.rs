@@ -512,6 +512,7 @@ mod tests {
             install: Default::default(),
             failover: None,
             engine_settings: BTreeMap::new(),
+            backup: None,
             tags: Default::default(),
         }
     }

@@ -166,6 +166,7 @@ pub fn node_config(
         install: Default::default(),
         failover: None,
         engine_settings: BTreeMap::new(),
+        backup: None,
         tags: BTreeMap::new(),
     }
 }

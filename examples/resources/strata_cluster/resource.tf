@@ -21,6 +21,14 @@ resource "strata_cluster" "orders" {
     service = "orders"
   }
 
+  # A validated backup cycle every 24 hours from 03:00 UTC; the newest 7 validated backups
+  # are kept (docs/backups.md).
+  backup_policy {
+    interval_hours = 24
+    keep           = 7
+    window_start   = "03:00"
+  }
+
   timeouts {
     create = "20m"
   }

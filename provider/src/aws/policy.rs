@@ -166,6 +166,28 @@ pub fn node_policy_value(
             ),
             "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }
         }));
+        // The validated backup cycle (topology::backup): chunks, manifests and their tags
+        // under the cluster's backup prefix only.
+        let backups = strata_topology::backup::default_key_prefix(cluster);
+        statements.push(json!({
+            "Sid": "BackupObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:GetObjectTagging",
+                "s3:PutObjectTagging"
+            ],
+            "Resource": format!("arn:{part}:s3:::{bucket}/{backups}/*")
+        }));
+        statements.push(json!({
+            "Sid": "BackupList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:{part}:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{backups}/*")] } }
+        }));
         statements.push(json!({
             "Sid": "FenceClusterInstances",
             "Effect": "Allow",
@@ -323,9 +345,21 @@ mod tests {
         );
         for s in st {
             if s.to_string().contains("s3:PutObject") {
-                assert_eq!(s["Sid"], "FailoverLeaseObjects");
+                assert!(
+                    s["Sid"] == "FailoverLeaseObjects" || s["Sid"] == "BackupObjects",
+                    "{s}"
+                );
             }
         }
+        // Backups: only under the cluster's backup prefix.
+        assert_eq!(
+            by_sid("BackupObjects")["Resource"],
+            "arn:aws:s3:::strata-orders-1-us-east-1/backups/orders/*"
+        );
+        assert_eq!(
+            by_sid("BackupList")["Condition"]["StringLike"]["s3:prefix"],
+            json!(["backups/orders/*"])
+        );
         let list = by_sid("FailoverListMembers");
         assert_eq!(list["Resource"], "arn:aws:s3:::strata-orders-1-us-east-1");
         assert_eq!(

@@ -42,6 +42,8 @@ pub struct ClusterSettings {
     /// `engine_settings` at launch (a later change rolls through the desired-config objects
     /// in the lease store, not through user-data).
     pub engine_settings: BTreeMap<String, String>,
+    /// `backup_policy` with where the backups go; None: no backups.
+    pub backup: Option<strata_topology::backup::BackupConfig>,
 }
 
 impl ClusterSettings {
@@ -60,6 +62,7 @@ impl ClusterSettings {
             install: cfg.install.clone(),
             failover: cfg.failover.clone(),
             engine_settings: cfg.engine_settings.clone(),
+            backup: cfg.backup.clone(),
         }
     }
 }
@@ -272,6 +275,7 @@ pub fn node_config(
         install: s.install.clone(),
         failover,
         engine_settings: s.engine_settings.clone(),
+        backup: s.backup.clone(),
         tags: BTreeMap::new(),
     }
 }
