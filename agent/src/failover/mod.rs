@@ -815,7 +815,7 @@ impl Node {
         {
             self.update_readers(&dns, &rec.reader_name).await;
         }
-        self.replace_lost_replicas().await;
+        self.replace_lost_nodes().await;
         // A source in shape is re-checked like any node, while its lease has time left.
         let due = self
             .last_bootstrap
@@ -841,7 +841,7 @@ impl Node {
 
     /// About every 5 s: relaunches home nodes whose instance EC2 reports terminated
     /// (`replace`). Only on nodes that talk to EC2 (booted instances).
-    async fn replace_lost_replicas(&mut self) {
+    async fn replace_lost_nodes(&mut self) {
         let every = (5_000 / self.timing().heartbeat_ms.max(1)).max(1);
         if self.role != CurrentRole::Source || !self.ticks.is_multiple_of(every) {
             return;
