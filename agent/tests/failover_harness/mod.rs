@@ -327,6 +327,13 @@ fn common_port(n: usize) -> u16 {
 impl Cluster {
     /// A source and `n - 1` replicas, semi-sync, agents running, everyone replicating.
     pub async fn start(n: usize, timing: FailoverTiming) -> Cluster {
+        Cluster::start_with(n, 0, timing).await
+    }
+
+    /// [`Cluster::start`] plus `regional` region replicas (async over TLS, their own reader
+    /// name, never candidates), numbered after the home nodes.
+    pub async fn start_with(home: usize, regional: usize, timing: FailoverTiming) -> Cluster {
+        let n = home + regional;
         let conf = aws_conf().await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&conf)
@@ -374,7 +381,13 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 0..n {
             let ip = format!("127.0.1.{}", i + 1);
-            let role = if i == 0 { Role::Source } else { Role::Replica };
+            let role = if i == 0 {
+                Role::Source
+            } else if i < home {
+                Role::Replica
+            } else {
+                Role::RegionReplica
+            };
             let failover = Failover {
                 lease: LeaseRef {
                     bucket: bucket.clone(),
@@ -384,7 +397,11 @@ impl Cluster {
                 dns: Some(DnsRecords {
                     zone_id: zone_id.clone(),
                     writer_name: writer_name.clone(),
-                    reader_name: reader_name.clone(),
+                    reader_name: if role == Role::RegionReplica {
+                        format!("reader-eu.{zone_name}")
+                    } else {
+                        reader_name.clone()
+                    },
                     ttl: 1,
                 }),
                 timing,
@@ -407,7 +424,7 @@ impl Cluster {
                     ReplicationMode::SemiSync,
                     10_000,
                 );
-                if role == Role::Replica {
+                if role != Role::Source {
                     // The first hint only: the writer name, as the provider writes it.
                     cfg.source = Some(SourceEndpoint {
                         host: "127.0.1.1".into(),
