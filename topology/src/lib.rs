@@ -10,6 +10,7 @@ mod boot;
 pub mod failover;
 pub mod roll;
 mod shape;
+pub mod tags;
 mod user_data;
 
 pub use boot::{

@@ -16,11 +16,8 @@ use super::policy;
 use super::tags::{self, ObjectTags, TAG_CLUSTER, TAG_ROLE, sub_token};
 
 pub const DEFAULT_ENGINE_PORT: u16 = 3306;
-/// Tag on the cluster's security group recording the engine port (read needs it back).
-pub const TAG_PORT: &str = "strata:port";
-/// Ingress rules whose description starts with this belong to a `strata_region`, not to the
-/// cluster's own rule set.
-pub const REGION_RULE_PREFIX: &str = "strata:region ";
+pub use strata_topology::tags::{REGION_RULE_PREFIX, TAG_PORT};
+use strata_topology::tags::{RULE_ALLOWED_CLIENTS, RULE_CLUSTER_MEMBERS};
 pub const ROLE_SOURCE: &str = "source";
 pub const ROLE_SECURITY_GROUP: &str = "security-group";
 const POLICY_NAME: &str = "strata-node-agent";
@@ -202,20 +199,19 @@ pub fn cluster_ingress(
     let mut rules = vec![Rule::tcp(
         port,
         RuleSource::Group(group_id.into()),
-        "strata: cluster members",
+        RULE_CLUSTER_MEMBERS,
     )];
     rules.extend(
         cidrs
             .iter()
-            .map(|c| Rule::tcp(port, RuleSource::Cidr(c.clone()), "strata: allowed clients")),
+            .map(|c| Rule::tcp(port, RuleSource::Cidr(c.clone()), RULE_ALLOWED_CLIENTS)),
     );
-    rules.extend(groups.iter().filter(|g| g.as_str() != group_id).map(|g| {
-        Rule::tcp(
-            port,
-            RuleSource::Group(g.clone()),
-            "strata: allowed clients",
-        )
-    }));
+    rules.extend(
+        groups
+            .iter()
+            .filter(|g| g.as_str() != group_id)
+            .map(|g| Rule::tcp(port, RuleSource::Group(g.clone()), RULE_ALLOWED_CLIENTS)),
+    );
     rules
 }
 

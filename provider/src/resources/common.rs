@@ -103,7 +103,7 @@ pub fn own_tags(
 ) -> BTreeMap<String, String> {
     let configured = string_map(prior, "tags");
     raw.iter()
-        .filter(|(k, _)| !k.starts_with("strata:"))
+        .filter(|(k, _)| !k.starts_with(strata_topology::tags::TAG_PREFIX))
         .filter(|(k, v)| {
             configured.contains_key(*k)
                 || !(k.as_str() == "Name" || clients.default_tags().get(*k) == Some(*v))

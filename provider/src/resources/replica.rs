@@ -82,7 +82,7 @@ fn state(
         (
             "cluster_id",
             n.tags
-                .get("strata:cluster")
+                .get(crate::aws::tags::TAG_CLUSTER)
                 .map(|s| Value::string(s.clone()))
                 .unwrap_or_else(|| keep("cluster_id")),
         ),
