@@ -1,6 +1,9 @@
 use super::*;
-use crate::framework::resource::NewState;
-use crate::framework::schema::Attr;
+use crate::framework::resource::{
+    ApplyFailure, CreateRequest, DeleteRequest, NewState, ProviderData, ReadRequest, Resource,
+    UpdateRequest,
+};
+use crate::framework::schema::{Attr, Schema};
 
 struct Boom;
 
