@@ -60,6 +60,28 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The tags of one of the cluster's objects: its `role`, and a creation token derived from
+    /// the cluster's by `part`, so each object one create makes has its own.
+    pub(super) fn object_tags(
+        &self,
+        clients: &Clients,
+        role: &str,
+        part: &str,
+        name: Option<&str>,
+    ) -> BTreeMap<String, String> {
+        tags::build_tags(
+            clients.default_tags(),
+            &self.tags,
+            &ObjectTags {
+                cluster: &self.name,
+                resource: &self.resource,
+                role: Some(role),
+                creation_token: &sub_token(&self.creation_token, part),
+                name,
+            },
+        )
+    }
+
     /// A spec with Strata's defaults (port 3306, 20 GiB root, 20 min timeout).
     pub fn new(
         name: impl Into<String>,
@@ -252,16 +274,11 @@ async fn create_steps(
     let subnet = network::subnet(rc, &spec.subnet_id).await?;
 
     // Security group.
-    let mut sg_tags = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some(ROLE_SECURITY_GROUP),
-            creation_token: &sub_token(&spec.creation_token, "sg"),
-            name: Some(&security_group_name(&spec.name)),
-        },
+    let mut sg_tags = spec.object_tags(
+        clients,
+        ROLE_SECURITY_GROUP,
+        "sg",
+        Some(&security_group_name(&spec.name)),
     );
     sg_tags.insert(TAG_PORT.into(), spec.port.to_string());
     if let Some(z) = &spec.zone {
@@ -333,17 +350,7 @@ async fn create_steps(
 
     // The agent build, in the cluster's own bucket, before any node asks for it.
     if let Some(up) = &spec.agent {
-        let t = tags::build_tags(
-            clients.default_tags(),
-            &spec.tags,
-            &ObjectTags {
-                cluster: &spec.name,
-                resource: &spec.resource,
-                role: Some("agent-artifacts"),
-                creation_token: &sub_token(&spec.creation_token, "bucket"),
-                name: None,
-            },
-        );
+        let t = spec.object_tags(clients, "agent-artifacts", "bucket", None);
         if artifact::ensure_bucket(rc, &up.bucket, &spec.name, &spec.resource, &t).await? {
             made.push(Made::Bucket(up.bucket.clone()));
         }

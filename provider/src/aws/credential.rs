@@ -7,7 +7,6 @@ use rand::Rng as _;
 use super::cluster::ClusterSpec;
 use super::config::{Clients, RegionClients};
 use super::error::{AwsError, ErrorKind};
-use super::tags::{self, ObjectTags, sub_token};
 
 /// A secret that never shows up in Debug output or logs. Store it only as a sensitive value.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,17 +60,7 @@ pub(super) async fn ensure_parameter(
     purpose: &str,
 ) -> Result<(SecretString, bool, Option<i64>), AwsError> {
     let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
-    let t = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some(role),
-            creation_token: &sub_token(&spec.creation_token, &format!("param-{purpose}")),
-            name: None,
-        },
-    );
+    let t = spec.object_tags(clients, role, &format!("param-{purpose}"), None);
     let ssm_tags = t
         .iter()
         .filter_map(|(k, v)| {

@@ -7,7 +7,7 @@ use super::cluster::ClusterSpec;
 use super::config::{Clients, RegionClients};
 use super::error::AwsError;
 use super::policy;
-use super::tags::{self, ObjectTags, TAG_CLUSTER, sub_token};
+use super::tags::TAG_CLUSTER;
 
 const POLICY_NAME: &str = "strata-node-agent";
 
@@ -39,17 +39,7 @@ pub(super) async fn ensure_profile(
     agent_bucket: Option<&str>,
 ) -> Result<bool, AwsError> {
     let what = format!("IAM role {name} of cluster {:?}", spec.name);
-    let t = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some("node-role"),
-            creation_token: &sub_token(&spec.creation_token, "iam"),
-            name: None,
-        },
-    );
+    let t = spec.object_tags(clients, "node-role", "iam", None);
     let mut created = false;
     match rc.iam.get_role().role_name(name).send().await {
         Ok(out) => {
