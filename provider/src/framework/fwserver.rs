@@ -107,7 +107,7 @@ fn guard_sync<T>(type_name: &str, operation: &str, f: impl FnOnce() -> T) -> Res
 }
 
 /// Awaits `fut`, turning a panic into an error diagnostic.
-pub async fn guard<T>(
+pub(super) async fn guard<T>(
     type_name: &str,
     operation: &str,
     fut: impl Future<Output = T>,
@@ -540,7 +540,7 @@ impl FrameworkServer {
     ) -> Result<NewState, Diagnostics> {
         let entry = self.resource(type_name)?;
         tracing::info!(type_name, id = %id, "importing");
-        Ok(guard(
+        guard(
             type_name,
             "import",
             entry.resource.import(ImportRequest {
@@ -548,7 +548,7 @@ impl FrameworkServer {
                 id,
             }),
         )
-        .await??)
+        .await?
     }
 
     /// Stored state (its JSON) written with schema `version`, as a value of the current schema.
@@ -596,11 +596,11 @@ impl FrameworkServer {
         config: Value,
     ) -> Result<Value, Diagnostics> {
         let entry = self.data_source(type_name)?;
-        Ok(guard(
+        guard(
             type_name,
             "read",
             entry.data_source.read(self.context(), config),
         )
-        .await??)
+        .await?
     }
 }

@@ -48,7 +48,7 @@ impl Provider for P {
 }
 
 mod async_trait {
-    pub use tonic::async_trait;
+    pub(super) use tonic::async_trait;
 }
 
 fn ty() -> Type {
