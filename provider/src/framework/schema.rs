@@ -99,6 +99,14 @@ impl Block {
         Block::default()
     }
 
+    /// The default the schema gives attribute `name`, if any: the one place a default lives.
+    pub fn default_of(&self, name: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.default.as_ref())
+    }
+
     #[must_use]
     pub fn description(mut self, markdown: impl Into<String>) -> Self {
         self.description = markdown.into();

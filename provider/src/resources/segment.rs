@@ -102,15 +102,22 @@ pub fn schema() -> Schema {
         .build()
 }
 
+/// The `strata:autoscale` value of a plan. A bound the plan leaves null takes the schema's
+/// default (`max_size_gib` has none in the schema: the largest volume).
 fn autoscale_tag(v: &Value) -> String {
-    // The schema's validators keep every bound positive.
-    let n =
-        |attr: &str, default: i64| u64::try_from(i64_attr(v, attr).unwrap_or(default)).unwrap_or(0);
+    let schema = schema();
+    let n = |attr: &str| {
+        let value = i64_attr(v, attr)
+            .or_else(|| schema.block.default_of(attr).and_then(Value::as_i64))
+            .unwrap_or(EBS_MAX_GIB);
+        // The schema's validators keep every bound positive.
+        u64::try_from(value).unwrap_or(0)
+    };
     AutoscaleTag {
-        max_size_gib: n("max_size_gib", EBS_MAX_GIB),
-        grow_at_percent: n("grow_at_percent", 80),
-        grow_by_percent: n("grow_by_percent", 20),
-        min_step_gib: n("min_grow_step_gib", 10),
+        max_size_gib: n("max_size_gib"),
+        grow_at_percent: n("grow_at_percent"),
+        grow_by_percent: n("grow_by_percent"),
+        min_step_gib: n("min_grow_step_gib"),
     }
     .render()
 }
@@ -556,6 +563,17 @@ mod tests {
         let m = autoscale_bounds(&t);
         assert_eq!(m["max_size_gib"], 2000);
         assert_eq!(m["grow_by_percent"], 25);
+    }
+
+    #[test]
+    fn a_null_bound_takes_the_schemas_default() {
+        let v = Value::object([
+            ("max_size_gib", Value::null()),
+            ("grow_at_percent", Value::null()),
+            ("grow_by_percent", Value::number_i64(25)),
+            ("min_grow_step_gib", Value::null()),
+        ]);
+        assert_eq!(autoscale_tag(&v), "max=16384,at=80,by=25,step=10");
     }
 
     #[test]
