@@ -33,7 +33,7 @@ fn nodes_of(acc: &Acc) -> Vec<(String, String, String)> {
             ec2.describe_instances()
                 .filters(
                     Filter::builder()
-                        .name("tag:strata:cluster")
+                        .name(format!("tag:{}", strata_topology::tags::TAG_CLUSTER))
                         .values(&acc.name)
                         .build(),
                 )
@@ -48,7 +48,7 @@ fn nodes_of(acc: &Acc) -> Vec<(String, String, String)> {
             continue;
         };
         for i in out.reservations().iter().flat_map(|r| r.instances()) {
-            let role = acc_support::tag(i.tags(), "strata:role")
+            let role = acc_support::tag(i.tags(), strata_topology::tags::TAG_ROLE)
                 .unwrap_or("?")
                 .to_string();
             if let (Some(id), Some(ip)) = (i.instance_id(), i.private_ip_address()) {

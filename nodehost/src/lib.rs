@@ -21,7 +21,7 @@ pub const IMDS_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169,
 /// Port of the AWS endpoint forwarder on [`IMDS_ADDR`] (LocalStack's usual port).
 pub const FORWARD_PORT: u16 = 4566;
 /// The tag that makes an instance one of ours.
-pub const CLUSTER_TAG: &str = "strata:cluster";
+pub use strata_topology::tags::TAG_CLUSTER as CLUSTER_TAG;
 /// Default name of the router network namespace.
 pub const DEFAULT_ROUTER_NETNS: &str = "strata-net";
 

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod replace;
 pub mod roll;
 mod shape;
+pub mod tags;
 mod user_data;
 
 pub use boot::{

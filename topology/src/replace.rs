@@ -20,12 +20,7 @@ use std::collections::BTreeMap;
 /// Version of the objects below; a reader refuses others.
 pub const REPLACE_OBJECT_VERSION: u32 = 1;
 
-/// On an instance the agents launched in place of a lost one: the lost instance's id.
-pub const TAG_REPLACES: &str = "strata:replaces";
-
-/// Set by the provider on an instance just before it terminates it on purpose (destroy, or a
-/// replacement Terraform planned): the agents never relaunch such an instance.
-pub const TAG_RETIRING: &str = "strata:retiring";
+pub use crate::tags::{TAG_REPLACES, TAG_RETIRING};
 
 /// `<prefix>/launch/<node_id>.json`.
 pub fn launch_spec_key(prefix: &str, node_id: &str) -> String {

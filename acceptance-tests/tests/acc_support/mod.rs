@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use strata_acceptance_tests::network::{self, Network};
 use strata_acceptance_tests::{Tofu, localstack_endpoint, localstack_lock, require_localstack};
 
-pub const HOME: &str = network::HOME_REGION;
-pub const EU: &str = network::READ_ONLY_REGION;
+pub(crate) const HOME: &str = network::HOME_REGION;
+pub(crate) const EU: &str = network::READ_ONLY_REGION;
 
 /// Panics with a clear message unless `TF_ACC=1`, as Terraform acceptance tests do.
-pub fn require_tf_acc() {
+pub(crate) fn require_tf_acc() {
     if std::env::var("TF_ACC").ok().as_deref() != Some("1") {
         panic!(
             "acceptance test: set TF_ACC=1 (it creates objects in LocalStack with the real tofu); \
@@ -44,7 +44,7 @@ fn unique_name(label: &str) -> String {
     name
 }
 
-pub struct Acc {
+pub(crate) struct Acc {
     pub name: String,
     pub scratch: tempfile::TempDir,
     pub dir: PathBuf,
@@ -74,7 +74,7 @@ fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
 }
 
 impl Acc {
-    pub fn new(label: &str) -> Self {
+    pub(crate) fn new(label: &str) -> Self {
         require_tf_acc();
         require_localstack().unwrap();
         let endpoint = localstack_endpoint();
@@ -118,13 +118,13 @@ impl Acc {
     }
 
     /// The `terraform` and `provider` blocks every config starts with.
-    pub fn provider_hcl(&self) -> String {
+    pub(crate) fn provider_hcl(&self) -> String {
         self.provider_hcl_waiting("0s")
     }
 
     /// [`Acc::provider_hcl`] with another `node_ready_timeout` (LocalStack's instances never
     /// boot: "0s" unless the test plays the node and tags the instance itself).
-    pub fn provider_hcl_waiting(&self, node_ready_timeout: &str) -> String {
+    pub(crate) fn provider_hcl_waiting(&self, node_ready_timeout: &str) -> String {
         format!(
             r#"terraform {{
   required_providers {{
@@ -154,12 +154,12 @@ provider "strata" {{
 
     /// Where a name of a Route 53 private zone points (`A` values), as the VPC's resolver
     /// would answer: this machine cannot resolve the cluster's private zone.
-    pub fn resolve(&self, zone_id: &str, name: &str) -> Vec<String> {
+    pub(crate) fn resolve(&self, zone_id: &str, name: &str) -> Vec<String> {
         self.records(zone_id, name, aws_sdk_route53::types::RrType::A)
     }
 
     /// The values of the record `name` of type `ty` in the zone (empty when there is none).
-    pub fn records(
+    pub(crate) fn records(
         &self,
         zone_id: &str,
         name: &str,
@@ -181,30 +181,30 @@ provider "strata" {{
             .collect()
     }
 
-    pub fn subnet(&self, i: usize) -> &str {
+    pub(crate) fn subnet(&self, i: usize) -> &str {
         &self.net.home_subnet_ids[i]
     }
 
-    pub fn eu_subnet(&self) -> &str {
+    pub(crate) fn eu_subnet(&self) -> &str {
         &self.net.read_only_subnet_id
     }
 
     /// Writes `main.tf` = provider blocks + `body` into this test's config folder.
-    pub fn write(&self, body: &str) {
+    pub(crate) fn write(&self, body: &str) {
         write_config(&self.dir, &self.provider_hcl(), body);
     }
 
-    pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, dir: &Path, args: &[&str]) -> Output {
         self.tofu.run(dir, args).unwrap()
     }
 
-    pub fn run_ok(&self, dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn run_ok(&self, dir: &Path, args: &[&str]) -> String {
         self.tofu.run_ok(dir, args).unwrap()
     }
 
     /// `get`, `providers lock` against the mirror, `init` (see [`Tofu::lock_and_init`]); init
     /// must print no warning.
-    pub fn init_in(&self, dir: &Path) {
+    pub(crate) fn init_in(&self, dir: &Path) {
         let out = self.tofu.lock_and_init(dir, &[]).unwrap();
         assert!(!out.contains("Warning:"), "init printed a warning:\n{out}");
     }
@@ -218,7 +218,7 @@ provider "strata" {{
     }
 
     /// `apply`, then a plan that must be empty.
-    pub fn apply(&mut self) -> String {
+    pub(crate) fn apply(&mut self) -> String {
         let out = self.apply_only();
         let d = self.dir.clone();
         self.assert_plan_empty_in(&d);
@@ -226,14 +226,14 @@ provider "strata" {{
     }
 
     /// `apply` alone (init first if needed).
-    pub fn apply_only(&mut self) -> String {
+    pub(crate) fn apply_only(&mut self) -> String {
         self.ensure_init();
         let d = self.dir.clone();
         self.run_ok(&d, &["apply", "-auto-approve", "-input=false", "-no-color"])
     }
 
     /// `plan -detailed-exitcode`: returns tofu's exit code and both streams.
-    pub fn plan_in(&self, dir: &Path) -> (i32, String, String) {
+    pub(crate) fn plan_in(&self, dir: &Path) -> (i32, String, String) {
         let out = self.run(
             dir,
             &["plan", "-detailed-exitcode", "-input=false", "-no-color"],
@@ -245,13 +245,13 @@ provider "strata" {{
         )
     }
 
-    pub fn plan(&mut self) -> (i32, String, String) {
+    pub(crate) fn plan(&mut self) -> (i32, String, String) {
         self.ensure_init();
         let d = self.dir.clone();
         self.plan_in(&d)
     }
 
-    pub fn assert_plan_empty_in(&self, dir: &Path) {
+    pub(crate) fn assert_plan_empty_in(&self, dir: &Path) {
         let (code, out, err) = self.plan_in(dir);
         assert_eq!(
             code, 0,
@@ -260,31 +260,31 @@ provider "strata" {{
     }
 
     /// The resources in state, from `tofu show -json`.
-    pub fn state_in(&self, dir: &Path) -> Value {
+    pub(crate) fn state_in(&self, dir: &Path) -> Value {
         let s = self.run_ok(dir, &["show", "-json", "-no-color"]);
         serde_json::from_str(&s).unwrap()
     }
 
     /// The attribute values of one resource in state (`strata_cluster.c`).
-    pub fn resource(&self, address: &str) -> Value {
+    pub(crate) fn resource(&self, address: &str) -> Value {
         resource_in(&self.state_in(&self.dir), address)
     }
 
-    pub fn attr(&self, address: &str, attr: &str) -> Value {
+    pub(crate) fn attr(&self, address: &str, attr: &str) -> Value {
         let r = self.resource(address);
         r.get(attr)
             .cloned()
             .unwrap_or_else(|| panic!("{address} has no {attr} in state: {r}"))
     }
 
-    pub fn attr_str(&self, address: &str, attr: &str) -> String {
+    pub(crate) fn attr_str(&self, address: &str, attr: &str) -> String {
         let v = self.attr(address, attr);
         v.as_str()
             .unwrap_or_else(|| panic!("{address}.{attr} is not a string: {v}"))
             .to_string()
     }
 
-    pub fn destroy_in(&self, dir: &Path) {
+    pub(crate) fn destroy_in(&self, dir: &Path) {
         self.run_ok(
             dir,
             &["destroy", "-auto-approve", "-input=false", "-no-color"],
@@ -292,7 +292,7 @@ provider "strata" {{
     }
 
     /// Destroys, then checks through the SDK that nothing tagged with the cluster is left.
-    pub fn destroy_and_check(&mut self) {
+    pub(crate) fn destroy_and_check(&mut self) {
         if self.initialised {
             let d = self.dir.clone();
             self.destroy_in(&d);
@@ -308,18 +308,18 @@ provider "strata" {{
 
     /// Marks the config folder as already destroyed elsewhere (import test: another folder owns
     /// the objects now).
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.destroyed = true;
         self.initialised = false;
     }
 
-    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
 
     // ---- SDK views -------------------------------------------------------------------------
 
-    pub fn instance(
+    pub(crate) fn instance(
         &self,
         region_client: &aws_sdk_ec2::Client,
         id: &str,
@@ -336,7 +336,7 @@ provider "strata" {{
     }
 
     /// Instances of this cluster in a region that are not terminated.
-    pub fn live_instances(
+    pub(crate) fn live_instances(
         &self,
         region_client: &aws_sdk_ec2::Client,
     ) -> Vec<aws_sdk_ec2::types::Instance> {
@@ -345,12 +345,12 @@ provider "strata" {{
     }
 
     /// The NodeConfig in an instance's user-data, as EC2 returns it (base64).
-    pub fn user_data(&self, id: &str) -> (String, strata_topology::NodeConfig) {
+    pub(crate) fn user_data(&self, id: &str) -> (String, strata_topology::NodeConfig) {
         self.user_data_in(&self.ec2, id)
     }
 
     /// [`Acc::user_data`] of an instance in the region `client` talks to.
-    pub fn user_data_in(
+    pub(crate) fn user_data_in(
         &self,
         client: &aws_sdk_ec2::Client,
         id: &str,
@@ -376,7 +376,7 @@ provider "strata" {{
         (script, cfg)
     }
 
-    pub fn volume(&self, id: &str) -> aws_sdk_ec2::types::Volume {
+    pub(crate) fn volume(&self, id: &str) -> aws_sdk_ec2::types::Volume {
         let out = self
             .block(self.ec2.describe_volumes().volume_ids(id).send())
             .unwrap();
@@ -386,7 +386,7 @@ provider "strata" {{
             .unwrap_or_else(|| panic!("volume {id} not found"))
     }
 
-    pub fn security_group(
+    pub(crate) fn security_group(
         &self,
         client: &aws_sdk_ec2::Client,
         id: &str,
@@ -400,7 +400,7 @@ provider "strata" {{
             .unwrap_or_else(|| panic!("security group {id} not found"))
     }
 
-    pub fn subnet_cidr(&self, client: &aws_sdk_ec2::Client, id: &str) -> String {
+    pub(crate) fn subnet_cidr(&self, client: &aws_sdk_ec2::Client, id: &str) -> String {
         let out = self
             .block(client.describe_subnets().subnet_ids(id).send())
             .unwrap();
@@ -424,12 +424,12 @@ impl Drop for Acc {
     }
 }
 
-pub fn write_config(dir: &Path, provider: &str, body: &str) {
+pub(crate) fn write_config(dir: &Path, provider: &str, body: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("main.tf"), format!("{provider}\n{body}")).unwrap();
 }
 
-pub fn resource_in(state: &Value, address: &str) -> Value {
+pub(crate) fn resource_in(state: &Value, address: &str) -> Value {
     let mut all = Vec::new();
     collect_resources(state.pointer("/values/root_module"), &mut all);
     all.into_iter()
@@ -457,7 +457,7 @@ fn cluster_filter(name: &str) -> Filter {
         .build()
 }
 
-pub async fn live_instances(
+pub(crate) async fn live_instances(
     ec2: &aws_sdk_ec2::Client,
     name: &str,
 ) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
@@ -573,7 +573,7 @@ async fn sweep(acc: &Acc, left: &mut Vec<String>) -> Result<()> {
 }
 
 /// Tag value of an EC2 object.
-pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+pub(crate) fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())

@@ -216,10 +216,7 @@ pub async fn roll_settings(
                 asked.insert(id.clone(), now);
                 asked_at.insert(id, Instant::now());
             }
-            RollAction::Wait(id) => {
-                tokio::time::sleep(o.poll).await;
-                let _ = id;
-            }
+            RollAction::Wait(_) => tokio::time::sleep(o.poll).await,
             RollAction::Switchover { to } => {
                 let from = lease.holder.node_id.clone();
                 let t = Instant::now();

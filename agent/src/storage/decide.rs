@@ -7,11 +7,7 @@ use std::time::{Duration, SystemTime};
 /// EBS accepts one modification per volume and then refuses the next for six hours.
 pub const EBS_MODIFICATION_COOLDOWN: Duration = Duration::from_secs(6 * 60 * 60);
 
-/// The largest gp3 (and gp2, io2 non-Block-Express) volume: 16 TiB.
-pub const EBS_MAX_VOLUME_GIB: u64 = 16 * 1024;
-
-/// The smallest gp3 volume EBS creates.
-pub const EBS_MIN_VOLUME_GIB: u64 = 1;
+pub use strata_topology::tags::{EBS_MAX_VOLUME_GIB, EBS_MIN_VOLUME_GIB};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 

@@ -8,10 +8,8 @@ use aws_sdk_ec2::types::Filter;
 
 use super::decide::{Bounds, BoundsError};
 
-/// The tag `strata_storage_segment` writes with its autoscaling bounds.
-pub const TAG_AUTOSCALE: &str = "strata:autoscale";
-/// The `strata:role` of volumes Terraform manages as storage segments.
-pub const ROLE_SEGMENT: &str = "segment";
+use strata_topology::tags::AutoscaleTag;
+pub use strata_topology::tags::{ROLE_SEGMENT, TAG_AUTOSCALE, TAG_ROLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -35,24 +33,10 @@ pub fn parse_autoscale_tag(volume: &str, value: &str) -> Result<Bounds, Discover
         volume: volume.to_string(),
         value: value.to_string(),
     };
-    let (mut max, mut at, mut by, mut step) = (None, None, None, None);
-    for kv in value.split(',') {
-        let (k, v) = kv.split_once('=').ok_or_else(bad)?;
-        let n: u64 = v.trim().parse().map_err(|_| bad())?;
-        match k.trim() {
-            "max" => max = Some(n),
-            "at" => at = Some(n),
-            "by" => by = Some(n),
-            "step" => step = Some(n),
-            _ => return Err(bad()),
-        }
-    }
-    let (Some(max), Some(at), Some(by), Some(step)) = (max, at, by, step) else {
-        return Err(bad());
-    };
-    let at = u8::try_from(at).map_err(|_| bad())?;
-    let by = u32::try_from(by).map_err(|_| bad())?;
-    Bounds::new(at, by, step, max).map_err(|source| DiscoverError::Bounds {
+    let t = AutoscaleTag::parse(value).map_err(|_| bad())?;
+    let at = u8::try_from(t.grow_at_percent).map_err(|_| bad())?;
+    let by = u32::try_from(t.grow_by_percent).map_err(|_| bad())?;
+    Bounds::new(at, by, t.min_step_gib, t.max_size_gib).map_err(|source| DiscoverError::Bounds {
         volume: volume.to_string(),
         source,
     })
@@ -83,7 +67,7 @@ pub async fn segments_of(
         )
         .filters(
             Filter::builder()
-                .name("tag:strata:role")
+                .name(format!("tag:{TAG_ROLE}"))
                 .values(ROLE_SEGMENT)
                 .build(),
         )

@@ -17,14 +17,10 @@ use aws_sdk_ec2::types::{
 
 use super::decide::VolumeState;
 
-pub const TAG_CLUSTER: &str = "strata:cluster";
-pub const TAG_RESOURCE: &str = "strata:resource";
-pub const TAG_ROLE: &str = "strata:role";
-pub const TAG_AUTOSCALED_FROM: &str = "strata:autoscaled-from";
-pub const TAG_LAST_GROW: &str = "strata:last-grow";
-pub const TAG_LAST_SEGMENT: &str = "strata:last-add-segment";
-pub const TAG_AT_MAXIMUM: &str = "strata:at-maximum";
-pub const ROLE_DATA_SEGMENT: &str = "data-segment";
+pub use strata_topology::tags::{
+    ROLE_DATA_SEGMENT, TAG_AT_MAXIMUM, TAG_AUTOSCALED_FROM, TAG_CLUSTER,
+    TAG_LAST_ADD_SEGMENT as TAG_LAST_SEGMENT, TAG_LAST_GROW, TAG_RESOURCE, TAG_ROLE,
+};
 
 /// Device names tried for new segments, in order. `/dev/sd[f-p]` is the range AWS
 /// recommends for EBS data volumes on Linux.

@@ -14,13 +14,13 @@ use strata_topology::{
     SCHEMA_VERSION, SourceEndpoint, Storage, Tls,
 };
 
-pub const MARIADBD: &str = "/usr/sbin/mariadbd";
-pub const PASSWORD: &str = "repl-s3cret'\\pw";
+pub(crate) const MARIADBD: &str = "/usr/sbin/mariadbd";
+pub(crate) const PASSWORD: &str = "repl-s3cret'\\pw";
 /// The admin account's password, with the characters an options file must escape.
-pub const ADMIN_PASSWORD: &str = "adm\"in'#\\ pw";
+pub(crate) const ADMIN_PASSWORD: &str = "adm\"in'#\\ pw";
 
 /// Tests in one binary share two cores with everything else: one topology at a time.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -89,13 +89,13 @@ fn template_datadir() -> &'static Path {
 
 /// The agent binary under test. STRATA_AGENT_BIN overrides it: worktrees that share one
 /// CARGO_TARGET_DIR overwrite each other's `strata-agent`.
-pub fn agent_bin() -> PathBuf {
+pub(crate) fn agent_bin() -> PathBuf {
     std::env::var_os("STRATA_AGENT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata-agent")))
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -103,14 +103,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct Node {
+pub(crate) struct Node {
     pub dir: tempfile::TempDir,
     pub cfg: NodeConfig,
     pub child: Option<Child>,
 }
 
 #[allow(clippy::too_many_arguments)] // a test builder: one argument per NodeConfig knob
-pub fn node_config(
+pub(crate) fn node_config(
     dir: &Path,
     name: &str,
     role: Role,
@@ -173,7 +173,7 @@ pub fn node_config(
 
 impl Node {
     /// A node with a fresh datadir; `make` builds its config from (dir, port).
-    pub fn new(make: impl FnOnce(&Path, u16) -> NodeConfig) -> Node {
+    pub(crate) fn new(make: impl FnOnce(&Path, u16) -> NodeConfig) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("strata-node-")
             .tempdir()
@@ -199,24 +199,24 @@ impl Node {
         }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.cfg.local.port
     }
-    pub fn socket(&self) -> String {
+    pub(crate) fn socket(&self) -> String {
         self.cfg.local.socket.clone().unwrap()
     }
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("node.json")
     }
-    pub fn password_path(&self) -> PathBuf {
+    pub(crate) fn password_path(&self) -> PathBuf {
         self.dir.path().join("password")
     }
-    pub fn admin_password_path(&self) -> PathBuf {
+    pub(crate) fn admin_password_path(&self) -> PathBuf {
         self.dir.path().join("admin-password")
     }
 
     /// The server's arguments (after the program).
-    pub fn server_args(&self) -> Vec<String> {
+    pub(crate) fn server_args(&self) -> Vec<String> {
         let d = self.dir.path();
         vec![
             format!("--defaults-file={}", self.cfg.server_config_path()),
@@ -238,7 +238,7 @@ impl Node {
     /// SIGTERM to the running server (by its PID file), wait until it is gone, start it again
     /// in the background. Given to the agent as `--restart-command`. The restarted server is no child
     /// of the test: [`Node::kill_by_pid_file`] stops it.
-    pub fn write_restart_script(&self) -> PathBuf {
+    pub(crate) fn write_restart_script(&self) -> PathBuf {
         let d = self.dir.path();
         let pid = d.join("mariadbd.pid");
         let args: Vec<String> = self
@@ -282,7 +282,7 @@ impl Node {
     }
 
     /// SIGKILL to the server named by the PID file (one a restart script started).
-    pub fn kill_by_pid_file(&self) {
+    pub(crate) fn kill_by_pid_file(&self) {
         let pidf = self.dir.path().join("mariadbd.pid");
         if let Ok(p) = std::fs::read_to_string(&pidf)
             && let Ok(pid) = p.trim().parse::<i32>()
@@ -296,7 +296,7 @@ impl Node {
         }
     }
 
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
@@ -335,14 +335,14 @@ impl Node {
         }
     }
 
-    pub fn error_log_tail(&self) -> String {
+    pub(crate) fn error_log_tail(&self) -> String {
         let s = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Clean shutdown (SIGTERM to our PID), waiting for exit.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -361,21 +361,21 @@ impl Node {
     }
 
     /// Crash: SIGKILL to our PID.
-    pub fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub async fn root(&self) -> Conn {
+    pub(crate) async fn root(&self) -> Conn {
         self.try_root().await.unwrap()
     }
 
     /// For polling loops: a server that is restarting (a rebuild, a fenced node's kill of
     /// its clients) refuses or drops a connection for a moment; that is a "not yet".
     #[allow(dead_code)]
-    pub async fn try_root(&self) -> Result<Conn, mysql_async::Error> {
+    pub(crate) async fn try_root(&self) -> Result<Conn, mysql_async::Error> {
         Conn::new(
             OptsBuilder::default()
                 .socket(Some(self.socket()))
@@ -385,7 +385,7 @@ impl Node {
         .await
     }
 
-    pub async fn as_user(&self, user: &str, pw: &str) -> Conn {
+    pub(crate) async fn as_user(&self, user: &str, pw: &str) -> Conn {
         Conn::new(
             OptsBuilder::default()
                 .ip_or_hostname("127.0.0.1")
@@ -399,7 +399,7 @@ impl Node {
     }
 
     /// Runs the real binary with this node's config; returns (success, stdout, stderr).
-    pub fn agent(&self, sub: &str, config: &Path, extra: &[&str]) -> (bool, String, String) {
+    pub(crate) fn agent(&self, sub: &str, config: &Path, extra: &[&str]) -> (bool, String, String) {
         let out = Command::new(agent_bin())
             .arg(sub)
             .arg("--config")
@@ -421,7 +421,7 @@ impl Node {
     }
 
     /// `bootstrap` that must succeed; returns the report as JSON.
-    pub fn bootstrap(&self) -> serde_json::Value {
+    pub(crate) fn bootstrap(&self) -> serde_json::Value {
         let (ok, out, err) = self.agent("bootstrap", &self.config_path(), &[]);
         assert!(
             ok,
@@ -431,7 +431,7 @@ impl Node {
         serde_json::from_str(&out).unwrap()
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let (ok, out, err) = self.agent("status", &self.config_path(), &[]);
         assert!(ok, "status of {} failed:\n{err}", self.cfg.node_name);
         serde_json::from_str(&out).unwrap()
@@ -446,7 +446,7 @@ impl Drop for Node {
 }
 
 /// Steps of a bootstrap report that changed something.
-pub fn changes(report: &serde_json::Value) -> Vec<String> {
+pub(crate) fn changes(report: &serde_json::Value) -> Vec<String> {
     report["steps"]
         .as_array()
         .unwrap()
@@ -456,7 +456,7 @@ pub fn changes(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-pub async fn count(conn: &mut Conn, table: &str) -> u64 {
+pub(crate) async fn count(conn: &mut Conn, table: &str) -> u64 {
     conn.query_first::<u64, _>(format!("SELECT COUNT(*) FROM {table}"))
         .await
         .unwrap()
@@ -464,7 +464,7 @@ pub async fn count(conn: &mut Conn, table: &str) -> u64 {
 }
 
 /// Polls until `table` has `n` rows on `node`, or panics after `within`.
-pub async fn wait_rows(node: &Node, table: &str, n: u64, within: Duration) {
+pub(crate) async fn wait_rows(node: &Node, table: &str, n: u64, within: Duration) {
     let deadline = Instant::now() + within;
     let mut conn = node.root().await;
     loop {

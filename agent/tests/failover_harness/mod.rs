@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub fn endpoint() -> String {
+pub(crate) fn endpoint() -> String {
     std::env::var("LOCALSTACK_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
 }
 
@@ -43,7 +43,7 @@ fn endpoint_addr() -> SocketAddr {
 }
 
 /// Test timings: short, so 20 failovers fit in about two minutes.
-pub fn test_timing() -> FailoverTiming {
+pub(crate) fn test_timing() -> FailoverTiming {
     FailoverTiming {
         heartbeat_ms: 150,
         lease_ms: 1_200,
@@ -54,7 +54,7 @@ pub fn test_timing() -> FailoverTiming {
 
 // ---------------------------------------------------------------- proxy
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub listen: SocketAddr,
     cut: watch::Sender<bool>,
     generation: Arc<AtomicU64>,
@@ -62,7 +62,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(listen: SocketAddr, target: SocketAddr) -> Proxy {
+    pub(crate) async fn start(listen: SocketAddr, target: SocketAddr) -> Proxy {
         let l = TcpListener::bind(listen).await.expect("proxy bind");
         let listen = l.local_addr().unwrap();
         let (cut, rx) = watch::channel(false);
@@ -84,12 +84,12 @@ impl Proxy {
         }
     }
 
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         let _ = self.cut.send(true);
     }
 
     /// Ends the cut; connections from before it are closed.
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let _ = self.cut.send(false);
     }
@@ -174,7 +174,7 @@ async fn copy(
 
 // ---------------------------------------------------------------- cluster
 
-pub struct CNode {
+pub(crate) struct CNode {
     pub node: Node,
     pub ip: String,
     pub agent: Option<Child>,
@@ -184,7 +184,7 @@ pub struct CNode {
 }
 
 impl CNode {
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.node.cfg.node_id.clone()
     }
     fn pids(&self) -> Vec<u32> {
@@ -197,7 +197,7 @@ impl CNode {
         }
         v
     }
-    pub fn start_agent(&mut self) {
+    pub(crate) fn start_agent(&mut self) {
         assert!(self.agent.is_none());
         let d = self.node.dir.path();
         let log = std::fs::OpenOptions::new()
@@ -236,38 +236,38 @@ impl CNode {
         self.agent = Some(child);
     }
     /// Node loss: SIGKILL to the agent and the server.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.agent.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         self.node.crash();
     }
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.node.start();
         self.start_agent();
     }
-    pub fn sigstop(&mut self) {
+    pub(crate) fn sigstop(&mut self) {
         for p in self.pids() {
             unsafe { libc::kill(p as i32, libc::SIGSTOP) };
         }
         self.stopped = true;
     }
-    pub fn sigcont(&mut self) {
+    pub(crate) fn sigcont(&mut self) {
         for p in self.pids() {
             unsafe { libc::kill(p as i32, libc::SIGCONT) };
         }
         self.stopped = false;
     }
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.sql.cut();
         self.aws.cut();
     }
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.sql.heal();
         self.aws.heal();
     }
-    pub fn agent_log_tail(&self, n: usize) -> String {
+    pub(crate) fn agent_log_tail(&self, n: usize) -> String {
         let s = std::fs::read_to_string(self.node.dir.path().join("agent.log")).unwrap_or_default();
         let lines: Vec<&str> = s
             .lines()
@@ -289,7 +289,7 @@ impl Drop for CNode {
     }
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub nodes: Vec<CNode>,
     pub port: u16,
     pub bucket: String,
@@ -326,13 +326,17 @@ fn common_port(n: usize) -> u16 {
 
 impl Cluster {
     /// A source and `n - 1` replicas, semi-sync, agents running, everyone replicating.
-    pub async fn start(n: usize, timing: FailoverTiming) -> Cluster {
+    pub(crate) async fn start(n: usize, timing: FailoverTiming) -> Cluster {
         Cluster::start_with(n, 0, timing).await
     }
 
     /// [`Cluster::start`] plus `regional` region replicas (async over TLS, their own reader
     /// name, never candidates), numbered after the home nodes.
-    pub async fn start_with(home: usize, regional: usize, timing: FailoverTiming) -> Cluster {
+    pub(crate) async fn start_with(
+        home: usize,
+        regional: usize,
+        timing: FailoverTiming,
+    ) -> Cluster {
         let n = home + regional;
         let conf = aws_conf().await;
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -488,14 +492,14 @@ impl Cluster {
         c
     }
 
-    pub fn idx(&self, node_id: &str) -> usize {
+    pub(crate) fn idx(&self, node_id: &str) -> usize {
         self.nodes
             .iter()
             .position(|n| n.id() == node_id)
             .unwrap_or_else(|| panic!("no node {node_id}"))
     }
 
-    pub async fn lease(&self) -> Option<Lease> {
+    pub(crate) async fn lease(&self) -> Option<Lease> {
         let out = self
             .s3
             .get_object()
@@ -508,7 +512,11 @@ impl Cluster {
         parse_lease(&body).ok()
     }
 
-    pub async fn wait_lease(&self, pred: impl Fn(&Lease) -> bool, within: Duration) -> Lease {
+    pub(crate) async fn wait_lease(
+        &self,
+        pred: impl Fn(&Lease) -> bool,
+        within: Duration,
+    ) -> Lease {
         let deadline = Instant::now() + within;
         loop {
             if let Some(l) = self.lease().await
@@ -527,7 +535,7 @@ impl Cluster {
         }
     }
 
-    pub fn dump_logs(&self) {
+    pub(crate) fn dump_logs(&self) {
         for n in &self.nodes {
             eprintln!("==== {} agent log ====\n{}", n.id(), n.agent_log_tail(80));
         }
@@ -535,12 +543,12 @@ impl Cluster {
 
     /// A connection as the admin account (no READ_ONLY ADMIN: read_only stops it) through
     /// the node's proxy.
-    pub async fn admin_conn(&self, i: usize) -> Result<Conn, mysql_async::Error> {
+    pub(crate) async fn admin_conn(&self, i: usize) -> Result<Conn, mysql_async::Error> {
         admin_conn_to(&self.nodes[i].ip, self.port).await
     }
 
     /// Waits until every node in `idx` replicates from the lease holder with both threads up.
-    pub async fn wait_replicating(&self, idx: &[usize], within: Duration) {
+    pub(crate) async fn wait_replicating(&self, idx: &[usize], within: Duration) {
         let deadline = Instant::now() + within;
         for &i in idx {
             loop {
@@ -570,7 +578,7 @@ impl Cluster {
 
     /// Runs the agent CLI (`status`, `switchover`) on node `i` with AWS pointed at LocalStack;
     /// returns (success, stdout, stderr).
-    pub fn agent_cli(&self, i: usize, sub: &str, extra: &[&str]) -> (bool, String, String) {
+    pub(crate) fn agent_cli(&self, i: usize, sub: &str, extra: &[&str]) -> (bool, String, String) {
         let n = &self.nodes[i].node;
         let out = Command::new(agent_bin())
             .arg(sub)
@@ -598,19 +606,19 @@ impl Cluster {
     }
 
     /// The writer record's address, through the Route 53 API.
-    pub async fn writer_ip(&self) -> Option<String> {
+    pub(crate) async fn writer_ip(&self) -> Option<String> {
         resolve_writer(&self.r53, &self.zone_id, &self.writer_name).await
     }
 
     /// Row ids on node `i` (root over its socket).
-    pub async fn ids_on(&self, i: usize) -> BTreeSet<u64> {
+    pub(crate) async fn ids_on(&self, i: usize) -> BTreeSet<u64> {
         let mut c = self.nodes[i].node.root().await;
         let v: Vec<u64> = c.query("SELECT id FROM fo.t").await.unwrap_or_default();
         v.into_iter().collect()
     }
 }
 
-pub async fn admin_conn_to(ip: &str, port: u16) -> Result<Conn, mysql_async::Error> {
+pub(crate) async fn admin_conn_to(ip: &str, port: u16) -> Result<Conn, mysql_async::Error> {
     let o = OptsBuilder::default()
         .ip_or_hostname(ip.to_string())
         .tcp_port(port)
@@ -623,7 +631,7 @@ pub async fn admin_conn_to(ip: &str, port: u16) -> Result<Conn, mysql_async::Err
     }
 }
 
-pub async fn resolve_writer(
+pub(crate) async fn resolve_writer(
     r53: &aws_sdk_route53::Client,
     zone: &str,
     name: &str,
@@ -648,14 +656,14 @@ pub async fn resolve_writer(
 // ---------------------------------------------------------------- writers
 
 #[derive(Debug, Clone, Copy)]
-pub struct Ack {
+pub(crate) struct Ack {
     pub id: u64,
     pub srv: u32,
     pub at: Instant,
 }
 
 /// Writers that resolve the writer record, insert rows and record what was acknowledged.
-pub struct Writers {
+pub(crate) struct Writers {
     pub acks: Arc<Mutex<Vec<Ack>>>,
     pub errors: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -663,14 +671,14 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn start(c: &Cluster, n: usize) -> Writers {
+    pub(crate) fn start(c: &Cluster, n: usize) -> Writers {
         Writers::start_paced(c, n, Duration::ZERO)
     }
 
     /// Writers that pause `pause` after each acknowledged insert: a load the replicas' single
     /// SQL thread keeps up with (as fast as possible, they fall seconds behind on a loaded
     /// 2-core machine, and a roll waits for caught-up replicas).
-    pub fn start_paced(c: &Cluster, n: usize, pause: Duration) -> Writers {
+    pub(crate) fn start_paced(c: &Cluster, n: usize, pause: Duration) -> Writers {
         let acks = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -738,12 +746,12 @@ impl Writers {
         }
     }
 
-    pub fn acked(&self) -> usize {
+    pub(crate) fn acked(&self) -> usize {
         self.acks.lock().unwrap().len()
     }
 
     /// First ack from server `srv` after `t`.
-    pub async fn wait_ack_from(
+    pub(crate) async fn wait_ack_from(
         &self,
         srv: u32,
         after: Instant,
@@ -767,7 +775,7 @@ impl Writers {
         }
     }
 
-    pub async fn stop(self) -> Vec<Ack> {
+    pub(crate) async fn stop(self) -> Vec<Ack> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -778,7 +786,7 @@ impl Writers {
 
 /// A client pinned to one node (no DNS): after that node is fenced, none of its writes may
 /// succeed.
-pub struct Pinned {
+pub(crate) struct Pinned {
     pub successes_after: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -786,7 +794,7 @@ pub struct Pinned {
 
 impl Pinned {
     /// Keeps inserting on `ip` and counts successes after `armed` is set.
-    pub fn start(ip: String, port: u16, armed: Arc<AtomicBool>, base_id: u64) -> Pinned {
+    pub(crate) fn start(ip: String, port: u16, armed: Arc<AtomicBool>, base_id: u64) -> Pinned {
         let successes_after = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (successes_after.clone(), stop.clone());
@@ -825,7 +833,7 @@ impl Pinned {
         }
     }
 
-    pub async fn stop(self) -> u64 {
+    pub(crate) async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
         self.successes_after.load(Ordering::SeqCst)
@@ -835,7 +843,7 @@ impl Pinned {
 /// Split-brain windows in an ack history: in ack order, every change of the acknowledging
 /// server must be a failover (epoch change). More changes than failovers means two servers
 /// took writes in the same period.
-pub fn split_brain_windows(acks: &[Ack], failovers: u64) -> u64 {
+pub(crate) fn split_brain_windows(acks: &[Ack], failovers: u64) -> u64 {
     let mut v: Vec<&Ack> = acks.iter().collect();
     v.sort_by_key(|a| a.at);
     let mut switches = 0u64;
@@ -850,14 +858,14 @@ pub fn split_brain_windows(acks: &[Ack], failovers: u64) -> u64 {
 }
 
 /// Acknowledged ids missing from `present`.
-pub fn lost(acks: &[Ack], present: &BTreeSet<u64>) -> Vec<u64> {
+pub(crate) fn lost(acks: &[Ack], present: &BTreeSet<u64>) -> Vec<u64> {
     acks.iter()
         .map(|a| a.id)
         .filter(|id| !present.contains(id))
         .collect()
 }
 
-pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -866,7 +874,7 @@ pub fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Per-run report line.
-pub fn report(
+pub(crate) fn report(
     name: &str,
     failovers: u64,
     acked: usize,

@@ -4,46 +4,26 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::Rng as _;
-
 use super::artifact::{self, AgentUpload};
 use super::config::{Clients, RegionClients};
+pub use super::credential::{
+    ADMIN_USER, SecretString, admin_parameter_name, replication_parameter_name,
+};
+use super::credential::{delete_parameter, ensure_parameter};
 use super::dns;
-use super::error::{AwsError, ErrorKind};
+use super::error::AwsError;
+pub use super::iam::managed_profile_name;
+use super::iam::{delete_profile_and_role, ensure_profile};
 use super::network::{self, Rule, RuleSource, SubnetInfo};
 use super::node::{self, NodeInfo, NodeSpec};
 use super::policy;
 use super::tags::{self, ObjectTags, TAG_CLUSTER, TAG_ROLE, sub_token};
 
 pub const DEFAULT_ENGINE_PORT: u16 = 3306;
-/// Tag on the cluster's security group recording the engine port (read needs it back).
-pub const TAG_PORT: &str = "strata:port";
-/// Ingress rules whose description starts with this belong to a `strata_region`, not to the
-/// cluster's own rule set.
-pub const REGION_RULE_PREFIX: &str = "strata:region ";
+pub use strata_topology::tags::{REGION_RULE_PREFIX, TAG_PORT};
+use strata_topology::tags::{RULE_ALLOWED_CLIENTS, RULE_CLUSTER_MEMBERS};
 pub const ROLE_SOURCE: &str = "source";
 pub const ROLE_SECURITY_GROUP: &str = "security-group";
-const POLICY_NAME: &str = "strata-node-agent";
-
-/// A secret that never shows up in Debug output or logs. Store it only as a sensitive value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(s: impl Into<String>) -> Self {
-        SecretString(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretString(<redacted>)")
-    }
-}
-
 /// What `strata_cluster` asks for.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -80,6 +60,28 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The tags of one of the cluster's objects: its `role`, and a creation token derived from
+    /// the cluster's by `part`, so each object one create makes has its own.
+    pub(super) fn object_tags(
+        &self,
+        clients: &Clients,
+        role: &str,
+        part: &str,
+        name: Option<&str>,
+    ) -> BTreeMap<String, String> {
+        tags::build_tags(
+            clients.default_tags(),
+            &self.tags,
+            &ObjectTags {
+                cluster: &self.name,
+                resource: &self.resource,
+                role: Some(role),
+                creation_token: &sub_token(&self.creation_token, part),
+                name,
+            },
+        )
+    }
+
     /// A spec with Strata's defaults (port 3306, 20 GiB root, 20 min timeout).
     pub fn new(
         name: impl Into<String>,
@@ -163,25 +165,6 @@ pub struct ClusterCreated {
     pub members: Vec<NodeInfo>,
 }
 
-/// The SSM parameter holding the replication credential.
-pub fn replication_parameter_name(cluster: &str) -> String {
-    format!("/strata/{cluster}/replication")
-}
-
-/// The SSM parameter holding the admin (client/operator) account's password.
-pub fn admin_parameter_name(cluster: &str) -> String {
-    format!("/strata/{cluster}/admin-password")
-}
-
-/// The database account clients and operators log in with.
-pub const ADMIN_USER: &str = "strata_admin";
-
-/// The IAM role and instance profile name Strata makes for a cluster (IAM is global, so the
-/// region is part of it).
-pub fn managed_profile_name(cluster: &str, region: &str) -> String {
-    format!("strata-{cluster}-{region}")
-}
-
 pub fn security_group_name(cluster: &str) -> String {
     format!("strata-{cluster}")
 }
@@ -202,20 +185,19 @@ pub fn cluster_ingress(
     let mut rules = vec![Rule::tcp(
         port,
         RuleSource::Group(group_id.into()),
-        "strata: cluster members",
+        RULE_CLUSTER_MEMBERS,
     )];
     rules.extend(
         cidrs
             .iter()
-            .map(|c| Rule::tcp(port, RuleSource::Cidr(c.clone()), "strata: allowed clients")),
+            .map(|c| Rule::tcp(port, RuleSource::Cidr(c.clone()), RULE_ALLOWED_CLIENTS)),
     );
-    rules.extend(groups.iter().filter(|g| g.as_str() != group_id).map(|g| {
-        Rule::tcp(
-            port,
-            RuleSource::Group(g.clone()),
-            "strata: allowed clients",
-        )
-    }));
+    rules.extend(
+        groups
+            .iter()
+            .filter(|g| g.as_str() != group_id)
+            .map(|g| Rule::tcp(port, RuleSource::Group(g.clone()), RULE_ALLOWED_CLIENTS)),
+    );
     rules
 }
 
@@ -223,14 +205,6 @@ fn is_region_rule(r: &Rule) -> bool {
     r.description
         .as_deref()
         .is_some_and(|d| d.starts_with(REGION_RULE_PREFIX))
-}
-
-fn generate_password() -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
 }
 
 /// What this call made, for clean-up if a later step fails.
@@ -300,16 +274,11 @@ async fn create_steps(
     let subnet = network::subnet(rc, &spec.subnet_id).await?;
 
     // Security group.
-    let mut sg_tags = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some(ROLE_SECURITY_GROUP),
-            creation_token: &sub_token(&spec.creation_token, "sg"),
-            name: Some(&security_group_name(&spec.name)),
-        },
+    let mut sg_tags = spec.object_tags(
+        clients,
+        ROLE_SECURITY_GROUP,
+        "sg",
+        Some(&security_group_name(&spec.name)),
     );
     sg_tags.insert(TAG_PORT.into(), spec.port.to_string());
     if let Some(z) = &spec.zone {
@@ -381,17 +350,7 @@ async fn create_steps(
 
     // The agent build, in the cluster's own bucket, before any node asks for it.
     if let Some(up) = &spec.agent {
-        let t = tags::build_tags(
-            clients.default_tags(),
-            &spec.tags,
-            &ObjectTags {
-                cluster: &spec.name,
-                resource: &spec.resource,
-                role: Some("agent-artifacts"),
-                creation_token: &sub_token(&spec.creation_token, "bucket"),
-                name: None,
-            },
-        );
+        let t = spec.object_tags(clients, "agent-artifacts", "bucket", None);
         if artifact::ensure_bucket(rc, &up.bucket, &spec.name, &spec.resource, &t).await? {
             made.push(Made::Bucket(up.bucket.clone()));
         }
@@ -439,293 +398,6 @@ async fn create_steps(
         replication_password: password,
         members,
     })
-}
-
-fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
-    tags.iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_iam::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .ok()
-        })
-        .collect()
-}
-
-/// Makes the node role (trust: EC2; inline policy: `policy::node_policy`) and its instance
-/// profile, or finds them. Returns whether anything was created now.
-async fn ensure_profile(
-    clients: &Clients,
-    rc: &RegionClients,
-    spec: &ClusterSpec,
-    name: &str,
-    agent_bucket: Option<&str>,
-) -> Result<bool, AwsError> {
-    let what = format!("IAM role {name} of cluster {:?}", spec.name);
-    let t = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some("node-role"),
-            creation_token: &sub_token(&spec.creation_token, "iam"),
-            name: None,
-        },
-    );
-    let mut created = false;
-    match rc.iam.get_role().role_name(name).send().await {
-        Ok(out) => {
-            let owner = out
-                .role()
-                .map(|r| r.tags())
-                .unwrap_or_default()
-                .iter()
-                .find(|t| t.key() == TAG_CLUSTER)
-                .map(|t| t.value().to_string());
-            if owner.as_deref() != Some(spec.name.as_str()) {
-                return Err(AwsError::api(
-                    "iam:GetRole",
-                    &what,
-                    "EntityAlreadyExists",
-                    "a role with this name exists and is not tagged as this cluster's",
-                ));
-            }
-        }
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "iam:GetRole", &what);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            rc.iam
-                .create_role()
-                .role_name(name)
-                .path("/strata/")
-                .description(format!("Strata node agent role for cluster {}", spec.name))
-                .assume_role_policy_document(policy::trust_policy())
-                .set_tags(Some(iam_tags(&t)))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(e, "iam:CreateRole", &what))?;
-            created = true;
-        }
-    }
-    // Put every time: it is idempotent and corrects a drifted policy.
-    rc.iam
-        .put_role_policy()
-        .role_name(name)
-        .policy_name(POLICY_NAME)
-        .policy_document(policy::node_policy(
-            &rc.region,
-            &spec.name,
-            agent_bucket,
-            spec.zone.as_ref().map(|z| z.zone_id.as_str()),
-        ))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
-
-    let pwhat = format!("instance profile {name} of cluster {:?}", spec.name);
-    let roles_in_profile = match rc
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .instance_profile()
-            .map(|p| {
-                p.roles()
-                    .iter()
-                    .map(|r| r.role_name().to_string())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "iam:GetInstanceProfile", &pwhat);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            rc.iam
-                .create_instance_profile()
-                .instance_profile_name(name)
-                .path("/strata/")
-                .set_tags(Some(iam_tags(&t)))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(e, "iam:CreateInstanceProfile", &pwhat))?;
-            created = true;
-            Vec::<String>::new()
-        }
-    };
-    if !roles_in_profile.iter().any(|r| r == name) {
-        rc.iam
-            .add_role_to_instance_profile()
-            .instance_profile_name(name)
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(e, "iam:AddRoleToInstanceProfile", &pwhat))?;
-    }
-    Ok(created)
-}
-
-/// Removes a Strata-made profile and role (only if the role carries this cluster's tag).
-async fn delete_profile_and_role(
-    rc: &RegionClients,
-    name: &str,
-    cluster: &str,
-) -> Result<(), AwsError> {
-    let what = format!("IAM role and instance profile {name}");
-    let ignore_missing = |r: Result<(), AwsError>| match r {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    };
-    let role_tags = match rc.iam.get_role().role_name(name).send().await {
-        Ok(out) => Some(out.role().map(|r| r.tags().to_vec()).unwrap_or_default()),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "iam:GetRole", &what);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            None
-        }
-    };
-    if let Some(t) = &role_tags
-        && !t
-            .iter()
-            .any(|t| t.key() == TAG_CLUSTER && t.value() == cluster)
-    {
-        return Err(AwsError::Invalid(format!(
-            "{what} is not tagged as cluster {cluster:?}'s; not deleting it"
-        )));
-    }
-    ignore_missing(
-        rc.iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(name)
-            .role_name(name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk(e, "iam:RemoveRoleFromInstanceProfile", &what)),
-    )?;
-    ignore_missing(
-        rc.iam
-            .delete_instance_profile()
-            .instance_profile_name(name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteInstanceProfile", &what)),
-    )?;
-    if role_tags.is_none() {
-        return Ok(());
-    }
-    ignore_missing(
-        rc.iam
-            .delete_role_policy()
-            .role_name(name)
-            .policy_name(POLICY_NAME)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteRolePolicy", &what)),
-    )?;
-    ignore_missing(
-        rc.iam
-            .delete_role()
-            .role_name(name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk(e, "iam:DeleteRole", &what)),
-    )
-}
-
-/// Stores a new random password as a SecureString (never overwriting), or reads back the one a
-/// previous attempt stored. Returns the password, whether it was created now, and its version.
-/// `role` is the parameter's `strata:role` tag, `purpose` says whose credential it is.
-async fn ensure_parameter(
-    clients: &Clients,
-    rc: &RegionClients,
-    spec: &ClusterSpec,
-    name: &str,
-    role: &str,
-    purpose: &str,
-) -> Result<(SecretString, bool, Option<i64>), AwsError> {
-    let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
-    let t = tags::build_tags(
-        clients.default_tags(),
-        &spec.tags,
-        &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
-            role: Some(role),
-            creation_token: &sub_token(&spec.creation_token, &format!("param-{purpose}")),
-            name: None,
-        },
-    );
-    let ssm_tags = t
-        .iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_ssm::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .ok()
-        })
-        .collect();
-    let password = generate_password();
-    let put = rc
-        .ssm
-        .put_parameter()
-        .name(name)
-        .description(format!(
-            "Strata {purpose} credential of cluster {}",
-            spec.name
-        ))
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .value(&password)
-        .overwrite(false)
-        .set_tags(Some(ssm_tags))
-        .send()
-        .await;
-    match put {
-        Ok(out) => Ok((SecretString(password), true, Some(out.version()))),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "ssm:PutParameter", &what);
-            if !e.is_kind(ErrorKind::AlreadyExists) {
-                return Err(e);
-            }
-            // A retried create: the credential already made is the one nodes read.
-            let out = rc
-                .ssm
-                .get_parameter()
-                .name(name)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(e, "ssm:GetParameter", &what))?;
-            let p = out.parameter();
-            let v = p
-                .and_then(|p| p.value())
-                .ok_or_else(|| AwsError::missing("ssm:GetParameter", &what, "Value"))?;
-            Ok((SecretString(v.to_string()), false, p.map(|p| p.version())))
-        }
-    }
-}
-
-async fn delete_parameter(rc: &RegionClients, name: &str) -> Result<(), AwsError> {
-    match rc.ssm.delete_parameter().name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "ssm:DeleteParameter", &format!("SSM parameter {name}"));
-            if e.is_not_found() { Ok(()) } else { Err(e) }
-        }
-    }
 }
 
 async fn find_cluster_group(
@@ -1040,6 +712,7 @@ pub async fn delete_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::credential::generate_password;
 
     #[test]
     fn names() {

@@ -29,10 +29,7 @@ pub const DEFAULT_DOMAIN: &str = "strata.internal";
 pub const DEFAULT_TTL: u32 = 5;
 /// Security group tags recording the cluster's endpoints (the group is the cluster's record of
 /// its settings, like `strata:port`).
-pub const TAG_DNS_ZONE: &str = "strata:dns-zone";
-pub const TAG_DNS_NAME: &str = "strata:dns-name";
-/// `true` when Strata made the zone (and deletes it); `false` for a zone the user named.
-pub const TAG_DNS_OWNED: &str = "strata:dns-zone-owned";
+pub use strata_topology::tags::{TAG_DNS_NAME, TAG_DNS_ZONE, TAG_DNS_ZONE_OWNED as TAG_DNS_OWNED};
 pub const ROLE_ZONE: &str = "dns-zone";
 
 /// `<cluster>.<domain>`: every endpoint name of the cluster ends with it.

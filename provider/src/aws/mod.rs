@@ -10,10 +10,12 @@
 pub mod artifact;
 pub mod cluster;
 pub mod config;
+pub mod credential;
 pub mod dns;
 pub mod drift;
 pub mod error;
 pub mod failover;
+pub mod iam;
 pub mod memo;
 pub mod network;
 pub mod node;
@@ -28,11 +30,11 @@ pub mod tags;
 pub mod wait;
 
 pub use cluster::{
-    ADMIN_USER, ClusterCreated, ClusterInfo, ClusterSpec, DEFAULT_ENGINE_PORT, SecretString,
-    admin_parameter_name, create_cluster, delete_cluster, read_cluster, replication_parameter_name,
-    update_cluster,
+    ClusterCreated, ClusterInfo, ClusterSpec, DEFAULT_ENGINE_PORT, create_cluster, delete_cluster,
+    read_cluster, update_cluster,
 };
 pub use config::{AssumeRole, AwsConfig, CallerIdentity, Clients, Endpoints, RegionClients};
+pub use credential::{ADMIN_USER, SecretString, admin_parameter_name, replication_parameter_name};
 pub use error::{AwsError, ErrorKind};
 pub use node::{
     NodeInfo, ReplicaInfo, ReplicaSpec, arch_of, create_replica, default_ami, delete_replica,

@@ -22,7 +22,7 @@ use super::wait::{Backoff, Poll, retry_while, wait_for};
 /// Debian image was found.
 pub const EMULATOR_FALLBACK_AMI: &str = "ami-03cf127a";
 
-pub const TAG_INDEX: &str = "strata:index";
+pub use strata_topology::tags::TAG_INDEX;
 
 /// One instance to run: the cluster's source, a replica, or one of a region's replicas.
 #[derive(Debug, Clone)]

@@ -28,14 +28,12 @@ use std::sync::Mutex;
 use super::config::RegionClients;
 use super::error::AwsError;
 
-/// The tag that says which resource instance owns an object set (its value: an owner id kept
-/// in that instance's private state).
-pub const TAG_OWNER: &str = "strata:owner";
-/// Where the owning resource was created from: a digest of the provider's working directory
-/// (the Terraform configuration's) and workspace. A create whose anchor has another origin is
-/// refused; one from the same origin is a re-apply whose state was lost (tofu killed before it
-/// wrote the state) and takes the objects back.
-pub const TAG_ORIGIN: &str = "strata:origin";
+/// [`TAG_OWNER`]: which resource instance owns an object set (its value: an owner id kept in
+/// that instance's private state). [`TAG_ORIGIN`]: where the owning resource was created from:
+/// a digest of the provider's working directory (the Terraform configuration's) and workspace.
+/// A create whose anchor has another origin is refused; one from the same origin is a re-apply
+/// whose state was lost (tofu killed before it wrote the state) and takes the objects back.
+pub use strata_topology::tags::{TAG_ORIGIN, TAG_OWNER};
 
 /// This process's origin (see [`TAG_ORIGIN`]).
 pub fn origin() -> String {

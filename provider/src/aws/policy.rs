@@ -2,6 +2,7 @@
 //! policy. Pure functions, so the exact grants are unit-tested.
 
 use serde_json::{Value, json};
+use strata_topology::tags::{request_tag_condition_key, resource_tag_condition_key};
 
 /// The partition of a region (`aws`, `aws-cn`, `aws-us-gov`), for ARNs.
 pub fn partition(region: &str) -> &'static str {
@@ -96,7 +97,7 @@ pub fn node_policy_value(
     zone_id: Option<&str>,
 ) -> Value {
     let part = partition(home_region);
-    let tag_cond = json!({ "StringEquals": { "aws:ResourceTag/strata:cluster": cluster } });
+    let tag_cond = json!({ "StringEquals": { resource_tag_condition_key(): cluster } });
     let mut statements = vec![json!({
         "Sid": "ReadClusterParameters",
         "Effect": "Allow",
@@ -220,7 +221,7 @@ pub fn node_policy_value(
         "Action": "ec2:CreateTags",
         "Resource": format!("arn:{part}:ec2:*:*:instance/*"),
         "Condition": {
-            "StringEquals": { "aws:ResourceTag/strata:cluster": cluster },
+            "StringEquals": { resource_tag_condition_key(): cluster },
             "ForAllValues:StringEquals": {
                 "aws:TagKeys": agent_tag_keys()
             }
@@ -263,7 +264,7 @@ pub fn node_policy_value(
                 "Effect": "Allow",
                 "Action": "ec2:CreateVolume",
                 "Resource": format!("arn:{part}:ec2:*:*:volume/*"),
-                "Condition": { "StringEquals": { "aws:RequestTag/strata:cluster": cluster } }
+                "Condition": { "StringEquals": { request_tag_condition_key(): cluster } }
             },
             {
                 "Sid": "TagOnCreate",

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 
-use super::cluster::REGION_RULE_PREFIX;
 use super::config::{Clients, RegionClients};
 use super::error::AwsError;
 use super::network::{self, Rule, RuleSource, SubnetInfo};
 use super::node::{self, NodeInfo, NodeSpec, TAG_INDEX};
 use super::tags::{self, ObjectTags, TAG_CLUSTER, TAG_RESOURCE, TAG_ROLE, sub_token};
+use strata_topology::tags::{
+    RULE_ALLOWED_CLIENTS, RULE_HOME_SOURCE, RULE_REGION_MEMBERS, region_rule_description,
+};
 
 pub const ROLE_REGION_REPLICA: &str = "region-replica";
 pub const ROLE_REGION_GROUP: &str = "region-security-group";
@@ -82,7 +84,7 @@ fn home_rule(spec: &RegionSpec, region_cidr: &str) -> Rule {
     Rule::tcp(
         spec.port,
         RuleSource::Cidr(region_cidr.to_string()),
-        &format!("{REGION_RULE_PREFIX}{} {}", spec.resource, spec.region),
+        &region_rule_description(&spec.resource, &spec.region),
     )
 }
 
@@ -92,21 +94,19 @@ pub fn region_ingress(group_id: &str, spec: &RegionSpec) -> Vec<Rule> {
         Rule::tcp(
             spec.port,
             RuleSource::Group(group_id.into()),
-            "strata: region members",
+            RULE_REGION_MEMBERS,
         ),
         Rule::tcp(
             spec.port,
             RuleSource::Cidr(spec.home_source_cidr.clone()),
-            "strata: home source",
+            RULE_HOME_SOURCE,
         ),
     ];
-    r.extend(spec.allowed_cidrs.iter().map(|c| {
-        Rule::tcp(
-            spec.port,
-            RuleSource::Cidr(c.clone()),
-            "strata: allowed clients",
-        )
-    }));
+    r.extend(
+        spec.allowed_cidrs
+            .iter()
+            .map(|c| Rule::tcp(spec.port, RuleSource::Cidr(c.clone()), RULE_ALLOWED_CLIENTS)),
+    );
     r
 }
 
@@ -552,7 +552,7 @@ pub async fn delete_region(clients: &Clients, spec: &RegionSpec) -> Result<(), A
                 Err(e) => return Err(e),
             };
             if let Some(g) = found {
-                let desc = format!("{REGION_RULE_PREFIX}{} {}", spec.resource, spec.region);
+                let desc = region_rule_description(&spec.resource, &spec.region);
                 let ours: Vec<Rule> = g
                     .ingress
                     .into_iter()
@@ -611,7 +611,11 @@ mod tests {
         let h = home_rule(&s, "10.8.0.0/24");
         assert_eq!(h.source, RuleSource::Cidr("10.8.0.0/24".into()));
         assert_eq!((h.from_port, h.to_port), (3306, 3306));
-        assert!(h.description.unwrap().starts_with(REGION_RULE_PREFIX));
+        assert!(
+            h.description
+                .unwrap()
+                .starts_with(strata_topology::tags::REGION_RULE_PREFIX)
+        );
         assert_eq!(group_name(&s), "strata-orders-region-abcdef01");
     }
 

@@ -172,7 +172,7 @@ pub fn engine_setting(name: &str, value: &str) -> Result<(), String> {
 /// A tag key the user may set: Strata's and AWS's own prefixes are reserved.
 pub fn tag_key(k: &str) -> Result<(), String> {
     let lower = k.to_ascii_lowercase();
-    if lower.starts_with("strata:") || lower.starts_with("aws:") {
+    if lower.starts_with(strata_topology::tags::TAG_PREFIX) || lower.starts_with("aws:") {
         return Err(format!(
             "tag key {k:?}: keys starting with \"strata:\" or \"aws:\" are reserved (Strata's \
              own tags and AWS's)"

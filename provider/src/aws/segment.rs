@@ -14,7 +14,8 @@ use super::node::{self, NodeInfo};
 use super::tags::{self, ObjectTags, TAG_TOKEN};
 use super::wait::{Backoff, Poll, retry_while, wait_for};
 
-pub const ROLE_SEGMENT: &str = "segment";
+pub use strata_topology::tags::ROLE_SEGMENT;
+use strata_topology::tags::{AGENT_SEGMENT_TAGS, TAG_AUTOSCALE};
 
 /// What `strata_storage_segment` asks for.
 #[derive(Debug, Clone)]
@@ -664,21 +665,13 @@ pub async fn update_segment(
     // The node agent records its growth on the volume; those tags are its, not Terraform's.
     let mut wanted = wanted;
     for (k, val) in &v.tags {
-        if AGENT_TAGS.contains(&k.as_str()) || k == "strata:autoscale" {
+        if AGENT_SEGMENT_TAGS.contains(&k.as_str()) || k == TAG_AUTOSCALE {
             wanted.entry(k.clone()).or_insert_with(|| val.clone());
         }
     }
     network::sync_tags(&rc.ec2, volume_id, &v.tags, &wanted).await?;
     describe_volume(&rc, volume_id).await
 }
-
-/// Tags the node agent writes on a segment (see `strata_agent::storage::ec2`).
-const AGENT_TAGS: [&str; 4] = [
-    "strata:last-grow",
-    "strata:autoscaled-from",
-    "strata:last-add-segment",
-    "strata:at-maximum",
-];
 
 /// Detaches (waiting until available), deletes, and waits until the volume is gone. A volume
 /// already gone is success.

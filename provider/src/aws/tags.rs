@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-pub const TAG_CLUSTER: &str = "strata:cluster";
-pub const TAG_RESOURCE: &str = "strata:resource";
-pub const TAG_ROLE: &str = "strata:role";
-pub const TAG_TOKEN: &str = "strata:creation-token";
+pub use strata_topology::tags::{
+    TAG_CLUSTER, TAG_CREATION_TOKEN as TAG_TOKEN, TAG_PREFIX, TAG_RESOURCE, TAG_ROLE,
+};
 pub const TAG_NAME: &str = "Name";
 
 /// What one object is, for its `strata:*` tags.
@@ -34,7 +33,7 @@ pub fn build_tags(
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in default_tags.iter().chain(user_tags.iter()) {
-        if k.starts_with("aws:") || k.starts_with("strata:") {
+        if k.starts_with("aws:") || k.starts_with(TAG_PREFIX) {
             continue;
         }
         out.insert(k.clone(), v.clone());
@@ -55,7 +54,7 @@ pub fn build_tags(
 /// The user-visible tags of an object: everything except the `strata:*` ones.
 pub fn user_visible(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     tags.iter()
-        .filter(|(k, _)| !k.starts_with("strata:"))
+        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -106,7 +105,9 @@ pub fn tag_diff(
         .keys()
         // `strata:*` keys not in the wanted set are written by others (the owner tag at the
         // end of a create, the agents' node-state): never removed by a tag update.
-        .filter(|k| !wanted.contains_key(*k) && !k.starts_with("aws:") && !k.starts_with("strata:"))
+        .filter(|k| {
+            !wanted.contains_key(*k) && !k.starts_with("aws:") && !k.starts_with(TAG_PREFIX)
+        })
         .cloned()
         .collect();
     (set, remove)

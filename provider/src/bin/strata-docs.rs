@@ -15,7 +15,7 @@ use strata_provider::datasources;
 use strata_provider::framework::{AttrType, Attribute, Block, Nesting, PlanModifier, Resource};
 use strata_provider::provider::provider_schema;
 use strata_provider::resources;
-use strata_provider::resources::test_widget::TestWidget;
+use strata_provider::resources::TEST_WIDGET_TYPE;
 
 const PROVIDER_NAME: &str = "strata";
 const TEMPLATE: &str = "docs/templates/index.md.tmpl";
@@ -74,12 +74,12 @@ fn run() -> Result<ExitCode> {
 }
 
 /// The resources to document: everything the provider serves except the test-only widget,
-/// which joins `resources::all()` when `STRATA_TEST_RESOURCES=1` is set in the environment.
+/// which joins `resources::all()` when `STRATA_TEST_RESOURCES=1` is set in the environment of
+/// a build with the `test-resources` feature (this crate's tests).
 fn documented_resources() -> Vec<std::sync::Arc<dyn Resource>> {
-    let widget = TestWidget.type_name();
     resources::all()
         .into_iter()
-        .filter(|r| r.type_name() != widget)
+        .filter(|r| r.type_name() != TEST_WIDGET_TYPE)
         .collect()
 }
 
@@ -597,7 +597,7 @@ mod tests {
             .map(|r| r.type_name())
             .collect();
         assert!(names.contains(&"strata_cluster"));
-        assert!(!names.contains(&TestWidget.type_name()));
+        assert!(!names.contains(&TEST_WIDGET_TYPE));
         let mut missing = Vec::new();
         check_descriptions("provider", &provider_schema().block, &mut missing);
         for r in documented_resources() {

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::aws::cluster::{REGION_RULE_PREFIX, ROLE_SOURCE};
+use crate::aws::cluster::ROLE_SOURCE;
 use crate::aws::network::{self, GroupInfo};
 use crate::aws::node::{self, TAG_INDEX, role_filters};
 use crate::aws::region::ROLE_REGION_REPLICA;
 use crate::aws::{AwsError, Clients, NodeInfo, RegionClients};
+use strata_topology::tags::parse_region_rule_description;
 
 /// The role tag of a home replica (what `strata_replica` launches).
 pub const ROLE_REPLICA: &str = "replica";
@@ -52,8 +53,8 @@ pub fn region_names(home_group: &GroupInfo) -> Vec<String> {
     let mut v: Vec<String> = home_group
         .ingress
         .iter()
-        .filter_map(|r| r.description.as_deref()?.strip_prefix(REGION_RULE_PREFIX))
-        .filter_map(|rest| rest.split_whitespace().last().map(str::to_string))
+        .filter_map(|r| parse_region_rule_description(r.description.as_deref()?))
+        .map(|(_, region)| region.to_string())
         .collect();
     v.sort();
     v.dedup();

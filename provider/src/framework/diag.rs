@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use crate::cty::{AttributePath, PathStep};
-use crate::tfplugin::proto::tfplugin6 as pb;
+use crate::cty::AttributePath;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -46,18 +45,6 @@ impl Diagnostic {
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
-    }
-
-    pub fn to_proto(&self) -> pb::Diagnostic {
-        pb::Diagnostic {
-            severity: match self.severity {
-                Severity::Error => pb::diagnostic::Severity::Error as i32,
-                Severity::Warning => pb::diagnostic::Severity::Warning as i32,
-            },
-            summary: self.summary.clone(),
-            detail: self.detail.clone(),
-            attribute: self.attribute.as_ref().map(path_to_proto),
-        }
     }
 }
 
@@ -139,10 +126,6 @@ impl Diagnostics {
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter()
     }
-
-    pub fn to_proto(&self) -> Vec<pb::Diagnostic> {
-        self.0.iter().map(Diagnostic::to_proto).collect()
-    }
 }
 
 impl From<Diagnostic> for Diagnostics {
@@ -171,27 +154,11 @@ impl fmt::Display for Diagnostics {
     }
 }
 
-/// The protocol form of a path.
-pub fn path_to_proto(path: &AttributePath) -> pb::AttributePath {
-    use pb::attribute_path::step::Selector;
-    pb::AttributePath {
-        steps: path
-            .steps
-            .iter()
-            .map(|s| pb::attribute_path::Step {
-                selector: Some(match s {
-                    PathStep::Attribute(n) => Selector::AttributeName(n.clone()),
-                    PathStep::ElementKeyString(k) => Selector::ElementKeyString(k.clone()),
-                    PathStep::ElementKeyInt(i) => Selector::ElementKeyInt(*i),
-                }),
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::server::ToProto;
+    use crate::tfplugin::proto::tfplugin6 as pb;
 
     #[test]
     fn converts_to_proto_with_path_and_severity() {

@@ -2,11 +2,14 @@
 //!
 //! Owns the schema model and builder (`schema`), plan modifiers and validators, diagnostics
 //! with attribute paths, the `Resource`/`Provider` traits resources implement, the generic
-//! planner, and `server::ProviderServer`, which implements the generated gRPC `Provider`
-//! service on top of them. Resources never see protobuf types; this module never talks to AWS.
+//! planner, the logic that serves them (`fwserver`: routing, the validate flow, plan and apply)
+//! and `server::ProviderServer`, the thin adapter that implements the generated gRPC
+//! `Provider` service on top of it (protobuf in and out, `ToProto`). Resources never see
+//! protobuf types; only `server` does. This module never talks to AWS.
 
 pub mod datasource;
 pub mod diag;
+mod fwserver;
 pub mod modifiers;
 pub mod planner;
 pub mod resource;

@@ -204,8 +204,7 @@ pub trait Resource: Send + Sync + 'static {
 
     /// State for `tofu import`; Terraform reads it right after, so attributes `read` fills
     /// may stay null.
-    async fn import(&self, req: ImportRequest) -> Result<NewState, Diagnostics> {
-        let _ = req;
+    async fn import(&self, _req: ImportRequest) -> Result<NewState, Diagnostics> {
         Err(Diagnostic::error(
             "Import not supported",
             format!("{} cannot be imported", self.type_name()),
@@ -218,9 +217,8 @@ pub trait Resource: Send + Sync + 'static {
     fn upgrade_state(
         &self,
         from_version: i64,
-        raw: &serde_json::Value,
+        _raw: &serde_json::Value,
     ) -> Result<Value, Diagnostics> {
-        let _ = raw;
         Err(Diagnostic::error(
             "Cannot upgrade state",
             format!(

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cty::{Type, Value};
-use crate::tfplugin::proto::tfplugin6 as pb;
 
 use super::modifiers::{PlanModifier, ReplaceCheck};
 use super::validators::Validator;
@@ -83,13 +82,6 @@ impl Schema {
         }
         Value::object(attrs)
     }
-
-    pub fn to_proto(&self) -> pb::Schema {
-        pb::Schema {
-            version: self.version,
-            block: Some(self.block.to_proto()),
-        }
-    }
 }
 
 /// A block: attributes and nested blocks.
@@ -105,6 +97,14 @@ pub struct Block {
 impl Block {
     pub fn new() -> Block {
         Block::default()
+    }
+
+    /// The default the schema gives attribute `name`, if any: the one place a default lives.
+    pub fn default_of(&self, name: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.default.as_ref())
     }
 
     #[must_use]
@@ -154,17 +154,6 @@ impl Block {
             attrs.insert(b.name.clone(), b.value_type());
         }
         Type::Object { attrs, optional }
-    }
-
-    pub fn to_proto(&self) -> pb::schema::Block {
-        pb::schema::Block {
-            version: 0,
-            attributes: self.attributes.iter().map(Attribute::to_proto).collect(),
-            block_types: self.blocks.iter().map(NestedBlock::to_proto).collect(),
-            description: self.description.clone(),
-            description_kind: pb::StringKind::Markdown as i32,
-            deprecated: self.deprecated,
-        }
     }
 }
 
@@ -441,51 +430,6 @@ impl Attribute {
             }
         }
     }
-
-    fn description_with_default(&self) -> String {
-        self.description.clone()
-    }
-
-    pub fn to_proto(&self) -> pb::schema::Attribute {
-        let (ty, nested_type) = match &self.ty {
-            AttrType::Type(t) => (t.to_json(), None),
-            AttrType::Nested {
-                nesting,
-                attributes,
-                min_items,
-                max_items,
-            } => {
-                use pb::schema::object::NestingMode as M;
-                let mode = match nesting {
-                    Nesting::Single | Nesting::Group => M::Single,
-                    Nesting::List => M::List,
-                    Nesting::Set => M::Set,
-                    Nesting::Map => M::Map,
-                };
-                #[allow(deprecated)]
-                let obj = pb::schema::Object {
-                    attributes: attributes.iter().map(Attribute::to_proto).collect(),
-                    nesting: mode as i32,
-                    min_items: *min_items,
-                    max_items: *max_items,
-                };
-                (Vec::new(), Some(obj))
-            }
-        };
-        pb::schema::Attribute {
-            name: self.name.clone(),
-            r#type: ty,
-            description: self.description_with_default(),
-            required: self.required,
-            optional: self.optional && !self.required,
-            computed: self.computed,
-            sensitive: self.sensitive,
-            description_kind: pb::StringKind::Markdown as i32,
-            deprecated: self.deprecation.is_some(),
-            nested_type,
-            write_only: false,
-        }
-    }
 }
 
 fn wrap(nesting: Nesting, obj: Type) -> Type {
@@ -553,29 +497,14 @@ impl NestedBlock {
     pub fn value_type(&self) -> Type {
         wrap(self.nesting, self.block.implied_type())
     }
-
-    pub fn to_proto(&self) -> pb::schema::NestedBlock {
-        use pb::schema::nested_block::NestingMode as M;
-        pb::schema::NestedBlock {
-            type_name: self.name.clone(),
-            block: Some(self.block.to_proto()),
-            nesting: match self.nesting {
-                Nesting::Single => M::Single,
-                Nesting::List => M::List,
-                Nesting::Set => M::Set,
-                Nesting::Map => M::Map,
-                Nesting::Group => M::Group,
-            } as i32,
-            min_items: self.min_items,
-            max_items: self.max_items,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::server::ToProto;
     use crate::framework::validators;
+    use crate::tfplugin::proto::tfplugin6 as pb;
 
     fn sample() -> Schema {
         Schema::builder(2)

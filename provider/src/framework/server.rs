@@ -1,102 +1,33 @@
-//! `ProviderServer`: the generated tfplugin6 `Provider` service on top of a framework
-//! `Provider`. Decodes and encodes values, routes by type name, runs the generic planner,
-//! turns every panic in provider or resource code into an error diagnostic naming the type and
-//! operation, and hands each request a cancellation token that StopProvider cancels.
+//! `ProviderServer`: the thin tfplugin6 adapter. It implements the generated gRPC `Provider`
+//! service by converting each request (msgpack/JSON `DynamicValue`s to `cty::Value`s), calling
+//! the logic in `fwserver` and converting back (values, diagnostics and schemas to protobuf,
+//! in `convert`). Each RPC runs in a tracing span carrying the RPC name, the type name and a
+//! request id, so every log line under it says which request it belongs to.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::FutureExt;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
-use crate::cty::{self, AttributePath, PathStep, Type, Value};
+use crate::cty::{self, Type, Value};
 use crate::tfplugin::proto::tfplugin6 as pb;
 use crate::tfplugin::proto::tfplugin6::provider_server::Provider as GrpcProvider;
 
 use super::diag::{Diagnostic, Diagnostics};
-use super::planner;
-use super::resource::{
-    ApplyFailure, Context, CreateRequest, DataSource, DeleteRequest, ImportRequest, PlanChange,
-    Provider, ProviderData, ReadRequest, Resource, UpdateRequest,
-};
-use super::schema::{Block, Schema};
+use super::fwserver::{ConfigOf, FrameworkServer, unknown_type};
+use super::resource::{Context, Provider};
 
-struct ResourceEntry {
-    resource: Arc<dyn Resource>,
-    schema: Schema,
-    ty: Type,
-}
-
-struct DataSourceEntry {
-    data_source: Arc<dyn DataSource>,
-    schema: Schema,
-    ty: Type,
-}
-
-struct Inner {
-    provider: Arc<dyn Provider>,
-    provider_schema: Schema,
-    provider_ty: Type,
-    resources: HashMap<String, ResourceEntry>,
-    data_sources: HashMap<String, DataSourceEntry>,
-    /// Problems found while building the server (a panicking `schema()`), reported by
-    /// GetProviderSchema and GetMetadata.
-    setup_diagnostics: Diagnostics,
-    data: RwLock<Option<ProviderData>>,
-    cancel: Mutex<CancellationToken>,
-}
+mod convert;
+pub use convert::ToProto;
+// Where callers (the validation table test) have always found it; it lives with the logic.
+pub use super::fwserver::validate_block;
 
 /// Serves a framework `Provider` as the tfplugin6 gRPC service. Cheap to clone.
 #[derive(Clone)]
 pub struct ProviderServer {
-    inner: Arc<Inner>,
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
-    }
-}
-
-fn panic_diagnostic(
-    type_name: &str,
-    operation: &str,
-    payload: &(dyn std::any::Any + Send),
-) -> Diagnostic {
-    let msg = panic_message(payload);
-    tracing::error!(type_name, operation, panic = %msg, "provider code panicked");
-    Diagnostic::error(
-        format!("The Strata provider crashed in {type_name} {operation}"),
-        format!(
-            "{msg}\n\nThis is a bug in the Strata provider. The operation was stopped; the \
-             provider process keeps running. Please report this with the log (TF_LOG=debug)."
-        ),
-    )
-}
-
-/// Runs `f`, turning a panic into an error diagnostic.
-fn guard_sync<T>(type_name: &str, operation: &str, f: impl FnOnce() -> T) -> Result<T, Diagnostic> {
-    std::panic::catch_unwind(AssertUnwindSafe(f))
-        .map_err(|p| panic_diagnostic(type_name, operation, p.as_ref()))
-}
-
-/// Awaits `fut`, turning a panic into an error diagnostic.
-pub async fn guard<T>(
-    type_name: &str,
-    operation: &str,
-    fut: impl Future<Output = T>,
-) -> Result<T, Diagnostic> {
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .map_err(|p| panic_diagnostic(type_name, operation, p.as_ref()))
+    inner: Arc<FrameworkServer>,
 }
 
 fn decode(
@@ -141,74 +72,12 @@ fn encode(
         })
 }
 
-fn unknown_type(kind: &str, type_name: &str) -> Diagnostic {
-    Diagnostic::error(
-        format!("Unknown {kind} type"),
-        format!("The Strata provider has no {kind} type named {type_name:?}."),
-    )
-}
-
-/// Runs every attribute validator of `block` over `config`, and warns on deprecated
-/// attributes that are set.
-pub fn validate_block(
-    block: &Block,
-    config: &Value,
-    path: &AttributePath,
-    diags: &mut Diagnostics,
-) {
-    if config.is_null() || !config.is_known() {
-        return;
-    }
-    for a in &block.attributes {
-        let v = config.get_attr(&a.name).unwrap_or(&Value::Null);
-        let p = path.clone().attribute(&a.name);
-        if v.is_null() {
-            continue;
-        }
-        if let Some(msg) = &a.deprecation {
-            diags.warning_at(p.clone(), format!("\"{p}\" is deprecated"), msg.clone());
-        }
-        for validator in &a.validators {
-            if let Some(d) = validator.check(v, &p) {
-                diags.push(d);
-            }
-        }
-        if let Some((_, nb)) = a.nested_block() {
-            validate_children(&nb, v, &p, diags);
-        }
-    }
-    for nb in &block.blocks {
-        let v = config.get_attr(&nb.name).unwrap_or(&Value::Null);
-        validate_children(&nb.block, v, &path.clone().attribute(&nb.name), diags);
-    }
-}
-
-fn validate_children(block: &Block, v: &Value, path: &AttributePath, diags: &mut Diagnostics) {
-    match v.unwrap_dynamic() {
-        Value::Object(_) => validate_block(block, v, path, diags),
-        Value::List(e) | Value::Set(e) => {
-            for (i, e) in e.iter().enumerate() {
-                validate_block(block, e, &path.clone().index(i as i64), diags);
-            }
-        }
-        Value::Map(m) => {
-            for (k, e) in m {
-                validate_block(block, e, &path.clone().key(k.clone()), diags);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn step_name(path: &AttributePath) -> String {
-    path.steps
-        .iter()
-        .map(|s| match s {
-            PathStep::Attribute(a) => a.clone(),
-            PathStep::ElementKeyString(k) => format!("[{k:?}]"),
-            PathStep::ElementKeyInt(i) => format!("[{i}]"),
-        })
-        .collect()
+/// The span one RPC runs in. At error level so its fields reach every line, whatever level
+/// TF_LOG lets through.
+fn rpc_span(rpc: &'static str, type_name: &str) -> tracing::Span {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let request_id = NEXT.fetch_add(1, Ordering::Relaxed);
+    tracing::error_span!("rpc", rpc, type_name, request_id)
 }
 
 impl ProviderServer {
@@ -217,106 +86,19 @@ impl ProviderServer {
     }
 
     pub fn from_arc(provider: Arc<dyn Provider>) -> ProviderServer {
-        let mut setup_diagnostics = Diagnostics::new();
-        let provider_schema = guard_sync("provider", "schema", || provider.schema())
-            .unwrap_or_else(|d| {
-                setup_diagnostics.push(d);
-                Schema::default()
-            });
-        let provider_ty = provider_schema.implied_type();
-        let mut resources = HashMap::new();
-        let list =
-            guard_sync("provider", "resources", || provider.resources()).unwrap_or_else(|d| {
-                setup_diagnostics.push(d);
-                Vec::new()
-            });
-        for resource in list {
-            let name = resource.type_name();
-            match guard_sync(name, "schema", || resource.schema()) {
-                Ok(schema) => {
-                    let ty = schema.implied_type();
-                    resources.insert(
-                        name.to_string(),
-                        ResourceEntry {
-                            resource,
-                            schema,
-                            ty,
-                        },
-                    );
-                }
-                Err(d) => setup_diagnostics.push(d),
-            }
-        }
-        let mut data_sources = HashMap::new();
-        let list = guard_sync("provider", "data_sources", || provider.data_sources())
-            .unwrap_or_else(|d| {
-                setup_diagnostics.push(d);
-                Vec::new()
-            });
-        for data_source in list {
-            let name = data_source.type_name();
-            match guard_sync(name, "schema", || data_source.schema()) {
-                Ok(schema) => {
-                    let ty = schema.implied_type();
-                    data_sources.insert(
-                        name.to_string(),
-                        DataSourceEntry {
-                            data_source,
-                            schema,
-                            ty,
-                        },
-                    );
-                }
-                Err(d) => setup_diagnostics.push(d),
-            }
-        }
         ProviderServer {
-            inner: Arc::new(Inner {
-                provider,
-                provider_schema,
-                provider_ty,
-                resources,
-                data_sources,
-                setup_diagnostics,
-                data: RwLock::new(None),
-                cancel: Mutex::new(CancellationToken::new()),
-            }),
+            inner: Arc::new(FrameworkServer::new(provider)),
         }
     }
 
     /// The context every resource call gets: the configured data and the current token.
     pub fn context(&self) -> Context {
-        let data = self
-            .inner
-            .data
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let cancel = self
-            .inner
-            .cancel
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        Context::new(data, cancel)
+        self.inner.context()
     }
 
     /// Cancels everything in flight; later requests get a fresh token.
     pub fn stop(&self) {
-        let mut token = self
-            .inner
-            .cancel
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        token.cancel();
-        *token = CancellationToken::new();
-    }
-
-    fn resource(&self, type_name: &str) -> Result<&ResourceEntry, Diagnostic> {
-        self.inner
-            .resources
-            .get(type_name)
-            .ok_or_else(|| unknown_type("resource", type_name))
+        self.inner.stop();
     }
 
     fn server_capabilities() -> pb::ServerCapabilities {
@@ -327,6 +109,23 @@ impl ProviderServer {
         }
     }
 
+    /// Decodes a configuration and runs the one validate flow over it.
+    fn validate_config(
+        &self,
+        of: ConfigOf<'_>,
+        config: Option<&pb::DynamicValue>,
+        rpc: &str,
+    ) -> Diagnostics {
+        let ty = match self.inner.value_type(of) {
+            Ok(t) => t,
+            Err(d) => return d.into(),
+        };
+        match decode(config, ty, rpc, "config", of.name()) {
+            Ok(config) => self.inner.validate(of, &config),
+            Err(d) => d.into(),
+        }
+    }
+
     // The RPC bodies, in plain Rust (no tonic types around them), so tests can call them.
 
     pub async fn validate_resource(
@@ -334,32 +133,11 @@ impl ProviderServer {
         type_name: &str,
         config: Option<&pb::DynamicValue>,
     ) -> Diagnostics {
-        let mut diags = Diagnostics::new();
-        let entry = match self.resource(type_name) {
-            Ok(e) => e,
-            Err(d) => return d.into(),
-        };
-        let config = match decode(
+        self.validate_config(
+            ConfigOf::Resource(type_name),
             config,
-            &entry.ty,
             "ValidateResourceConfig",
-            "config",
-            type_name,
-        ) {
-            Ok(v) => v,
-            Err(d) => return d.into(),
-        };
-        validate_block(
-            &entry.schema.block,
-            &config,
-            &AttributePath::root(),
-            &mut diags,
-        );
-        match guard_sync(type_name, "validate", || entry.resource.validate(&config)) {
-            Ok(d) => diags.extend(d),
-            Err(d) => diags.push(d),
-        }
-        diags
+        )
     }
 
     pub async fn plan_change(
@@ -369,8 +147,7 @@ impl ProviderServer {
         let mut resp = pb::plan_resource_change::Response::default();
         let type_name = req.type_name.as_str();
         let result: Result<(), Diagnostics> = async {
-            let entry = self.resource(type_name)?;
-            let ty = &entry.ty;
+            let ty = self.inner.value_type(ConfigOf::Resource(type_name))?;
             const RPC: &str = "PlanResourceChange";
             let prior = decode(req.prior_state.as_ref(), ty, RPC, "prior_state", type_name)?;
             let proposed = decode(
@@ -381,54 +158,24 @@ impl ProviderServer {
                 type_name,
             )?;
             let config = decode(req.config.as_ref(), ty, RPC, "config", type_name)?;
-            let generic = planner::plan(&entry.schema.block, &prior, &config, &proposed);
-            let mut change = PlanChange {
-                ctx: self.context(),
-                config,
-                prior,
-                planned: generic.planned,
-                requires_replace: generic.requires_replace,
-                private: req.prior_private.clone(),
-                diagnostics: Diagnostics::new(),
-            };
-            if !change.is_destroy() {
-                let token = change.ctx.cancel.clone();
-                guard(
+            let change = self
+                .inner
+                .plan(
                     type_name,
-                    "plan",
-                    crate::cancel::scope(token, entry.resource.modify_plan(&mut change)),
+                    prior,
+                    config,
+                    proposed,
+                    req.prior_private.clone(),
                 )
-                .await??;
-                let problems = planner::check_plan_valid(
-                    &entry.schema.block,
-                    &change.prior,
-                    &change.config,
-                    &change.planned,
-                );
-                if !problems.is_empty() {
-                    return Err(Diagnostic::error(
-                        format!("The Strata provider planned an invalid change for {type_name}"),
-                        format!(
-                            "{}. This is a bug in the Strata provider.",
-                            problems.join("; ")
-                        ),
-                    )
-                    .into());
-                }
-            }
+                .await?;
             resp.planned_state = Some(encode(&change.planned, ty, "planned state", type_name)?);
             resp.requires_replace = change
                 .requires_replace
                 .iter()
-                .map(super::diag::path_to_proto)
+                .map(|p| p.to_proto())
                 .collect();
             resp.planned_private = change.private;
             resp.diagnostics.extend(change.diagnostics.to_proto());
-            tracing::debug!(
-                type_name,
-                replace = ?change.requires_replace.iter().map(step_name).collect::<Vec<_>>(),
-                "planned a change"
-            );
             Ok(())
         }
         .await;
@@ -444,14 +191,13 @@ impl ProviderServer {
     ) -> pb::apply_resource_change::Response {
         let mut resp = pb::apply_resource_change::Response::default();
         let type_name = req.type_name.as_str();
-        let entry = match self.resource(type_name) {
-            Ok(e) => e,
+        let ty = match self.inner.value_type(ConfigOf::Resource(type_name)) {
+            Ok(t) => t,
             Err(d) => {
                 resp.diagnostics.push(d.to_proto());
                 return resp;
             }
         };
-        let ty = &entry.ty;
         const RPC: &str = "ApplyResourceChange";
         let decoded = (|| {
             Ok::<_, Diagnostic>((
@@ -475,88 +221,16 @@ impl ProviderServer {
                 return resp;
             }
         };
-        let ctx = self.context();
-        // Every wait and SDK retry under this change obeys StopProvider (crate::cancel).
-        let token = ctx.cancel.clone();
-        let private = req.planned_private.clone();
-        let resource = &entry.resource;
-        let (new_state, new_private, diags) = if planned.is_null() {
-            tracing::info!(type_name, "deleting");
-            match guard(
+        let (new_state, new_private, mut diags) = self
+            .inner
+            .apply(
                 type_name,
-                "delete",
-                crate::cancel::scope(
-                    token.clone(),
-                    resource.delete(DeleteRequest {
-                        ctx,
-                        prior: prior.clone(),
-                        private: private.clone(),
-                    }),
-                ),
+                prior,
+                planned,
+                config,
+                req.planned_private.clone(),
             )
-            .await
-            {
-                Ok(Ok(())) => (Value::Null, Vec::new(), Diagnostics::new()),
-                Ok(Err(d)) => (prior, private, d),
-                Err(d) => (prior, private, d.into()),
-            }
-        } else if prior.is_null() {
-            tracing::info!(type_name, "creating");
-            match guard(
-                type_name,
-                "create",
-                crate::cancel::scope(
-                    token.clone(),
-                    resource.create(CreateRequest {
-                        ctx,
-                        config,
-                        planned,
-                        private: private.clone(),
-                    }),
-                ),
-            )
-            .await
-            {
-                Ok(Ok(s)) => (s.state, s.private, s.warnings),
-                Ok(Err(ApplyFailure {
-                    diagnostics,
-                    partial_state,
-                })) => (partial_state.unwrap_or(Value::Null), private, diagnostics),
-                Err(d) => (Value::Null, private, d.into()),
-            }
-        } else {
-            tracing::info!(type_name, "updating");
-            match guard(
-                type_name,
-                "update",
-                crate::cancel::scope(
-                    token.clone(),
-                    resource.update(UpdateRequest {
-                        ctx,
-                        config,
-                        prior: prior.clone(),
-                        planned,
-                        private: private.clone(),
-                    }),
-                ),
-            )
-            .await
-            {
-                Ok(Ok(s)) => (s.state, s.private, s.warnings),
-                Ok(Err(ApplyFailure {
-                    diagnostics,
-                    partial_state,
-                })) => (partial_state.unwrap_or(prior), private, diagnostics),
-                Err(d) => (prior, private, d.into()),
-            }
-        };
-        let mut diags = diags;
-        if !new_state.is_wholly_known() {
-            diags.error(
-                format!("{type_name} returned unknown values after apply"),
-                "Every value must be known once a change is applied. This is a bug in the Strata provider.",
-            );
-        }
+            .await;
         match encode(&new_state, ty, "new state", type_name) {
             Ok(v) => resp.new_state = Some(v),
             Err(d) => {
@@ -573,10 +247,10 @@ impl ProviderServer {
         let mut resp = pb::read_resource::Response::default();
         let type_name = req.type_name.as_str();
         let result: Result<(), Diagnostics> = async {
-            let entry = self.resource(type_name)?;
+            let ty = self.inner.value_type(ConfigOf::Resource(type_name))?;
             let state = decode(
                 req.current_state.as_ref(),
-                &entry.ty,
+                ty,
                 "ReadResource",
                 "current_state",
                 type_name,
@@ -585,27 +259,18 @@ impl ProviderServer {
                 resp.new_state = req.current_state.clone();
                 return Ok(());
             }
-            let read = guard(type_name, "read", {
-                let ctx = self.context();
-                crate::cancel::scope(
-                    ctx.cancel.clone(),
-                    entry.resource.read(ReadRequest {
-                        ctx,
-                        state,
-                        private: req.private.clone(),
-                    }),
-                )
-            })
-            .await??;
-            match read {
+            match self
+                .inner
+                .read(type_name, state, req.private.clone())
+                .await?
+            {
                 Some(s) => {
-                    resp.new_state = Some(encode(&s.state, &entry.ty, "state", type_name)?);
+                    resp.new_state = Some(encode(&s.state, ty, "state", type_name)?);
                     resp.private = s.private;
                     resp.diagnostics.extend(s.warnings.to_proto());
                 }
                 None => {
-                    tracing::info!(type_name, "the object is gone; removing it from state");
-                    resp.new_state = Some(encode(&Value::Null, &entry.ty, "state", type_name)?);
+                    resp.new_state = Some(encode(&Value::Null, ty, "state", type_name)?);
                 }
             }
             Ok(())
@@ -627,7 +292,7 @@ impl ProviderServer {
         let mut resp = pb::upgrade_resource_state::Response::default();
         let type_name = req.type_name.as_str();
         let result: Result<(), Diagnostics> = (|| {
-            let entry = self.resource(type_name)?;
+            let ty = self.inner.value_type(ConfigOf::Resource(type_name))?;
             let raw = req.raw_state.clone().unwrap_or_default();
             if raw.json.is_empty() {
                 if !raw.flatmap.is_empty() {
@@ -641,40 +306,11 @@ impl ProviderServer {
                     )
                     .into());
                 }
-                resp.upgraded_state = Some(encode(&Value::Null, &entry.ty, "state", type_name)?);
+                resp.upgraded_state = Some(encode(&Value::Null, ty, "state", type_name)?);
                 return Ok(());
             }
-            let current = entry.schema.version;
-            let value = if req.version == current {
-                cty::json::decode_state(&raw.json, &entry.ty).map_err(|e| {
-                    Diagnostic::error(
-                        format!("Could not decode the stored state of {type_name}"),
-                        format!("raw_state of the UpgradeResourceState request: {e}"),
-                    )
-                })?
-            } else if req.version > current {
-                return Err(Diagnostic::error(
-                    "State written by a newer provider",
-                    format!(
-                        "The state of {type_name} was written with schema version {}, newer \
-                         than this provider's {current}. Use the newer provider version.",
-                        req.version
-                    ),
-                )
-                .into());
-            } else {
-                let json: serde_json::Value = serde_json::from_slice(&raw.json).map_err(|e| {
-                    Diagnostic::error(
-                        format!("Could not decode the stored state of {type_name}"),
-                        format!("raw_state of the UpgradeResourceState request is not JSON: {e}"),
-                    )
-                })?;
-                let version = req.version;
-                guard_sync(type_name, "upgrade_state", || {
-                    entry.resource.upgrade_state(version, &json)
-                })??
-            };
-            resp.upgraded_state = Some(encode(&value, &entry.ty, "upgraded state", type_name)?);
+            let value = self.inner.upgrade(type_name, req.version, &raw.json)?;
+            resp.upgraded_state = Some(encode(&value, ty, "upgraded state", type_name)?);
             Ok(())
         })();
         if let Err(d) = result {
@@ -690,13 +326,21 @@ impl GrpcProvider for ProviderServer {
         &self,
         _request: Request<pb::get_metadata::Request>,
     ) -> Result<Response<pb::get_metadata::Response>, Status> {
-        let mut resources: Vec<_> = self.inner.resources.keys().cloned().collect();
+        let mut resources: Vec<_> = self
+            .inner
+            .resource_schemas()
+            .map(|(k, _)| k.clone())
+            .collect();
         resources.sort();
-        let mut data_sources: Vec<_> = self.inner.data_sources.keys().cloned().collect();
+        let mut data_sources: Vec<_> = self
+            .inner
+            .data_source_schemas()
+            .map(|(k, _)| k.clone())
+            .collect();
         data_sources.sort();
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(Self::server_capabilities()),
-            diagnostics: self.inner.setup_diagnostics.to_proto(),
+            diagnostics: self.inner.setup_diagnostics().to_proto(),
             data_sources: data_sources
                 .into_iter()
                 .map(|type_name| pb::get_metadata::DataSourceMetadata { type_name })
@@ -714,25 +358,24 @@ impl GrpcProvider for ProviderServer {
         &self,
         _request: Request<pb::get_provider_schema::Request>,
     ) -> Result<Response<pb::get_provider_schema::Response>, Status> {
+        let _span = rpc_span("GetProviderSchema", "").entered();
         tracing::debug!(
-            resources = self.inner.resources.len(),
+            resources = self.inner.resource_schemas().count(),
             "serving the provider schema"
         );
         Ok(Response::new(pb::get_provider_schema::Response {
-            provider: Some(self.inner.provider_schema.to_proto()),
+            provider: Some(self.inner.provider_schema().to_proto()),
             resource_schemas: self
                 .inner
-                .resources
-                .iter()
-                .map(|(k, e)| (k.clone(), e.schema.to_proto()))
+                .resource_schemas()
+                .map(|(k, s)| (k.clone(), s.to_proto()))
                 .collect(),
             data_source_schemas: self
                 .inner
-                .data_sources
-                .iter()
-                .map(|(k, e)| (k.clone(), e.schema.to_proto()))
+                .data_source_schemas()
+                .map(|(k, s)| (k.clone(), s.to_proto()))
                 .collect(),
-            diagnostics: self.inner.setup_diagnostics.to_proto(),
+            diagnostics: self.inner.setup_diagnostics().to_proto(),
             provider_meta: None,
             server_capabilities: Some(Self::server_capabilities()),
             functions: HashMap::new(),
@@ -754,30 +397,12 @@ impl GrpcProvider for ProviderServer {
         request: Request<pb::validate_provider_config::Request>,
     ) -> Result<Response<pb::validate_provider_config::Response>, Status> {
         let req = request.into_inner();
-        let mut diags = Diagnostics::new();
-        match decode(
+        let _span = rpc_span("ValidateProviderConfig", "").entered();
+        let diags = self.validate_config(
+            ConfigOf::Provider,
             req.config.as_ref(),
-            &self.inner.provider_ty,
             "ValidateProviderConfig",
-            "config",
-            "the provider",
-        ) {
-            Ok(config) => {
-                validate_block(
-                    &self.inner.provider_schema.block,
-                    &config,
-                    &AttributePath::root(),
-                    &mut diags,
-                );
-                match guard_sync("provider", "validate", || {
-                    self.inner.provider.validate(&config)
-                }) {
-                    Ok(d) => diags.extend(d),
-                    Err(d) => diags.push(d),
-                }
-            }
-            Err(d) => diags.push(d),
-        }
+        );
         Ok(Response::new(pb::validate_provider_config::Response {
             diagnostics: diags.to_proto(),
         }))
@@ -790,6 +415,7 @@ impl GrpcProvider for ProviderServer {
         let req = request.into_inner();
         let diags = self
             .validate_resource(&req.type_name, req.config.as_ref())
+            .instrument(rpc_span("ValidateResourceConfig", &req.type_name))
             .await;
         Ok(Response::new(pb::validate_resource_config::Response {
             diagnostics: diags.to_proto(),
@@ -801,34 +427,12 @@ impl GrpcProvider for ProviderServer {
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
         let req = request.into_inner();
-        let type_name = req.type_name.as_str();
-        let mut diags = Diagnostics::new();
-        match self.inner.data_sources.get(type_name) {
-            None => diags.push(unknown_type("data source", type_name)),
-            Some(entry) => match decode(
-                req.config.as_ref(),
-                &entry.ty,
-                "ValidateDataResourceConfig",
-                "config",
-                type_name,
-            ) {
-                Ok(config) => {
-                    validate_block(
-                        &entry.schema.block,
-                        &config,
-                        &AttributePath::root(),
-                        &mut diags,
-                    );
-                    match guard_sync(type_name, "validate", || {
-                        entry.data_source.validate(&config)
-                    }) {
-                        Ok(d) => diags.extend(d),
-                        Err(d) => diags.push(d),
-                    }
-                }
-                Err(d) => diags.push(d),
-            },
-        }
+        let _span = rpc_span("ValidateDataResourceConfig", &req.type_name).entered();
+        let diags = self.validate_config(
+            ConfigOf::DataSource(&req.type_name),
+            req.config.as_ref(),
+            "ValidateDataResourceConfig",
+        );
         Ok(Response::new(pb::validate_data_resource_config::Response {
             diagnostics: diags.to_proto(),
         }))
@@ -838,7 +442,9 @@ impl GrpcProvider for ProviderServer {
         &self,
         request: Request<pb::upgrade_resource_state::Request>,
     ) -> Result<Response<pb::upgrade_resource_state::Response>, Status> {
-        Ok(Response::new(self.upgrade(request.into_inner()).await))
+        let req = request.into_inner();
+        let span = rpc_span("UpgradeResourceState", &req.type_name);
+        Ok(Response::new(self.upgrade(req).instrument(span).await))
     }
 
     async fn upgrade_resource_identity(
@@ -863,38 +469,29 @@ impl GrpcProvider for ProviderServer {
         request: Request<pb::configure_provider::Request>,
     ) -> Result<Response<pb::configure_provider::Response>, Status> {
         let req = request.into_inner();
-        let mut diags = Diagnostics::new();
-        match decode(
-            req.config.as_ref(),
-            &self.inner.provider_ty,
-            "ConfigureProvider",
-            "config",
-            "the provider",
-        ) {
-            Ok(config) => {
-                tracing::debug!(terraform_version = %req.terraform_version, "configuring the provider");
-                match guard(
-                    "provider",
-                    "configure",
+        let diags = async {
+            let of = ConfigOf::Provider;
+            let ty = match self.inner.value_type(of) {
+                Ok(t) => t,
+                Err(d) => return Diagnostics::from(d),
+            };
+            match decode(
+                req.config.as_ref(),
+                ty,
+                "ConfigureProvider",
+                "config",
+                of.name(),
+            ) {
+                Ok(config) => {
                     self.inner
-                        .provider
-                        .configure(config, req.terraform_version.clone()),
-                )
-                .await
-                {
-                    Ok(Ok(data)) => {
-                        *self
-                            .inner
-                            .data
-                            .write()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(data);
-                    }
-                    Ok(Err(d)) => diags.extend(d),
-                    Err(d) => diags.push(d),
+                        .configure(config, req.terraform_version.clone())
+                        .await
                 }
+                Err(d) => d.into(),
             }
-            Err(d) => diags.push(d),
         }
+        .instrument(rpc_span("ConfigureProvider", ""))
+        .await;
         Ok(Response::new(pb::configure_provider::Response {
             diagnostics: diags.to_proto(),
         }))
@@ -904,21 +501,27 @@ impl GrpcProvider for ProviderServer {
         &self,
         request: Request<pb::read_resource::Request>,
     ) -> Result<Response<pb::read_resource::Response>, Status> {
-        Ok(Response::new(self.read(request.into_inner()).await))
+        let req = request.into_inner();
+        let span = rpc_span("ReadResource", &req.type_name);
+        Ok(Response::new(self.read(req).instrument(span).await))
     }
 
     async fn plan_resource_change(
         &self,
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
-        Ok(Response::new(self.plan_change(request.into_inner()).await))
+        let req = request.into_inner();
+        let span = rpc_span("PlanResourceChange", &req.type_name);
+        Ok(Response::new(self.plan_change(req).instrument(span).await))
     }
 
     async fn apply_resource_change(
         &self,
         request: Request<pb::apply_resource_change::Request>,
     ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
-        Ok(Response::new(self.apply_change(request.into_inner()).await))
+        let req = request.into_inner();
+        let span = rpc_span("ApplyResourceChange", &req.type_name);
+        Ok(Response::new(self.apply_change(req).instrument(span).await))
     }
 
     async fn import_resource_state(
@@ -929,32 +532,19 @@ impl GrpcProvider for ProviderServer {
         let type_name = req.type_name.as_str();
         let mut resp = pb::import_resource_state::Response::default();
         let result: Result<(), Diagnostics> = async {
-            let entry = self.resource(type_name)?;
-            tracing::info!(type_name, id = %req.id, "importing");
-            let imported = guard(
-                type_name,
-                "import",
-                entry.resource.import(ImportRequest {
-                    ctx: self.context(),
-                    id: req.id.clone(),
-                }),
-            )
-            .await??;
+            let ty = self.inner.value_type(ConfigOf::Resource(type_name))?;
+            let imported = self.inner.import(type_name, req.id.clone()).await?;
             resp.imported_resources
                 .push(pb::import_resource_state::ImportedResource {
                     type_name: type_name.to_string(),
-                    state: Some(encode(
-                        &imported.state,
-                        &entry.ty,
-                        "imported state",
-                        type_name,
-                    )?),
+                    state: Some(encode(&imported.state, ty, "imported state", type_name)?),
                     private: imported.private,
                     identity: None,
                 });
             resp.diagnostics.extend(imported.warnings.to_proto());
             Ok(())
         }
+        .instrument(rpc_span("ImportResourceState", type_name))
         .await;
         if let Err(d) = result {
             resp.diagnostics.extend(d.to_proto());
@@ -994,27 +584,19 @@ impl GrpcProvider for ProviderServer {
         let type_name = req.type_name.as_str();
         let mut resp = pb::read_data_source::Response::default();
         let result: Result<(), Diagnostics> = async {
-            let entry = self
-                .inner
-                .data_sources
-                .get(type_name)
-                .ok_or_else(|| unknown_type("data source", type_name))?;
+            let ty = self.inner.value_type(ConfigOf::DataSource(type_name))?;
             let config = decode(
                 req.config.as_ref(),
-                &entry.ty,
+                ty,
                 "ReadDataSource",
                 "config",
                 type_name,
             )?;
-            let state = guard(
-                type_name,
-                "read",
-                entry.data_source.read(self.context(), config),
-            )
-            .await??;
-            resp.state = Some(encode(&state, &entry.ty, "state", type_name)?);
+            let state = self.inner.read_data_source(type_name, config).await?;
+            resp.state = Some(encode(&state, ty, "state", type_name)?);
             Ok(())
         }
+        .instrument(rpc_span("ReadDataSource", type_name))
         .await;
         if let Err(d) = result {
             resp.diagnostics = d.to_proto();

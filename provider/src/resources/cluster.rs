@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_topology::{
-    Account, AgentArtifact, CredentialRef, Engine, Install, ReplicationMode, Role,
-    agent_bucket_name, agent_object_key, render_user_data,
+    Account, AgentArtifact, CredentialRef, Install, ReplicationMode, Role, agent_bucket_name,
+    agent_object_key, render_user_data,
 };
 
 use super::checks;
@@ -355,12 +355,7 @@ async fn install_for(
     Ok((install, Some(AgentUpload { bucket, key, build })))
 }
 
-fn spec(
-    clients: &Clients,
-    v: &Value,
-    user_data: String,
-    op: Op,
-) -> Result<ClusterSpec, Diagnostics> {
+fn spec(v: &Value, user_data: String, op: Op) -> Result<ClusterSpec, Diagnostics> {
     let name = required_str(v, "name")?;
     let mut spec = ClusterSpec::new(
         name.clone(),
@@ -376,7 +371,6 @@ fn spec(
     spec.user_data = user_data;
     spec.tags = string_map(v, "tags");
     spec.timeout = timeout(v, op, DEFAULT_TIMEOUT);
-    let _ = clients;
     Ok(spec)
 }
 
@@ -810,7 +804,7 @@ impl Resource for ClusterResource {
                 e.to_string(),
             ))
         })?;
-        let mut spec = spec(c, &req.planned, render_user_data(&cfg), Op::Create)?;
+        let mut spec = spec(&req.planned, render_user_data(&cfg), Op::Create)?;
         spec.agent = upload;
         spec.zone = Some(zone.clone());
         let created = match aws::create_cluster(c, &spec).await {
@@ -902,7 +896,7 @@ impl Resource for ClusterResource {
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
-        let mut spec = spec(c, &req.planned, String::new(), Op::Update)?;
+        let mut spec = spec(&req.planned, String::new(), Op::Update)?;
         let rc = c
             .home()
             .await
@@ -1335,7 +1329,6 @@ pub async fn cluster_and_settings(
                 "the source instance's user-data is not Strata's; was it replaced outside Terraform?",
             ))
         })?;
-    let _ = Engine::Mariadb;
     Ok((info, ClusterSettings::from_source(&cfg)))
 }
 

@@ -20,7 +20,12 @@ pub fn str_attr(v: &Value, name: &str) -> Option<String> {
 }
 
 pub fn required_str(v: &Value, name: &str) -> Result<String, Diagnostics> {
-    str_attr(v, name).ok_or_else(|| {
+    required(str_attr(v, name), name)
+}
+
+/// A typed model's required string: the error names the attribute when it is null or unknown.
+pub fn required(value: Option<String>, name: &str) -> Result<String, Diagnostics> {
+    value.ok_or_else(|| {
         Diagnostic::error(
             format!("Missing value for {name}"),
             format!("{name} must be set to a known string"),
@@ -86,9 +91,18 @@ pub fn tags_all(
     clients: Option<&Clients>,
     tags: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut all = clients
-        .map(|c| c.default_tags().clone())
-        .unwrap_or_default();
+    match clients {
+        Some(c) => merge_tags(c.default_tags(), tags),
+        None => merge_tags(&BTreeMap::new(), tags),
+    }
+}
+
+/// `tags` over `default_tags`: what `tags_all` shows.
+pub fn merge_tags(
+    default_tags: &BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut all = default_tags.clone();
     all.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     all
 }
@@ -101,12 +115,21 @@ pub fn own_tags(
     raw: &BTreeMap<String, String>,
     prior: &Value,
 ) -> BTreeMap<String, String> {
+    own_tags_over(clients.default_tags(), raw, prior)
+}
+
+/// [`own_tags`] with the provider's default tags given.
+pub fn own_tags_over(
+    default_tags: &BTreeMap<String, String>,
+    raw: &BTreeMap<String, String>,
+    prior: &Value,
+) -> BTreeMap<String, String> {
     let configured = string_map(prior, "tags");
     raw.iter()
-        .filter(|(k, _)| !k.starts_with("strata:"))
+        .filter(|(k, _)| !k.starts_with(strata_topology::tags::TAG_PREFIX))
         .filter(|(k, v)| {
             configured.contains_key(*k)
-                || !(k.as_str() == "Name" || clients.default_tags().get(*k) == Some(*v))
+                || !(k.as_str() == "Name" || default_tags.get(*k) == Some(*v))
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()

@@ -1,9 +1,10 @@
 //! `strata_replica`: a read-only replica in the home region, replicating from the cluster's
 //! source (a semi-sync participant when the cluster is semi-sync).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_topology::{ReplicationMode, Role, render_user_data};
+use strata_topology::{NodeConfig, ReplicationMode, Role, render_user_data};
 
 use super::cluster::cluster_and_settings;
 use super::common::*;
@@ -67,59 +68,136 @@ pub fn schema() -> Schema {
         .build()
 }
 
-fn state(
-    c: &Clients,
-    n: &NodeInfo,
-    cfg: Option<&strata_topology::NodeConfig>,
-    prior: &Value,
-) -> Value {
-    let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = own_tags(c, &n.user_tags(), prior);
-    let tags_v = tags_value(&tags, prior);
-    Value::object([
-        ("id", Value::string(n.instance_id.clone())),
-        ("node_id", Value::string(n.instance_id.clone())),
-        (
-            "cluster_id",
-            n.tags
-                .get("strata:cluster")
-                .map(|s| Value::string(s.clone()))
-                .unwrap_or_else(|| keep("cluster_id")),
-        ),
-        ("subnet_id", opt_string(n.subnet_id.as_deref())),
-        ("instance_type", Value::string(n.instance_type.clone())),
-        ("tags", tags_v),
-        ("tags_all", map_value(&tags_all(Some(c), &tags))),
-        ("private_ip", opt_string(n.private_ip.as_deref())),
-        (
-            "availability_zone",
-            opt_string(n.availability_zone.as_deref()),
-        ),
-        (
-            "server_id",
-            cfg.map(|c| Value::number_i64(i64::from(c.server_id)))
-                .unwrap_or_else(|| keep("server_id")),
-        ),
-        (
-            "semi_sync",
-            cfg.map(|c| Value::bool(c.replication.mode == ReplicationMode::SemiSync))
-                .unwrap_or_else(|| keep("semi_sync")),
-        ),
-        ("timeouts", keep("timeouts")),
-    ])
+/// A `strata_replica`'s configuration or plan, typed. Null and unknown both read as None
+/// (and as an empty map): the defaults live in the schema alone, and `instance_type` has none
+/// (apply falls back to the cluster's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaModel {
+    pub cluster_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-fn spec_base(v: &Value, cluster: &str, instance_type: String) -> Result<ReplicaSpec, Diagnostics> {
-    let mut s = ReplicaSpec::new(
-        cluster.to_string(),
-        format!("{TYPE_NAME}.{cluster}"),
-        String::new(),
-        required_str(v, "subnet_id")?,
-        instance_type,
-    );
-    s.tags = string_map(v, "tags");
-    s.role = "replica".into();
-    Ok(s)
+impl ReplicaModel {
+    pub fn from_value(v: &Value) -> ReplicaModel {
+        ReplicaModel {
+            cluster_id: str_attr(v, "cluster_id"),
+            subnet_id: str_attr(v, "subnet_id"),
+            instance_type: str_attr(v, "instance_type"),
+            tags: string_map(v, "tags"),
+        }
+    }
+
+    pub fn cluster_id(&self) -> Result<String, Diagnostics> {
+        required(self.cluster_id.clone(), "cluster_id")
+    }
+
+    pub fn subnet_id(&self) -> Result<String, Diagnostics> {
+        required(self.subnet_id.clone(), "subnet_id")
+    }
+
+    /// What the AWS layer launches or changes, before the cluster's parts (image, group,
+    /// profile, user-data) are filled in.
+    pub fn spec(&self, cluster: &str, instance_type: String) -> Result<ReplicaSpec, Diagnostics> {
+        let mut s = ReplicaSpec::new(
+            cluster.to_string(),
+            format!("{TYPE_NAME}.{cluster}"),
+            String::new(),
+            self.subnet_id()?,
+            instance_type,
+        );
+        s.tags = self.tags.clone();
+        s.role = "replica".into();
+        Ok(s)
+    }
+}
+
+/// What state records about a replica: AWS's view of the instance, the replication facts of
+/// its node config, and what only the configuration knows (kept from the prior value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaState {
+    pub id: String,
+    pub cluster_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub instance_type: String,
+    /// `tags` as state holds it (null when neither the configuration nor the object has any).
+    pub tags: Value,
+    pub tags_all: BTreeMap<String, String>,
+    pub private_ip: Option<String>,
+    pub availability_zone: Option<String>,
+    pub server_id: Option<i64>,
+    pub semi_sync: Option<bool>,
+    pub timeouts: Value,
+}
+
+impl ReplicaState {
+    /// `prior`: the planned value (create, update) or the prior state (read), for what AWS
+    /// cannot say; `default_tags`: the provider's, which `tags` leaves out unless configured.
+    pub fn from_node(
+        n: &NodeInfo,
+        cfg: Option<&NodeConfig>,
+        prior: &Value,
+        default_tags: &BTreeMap<String, String>,
+    ) -> ReplicaState {
+        let tags = own_tags_over(default_tags, &n.user_tags(), prior);
+        ReplicaState {
+            id: n.instance_id.clone(),
+            cluster_id: n
+                .tags
+                .get(crate::aws::tags::TAG_CLUSTER)
+                .cloned()
+                .or_else(|| str_attr(prior, "cluster_id")),
+            subnet_id: n.subnet_id.clone(),
+            instance_type: n.instance_type.clone(),
+            tags: tags_value(&tags, prior),
+            tags_all: merge_tags(default_tags, &tags),
+            private_ip: n.private_ip.clone(),
+            availability_zone: n.availability_zone.clone(),
+            server_id: cfg
+                .map(|c| i64::from(c.server_id))
+                .or_else(|| i64_attr(prior, "server_id")),
+            semi_sync: cfg
+                .map(|c| c.replication.mode == ReplicationMode::SemiSync)
+                .or_else(|| bool_attr(prior, "semi_sync")),
+            timeouts: prior
+                .get_attr("timeouts")
+                .cloned()
+                .unwrap_or_else(Value::null),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::object([
+            ("id", Value::string(self.id.clone())),
+            ("node_id", Value::string(self.id.clone())),
+            ("cluster_id", opt_string(self.cluster_id.as_deref())),
+            ("subnet_id", opt_string(self.subnet_id.as_deref())),
+            ("instance_type", Value::string(self.instance_type.clone())),
+            ("tags", self.tags.clone()),
+            ("tags_all", map_value(&self.tags_all)),
+            ("private_ip", opt_string(self.private_ip.as_deref())),
+            (
+                "availability_zone",
+                opt_string(self.availability_zone.as_deref()),
+            ),
+            (
+                "server_id",
+                self.server_id
+                    .map(Value::number_i64)
+                    .unwrap_or_else(Value::null),
+            ),
+            (
+                "semi_sync",
+                self.semi_sync.map(Value::bool).unwrap_or_else(Value::null),
+            ),
+            ("timeouts", self.timeouts.clone()),
+        ])
+    }
+}
+
+fn state(c: &Clients, n: &NodeInfo, cfg: Option<&NodeConfig>, prior: &Value) -> Value {
+    ReplicaState::from_node(n, cfg, prior, c.default_tags()).to_value()
 }
 
 /// Takes the replica's address out of the home reader name (the source's address goes back
@@ -169,13 +247,13 @@ impl Resource for ReplicaResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
+        let planned = ReplicaModel::from_value(&plan.planned);
         if plan.is_create()
-            && let (Ok(c), Some(subnet)) =
-                (clients(&plan.ctx), str_attr(&plan.planned, "subnet_id"))
+            && let (Ok(c), Some(subnet)) = (clients(&plan.ctx), planned.subnet_id.clone())
         {
             // The subnet must exist, in the cluster's VPC: refused before anything is made.
-            let vpc = match str_attr(&plan.planned, "cluster_id") {
-                Some(id) => aws::cluster::read_cluster_shared(c, None, &id)
+            let vpc = match &planned.cluster_id {
+                Some(id) => aws::cluster::read_cluster_shared(c, None, id)
                     .await
                     .ok()
                     .map(|i| i.vpc_id),
@@ -193,13 +271,13 @@ impl Resource for ReplicaResource {
         let type_changes = plan.is_create()
             || plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
         if type_changes
-            && let Some(t) = str_attr(&plan.planned, "instance_type")
-            && let Some(cluster_id) = str_attr(&plan.planned, "cluster_id")
+            && let Some(t) = &planned.instance_type
+            && let Some(cluster_id) = &planned.cluster_id
             && let Ok(c) = clients(&plan.ctx)
-            && let Ok((_, settings)) = cluster_and_settings(c, &cluster_id).await
+            && let Ok((_, settings)) = cluster_and_settings(c, cluster_id).await
             && settings.install.agent.is_some()
         {
-            nodes::check_agent_build(&t)?;
+            nodes::check_agent_build(t)?;
         }
         plan_tags_all(plan);
         Ok(())
@@ -207,10 +285,13 @@ impl Resource for ReplicaResource {
 
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
-        let cluster_id = required_str(&req.planned, "cluster_id")?;
+        let planned = ReplicaModel::from_value(&req.planned);
+        let cluster_id = planned.cluster_id()?;
         let (cluster, mut settings) = cluster_and_settings(c, &cluster_id).await?;
-        let instance_type =
-            str_attr(&req.planned, "instance_type").unwrap_or(cluster.instance_type.clone());
+        let instance_type = planned
+            .instance_type
+            .clone()
+            .unwrap_or(cluster.instance_type.clone());
         settings.install = nodes::node_install(c, &settings, aws::arch_of(&instance_type))
             .await
             .map_err(|e| {
@@ -224,13 +305,8 @@ impl Resource for ReplicaResource {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(new_creation_token);
         // After a forced exit, the replica an unfinished create launched is found again.
-        let claim = super::owned::replica_token(
-            c,
-            &cluster_id,
-            &required_str(&req.planned, "subnet_id")?,
-            &token,
-        )
-        .await?;
+        let claim =
+            super::owned::replica_token(c, &cluster_id, &planned.subnet_id()?, &token).await?;
         let token = claim.token.clone();
         let server_id = server_id_for(&format!("{cluster_id}/replica/{token}"));
         let source_ip = cluster.private_ip.clone().ok_or_else(|| {
@@ -253,7 +329,7 @@ impl Resource for ReplicaResource {
                 e.to_string(),
             ))
         })?;
-        let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
+        let mut spec = planned.spec(&cluster_id, instance_type)?;
         spec.creation_token = token;
         spec.token_unused = claim.unused;
         spec.ami = cluster.ami.clone();
@@ -314,13 +390,16 @@ impl Resource for ReplicaResource {
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let id = required_str(&req.prior, "id")?;
-        let cluster_id = required_str(&req.planned, "cluster_id")?;
+        let planned = ReplicaModel::from_value(&req.planned);
+        let cluster_id = planned.cluster_id()?;
         let current = aws::read_replica(c, None, &id)
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "read", &e))?;
-        let instance_type =
-            str_attr(&req.planned, "instance_type").unwrap_or(current.instance_type.clone());
-        let mut spec = spec_base(&req.planned, &cluster_id, instance_type)?;
+        let instance_type = planned
+            .instance_type
+            .clone()
+            .unwrap_or(current.instance_type.clone());
+        let mut spec = planned.spec(&cluster_id, instance_type)?;
         spec.timeout = timeout(&req.planned, Op::Update, DEFAULT_TIMEOUT);
         let n = aws::update_replica(c, &id, &spec)
             .await
@@ -363,5 +442,139 @@ impl Resource for ReplicaResource {
         Ok(NewState::new(
             schema().null_object_with([("id", Value::string(req.id.clone()))]),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{CancellationToken, Context};
+
+    fn planned() -> Value {
+        let mut v = schema().null_object_with([
+            ("cluster_id", Value::string("orders")),
+            ("subnet_id", Value::string("subnet-b")),
+        ]);
+        set_attr(
+            &mut v,
+            "tags",
+            Value::map([("team".to_string(), Value::string("db"))]),
+        );
+        set_attr(&mut v, "id", Value::unknown());
+        v
+    }
+
+    fn change(prior: Value, planned: Value) -> PlanChange {
+        PlanChange {
+            // No provider data: every AWS check is skipped, as without credentials.
+            ctx: Context::new(None, CancellationToken::new()),
+            config: planned.clone(),
+            prior,
+            planned,
+            requires_replace: Vec::new(),
+            private: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        }
+    }
+
+    #[test]
+    fn the_model_reads_the_plan_and_builds_the_spec() {
+        let m = ReplicaModel::from_value(&planned());
+        assert_eq!(m.cluster_id.as_deref(), Some("orders"));
+        assert_eq!(
+            m.instance_type, None,
+            "no default: apply takes the cluster's"
+        );
+        let spec = m.spec("orders", "r7g.large".into()).unwrap();
+        assert_eq!(spec.resource, "strata_replica.orders");
+        assert_eq!(spec.subnet_id, "subnet-b");
+        assert_eq!(spec.instance_type, "r7g.large");
+        assert_eq!(spec.role, "replica");
+        assert_eq!(spec.tags["team"], "db");
+        let unknown_subnet =
+            ReplicaModel::from_value(&schema().null_object_with([("subnet_id", Value::unknown())]));
+        let e = unknown_subnet
+            .spec("orders", "t3.micro".into())
+            .unwrap_err();
+        assert!(e.to_string().contains("subnet_id"), "{e}");
+    }
+
+    #[test]
+    fn state_keeps_what_aws_cannot_say_and_leaves_default_tags_out() {
+        let n = NodeInfo {
+            instance_id: "i-1".into(),
+            region: "us-east-1".into(),
+            state: "running".into(),
+            private_ip: Some("10.0.2.7".into()),
+            private_dns: None,
+            subnet_id: Some("subnet-b".into()),
+            vpc_id: None,
+            availability_zone: Some("us-east-1b".into()),
+            instance_type: "t3.micro".into(),
+            ami: None,
+            security_group_ids: Vec::new(),
+            instance_profile_arn: None,
+            http_tokens_required: true,
+            root_volume_id: None,
+            devices: Vec::new(),
+            tags: BTreeMap::from([
+                ("strata:cluster".to_string(), "orders".to_string()),
+                ("team".to_string(), "db".to_string()),
+                ("env".to_string(), "prod".to_string()),
+            ]),
+        };
+        let mut prior = planned();
+        set_attr(&mut prior, "server_id", Value::number_i64(77));
+        set_attr(&mut prior, "semi_sync", Value::bool(true));
+        let defaults = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+        let st = ReplicaState::from_node(&n, None, &prior, &defaults);
+        assert_eq!(st.cluster_id.as_deref(), Some("orders"));
+        assert_eq!((st.server_id, st.semi_sync), (Some(77), Some(true)));
+        assert_eq!(
+            st.tags,
+            Value::map([("team".to_string(), Value::string("db"))])
+        );
+        assert_eq!(st.tags_all.len(), 2);
+        let v = st.to_value();
+        assert_eq!(str_attr(&v, "node_id").as_deref(), Some("i-1"));
+        assert_eq!(i64_attr(&v, "server_id"), Some(77));
+        assert!(v.is_wholly_known());
+    }
+
+    #[tokio::test]
+    async fn a_planned_create_gets_a_creation_token_and_an_update_keeps_its_private() {
+        let mut create = change(Value::null(), planned());
+        ReplicaResource.modify_plan(&mut create).await.unwrap();
+        let token = String::from_utf8(create.private.clone()).unwrap();
+        assert!(token.len() >= 32, "{token}");
+        let mut prior = planned();
+        set_attr(&mut prior, "id", Value::string("i-1"));
+        set_attr(&mut prior, "instance_type", Value::string("t3.micro"));
+        let mut update = change(prior.clone(), prior);
+        update.private = b"kept".to_vec();
+        ReplicaResource.modify_plan(&mut update).await.unwrap();
+        assert_eq!(update.private, b"kept");
+    }
+
+    #[tokio::test]
+    async fn import_takes_only_instance_ids() {
+        let ctx = || Context::new(None, CancellationToken::new());
+        let ok = ReplicaResource
+            .import(ImportRequest {
+                ctx: ctx(),
+                id: "i-0abc".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(str_attr(&ok.state, "id").as_deref(), Some("i-0abc"));
+        assert!(
+            ReplicaResource
+                .import(ImportRequest {
+                    ctx: ctx(),
+                    id: "orders".into(),
+                })
+                .await
+                .is_err()
+        );
     }
 }

@@ -19,13 +19,10 @@ use crate::framework::{
 
 pub const TYPE_NAME: &str = "strata_storage_segment";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-/// The tag carrying the autoscaling bounds to the node agent.
-pub const TAG_AUTOSCALE: &str = "strata:autoscale";
-/// The tag the agent puts on a segment it added, naming the segment it grew from.
-pub const TAG_AUTOSCALED_FROM: &str = "strata:autoscaled-from";
-pub const TAG_LAST_GROW: &str = "strata:last-grow";
-/// The largest gp3/io2 volume.
-const EBS_MAX_GIB: i64 = 16_384;
+use strata_topology::tags::{AutoscaleTag, EBS_MAX_VOLUME_GIB};
+pub use strata_topology::tags::{TAG_AUTOSCALE, TAG_AUTOSCALED_FROM, TAG_LAST_GROW};
+/// The largest gp3/io2 volume, as the schema's numbers are.
+const EBS_MAX_GIB: i64 = EBS_MAX_VOLUME_GIB as i64;
 
 pub struct SegmentResource;
 
@@ -105,24 +102,39 @@ pub fn schema() -> Schema {
         .build()
 }
 
+/// The `strata:autoscale` value of a plan. A bound the plan leaves null takes the schema's
+/// default (`max_size_gib` has none in the schema: the largest volume).
 fn autoscale_tag(v: &Value) -> String {
-    format!(
-        "max={},at={},by={},step={}",
-        i64_attr(v, "max_size_gib").unwrap_or(EBS_MAX_GIB),
-        i64_attr(v, "grow_at_percent").unwrap_or(80),
-        i64_attr(v, "grow_by_percent").unwrap_or(20),
-        i64_attr(v, "min_grow_step_gib").unwrap_or(10),
-    )
+    let schema = schema();
+    let n = |attr: &str| {
+        let value = i64_attr(v, attr)
+            .or_else(|| schema.block.default_of(attr).and_then(Value::as_i64))
+            .unwrap_or(EBS_MAX_GIB);
+        // The schema's validators keep every bound positive.
+        u64::try_from(value).unwrap_or(0)
+    };
+    AutoscaleTag {
+        max_size_gib: n("max_size_gib"),
+        grow_at_percent: n("grow_at_percent"),
+        grow_by_percent: n("grow_by_percent"),
+        min_step_gib: n("min_grow_step_gib"),
+    }
+    .render()
 }
 
-/// Parses `strata:autoscale` back, for import and drift.
-fn parse_autoscale(tag: &str) -> BTreeMap<String, i64> {
-    tag.split(',')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.trim().to_string(), v.trim().parse().ok()?))
-        })
-        .collect()
+/// Reads `strata:autoscale` back, for import and drift, as `(attribute, value)`. A tag that
+/// does not parse gives nothing: the prior values stand.
+fn autoscale_bounds(tag: &str) -> BTreeMap<&'static str, i64> {
+    let Ok(t) = AutoscaleTag::parse(tag) else {
+        return BTreeMap::new();
+    };
+    let n = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    BTreeMap::from([
+        ("max_size_gib", n(t.max_size_gib)),
+        ("grow_at_percent", n(t.grow_at_percent)),
+        ("grow_by_percent", n(t.grow_by_percent)),
+        ("min_grow_step_gib", n(t.min_step_gib)),
+    ])
 }
 
 fn default_max(size: i64) -> i64 {
@@ -172,11 +184,11 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
     let bounds = info
         .tags
         .get(TAG_AUTOSCALE)
-        .map(|t| parse_autoscale(t))
+        .map(|t| autoscale_bounds(t))
         .unwrap_or_default();
-    let bound = |k: &str, attr: &str| {
+    let bound = |attr: &str| {
         bounds
-            .get(k)
+            .get(attr)
             .map(|n| Value::number_i64(*n))
             .unwrap_or_else(|| keep(attr))
     };
@@ -203,10 +215,10 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
             },
         ),
         ("size_gib", size),
-        ("max_size_gib", bound("max", "max_size_gib")),
-        ("grow_at_percent", bound("at", "grow_at_percent")),
-        ("grow_by_percent", bound("by", "grow_by_percent")),
-        ("min_grow_step_gib", bound("step", "min_grow_step_gib")),
+        ("max_size_gib", bound("max_size_gib")),
+        ("grow_at_percent", bound("grow_at_percent")),
+        ("grow_by_percent", bound("grow_by_percent")),
+        ("min_grow_step_gib", bound("min_grow_step_gib")),
         ("volume_type", Value::string(info.volume_type.clone())),
         (
             "iops",
@@ -246,7 +258,7 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
         (
             "cluster_id",
             info.tags
-                .get("strata:cluster")
+                .get(crate::aws::tags::TAG_CLUSTER)
                 .map(|s| Value::string(s.clone()))
                 .unwrap_or_else(|| keep("cluster_id")),
         ),
@@ -295,7 +307,7 @@ async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, aws::NodeIn
             .at(AttributePath::attr("node_id")),
         )
     })?;
-    let cluster = n.tags.get("strata:cluster").cloned().ok_or_else(|| {
+    let cluster = n.tags.get(crate::aws::tags::TAG_CLUSTER).cloned().ok_or_else(|| {
         Diagnostics::from(
             Diagnostic::error(
                 format!("{node_id} is not a Strata node"),
@@ -548,9 +560,20 @@ mod tests {
         ]);
         let t = autoscale_tag(&v);
         assert_eq!(t, "max=2000,at=80,by=25,step=10");
-        let m = parse_autoscale(&t);
-        assert_eq!(m["max"], 2000);
-        assert_eq!(m["by"], 25);
+        let m = autoscale_bounds(&t);
+        assert_eq!(m["max_size_gib"], 2000);
+        assert_eq!(m["grow_by_percent"], 25);
+    }
+
+    #[test]
+    fn a_null_bound_takes_the_schemas_default() {
+        let v = Value::object([
+            ("max_size_gib", Value::null()),
+            ("grow_at_percent", Value::null()),
+            ("grow_by_percent", Value::number_i64(25)),
+            ("min_grow_step_gib", Value::null()),
+        ]);
+        assert_eq!(autoscale_tag(&v), "max=16384,at=80,by=25,step=10");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::framework::{
     async_trait, validators,
 };
 
-pub const TYPE_NAME: &str = "strata_test_widget";
+pub const TYPE_NAME: &str = super::TEST_WIDGET_TYPE;
 
 /// Whether the test resources are switched on in this process.
 pub fn enabled() -> bool {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use strata_topology::NodeConfig;
 
 /// A source whose first boot installs MariaDB and fetches the agent from S3.
-pub fn source_with_agent(sha256: &str) -> NodeConfig {
+pub(crate) fn source_with_agent(sha256: &str) -> NodeConfig {
     let json = format!(
         r#"{{
   "version": 2,
@@ -44,7 +44,7 @@ pub fn source_with_agent(sha256: &str) -> NodeConfig {
 }
 
 /// A replica on an image with everything baked in: nothing to install, no artifact.
-pub fn baked_replica() -> NodeConfig {
+pub(crate) fn baked_replica() -> NodeConfig {
     let json = r#"{
   "version": 2,
   "cluster_id": "orders",
@@ -67,12 +67,12 @@ pub fn baked_replica() -> NodeConfig {
     NodeConfig::from_json(json).expect("fixture is a valid config")
 }
 
-pub const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
-pub const AL2023: &str = "NAME=\"Amazon Linux\"\nVERSION=\"2023\"\nID=\"amzn\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"2023\"\nPLATFORM_ID=\"platform:al2023\"\nPRETTY_NAME=\"Amazon Linux 2023.6.20241212\"\n";
-pub const ALPINE: &str = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\n";
+pub(crate) const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+pub(crate) const AL2023: &str = "NAME=\"Amazon Linux\"\nVERSION=\"2023\"\nID=\"amzn\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"2023\"\nPLATFORM_ID=\"platform:al2023\"\nPRETTY_NAME=\"Amazon Linux 2023.6.20241212\"\n";
+pub(crate) const ALPINE: &str = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\n";
 
 /// The SHA-256 of `bytes`, by the same `sha256sum` the script uses.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let dir = TempDir::new("sha");
     let f = dir.path().join("blob");
     std::fs::write(&f, bytes).unwrap();
@@ -86,10 +86,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A directory removed on drop (keeps topology free of extra dev-dependencies).
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let p = std::env::temp_dir().join(format!(
             "strata-ud-{tag}-{}-{}",
@@ -100,7 +100,7 @@ impl TempDir {
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -179,24 +179,24 @@ fn stub_simple() -> String {
 }
 
 /// One fake node: a root directory, stub commands and their call log.
-pub struct FakeNode {
+pub(crate) struct FakeNode {
     dir: TempDir,
     pub env: Vec<(String, String)>,
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub output: Output,
     pub calls: Vec<Vec<String>>,
 }
 
 impl FakeNode {
     /// A node whose /etc/os-release is `os_release`, with stub curl (IMDS, EC2, S3).
-    pub fn new(os_release: &str) -> FakeNode {
+    pub(crate) fn new(os_release: &str) -> FakeNode {
         Self::with_stubs(os_release, true)
     }
 
     /// Same, but the real curl: for tests against a real endpoint.
-    pub fn with_real_curl(os_release: &str) -> FakeNode {
+    pub(crate) fn with_real_curl(os_release: &str) -> FakeNode {
         Self::with_stubs(os_release, false)
     }
 
@@ -234,25 +234,25 @@ impl FakeNode {
         FakeNode { dir, env }
     }
 
-    pub fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
 
-    pub fn scratch(&self) -> &Path {
+    pub(crate) fn scratch(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn set(&mut self, k: &str, v: &str) {
+    pub(crate) fn set(&mut self, k: &str, v: &str) {
         self.env.retain(|(name, _)| name != k);
         self.env.push((k.into(), v.into()));
     }
 
-    pub fn unset(&mut self, k: &str) {
+    pub(crate) fn unset(&mut self, k: &str) {
         self.env.retain(|(name, _)| name != k);
     }
 
     /// Puts an executable file at `path` inside the root (an engine or agent baked in).
-    pub fn bake(&self, path: &str, content: &[u8]) {
+    pub(crate) fn bake(&self, path: &str, content: &[u8]) {
         let p = self.root().join(path.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, content).unwrap();
@@ -260,7 +260,7 @@ impl FakeNode {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    pub fn run(&self, script: &str) -> Run {
+    pub(crate) fn run(&self, script: &str) -> Run {
         let path = self.dir.path().join("user-data.sh");
         std::fs::write(&path, script).unwrap();
         let output = Command::new("bash")
@@ -279,16 +279,16 @@ impl FakeNode {
 }
 
 impl Run {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.output.status.success()
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
     /// Calls of one stub, arguments only.
-    pub fn of(&self, program: &str) -> Vec<&[String]> {
+    pub(crate) fn of(&self, program: &str) -> Vec<&[String]> {
         self.calls
             .iter()
             .filter(|c| c.first().map(String::as_str) == Some(program))
@@ -297,7 +297,7 @@ impl Run {
     }
 
     /// The tags each CreateTags call wrote, in order: key -> value.
-    pub fn tag_writes(&self) -> Vec<Vec<(String, String)>> {
+    pub(crate) fn tag_writes(&self) -> Vec<Vec<(String, String)>> {
         self.of("curl")
             .into_iter()
             .filter(|args| args.iter().any(|a| a == "Action=CreateTags"))
@@ -319,7 +319,7 @@ impl Run {
             .collect()
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "exit {:?}\n--- stderr\n{}\n--- calls\n{}",
             self.output.status.code(),
@@ -334,17 +334,17 @@ impl Run {
 }
 
 /// IMDSv2 for one instance: answers only requests that carry the token it handed out.
-pub struct Imds {
+pub(crate) struct Imds {
     pub url: String,
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn imds(instance_id: &str) -> Imds {
+pub(crate) fn imds(instance_id: &str) -> Imds {
     imds_with_secret(instance_id, "test")
 }
 
 /// IMDSv2 whose role credentials are AccessKeyId "test" and the given secret.
-pub fn imds_with_secret(instance_id: &str, secret: &str) -> Imds {
+pub(crate) fn imds_with_secret(instance_id: &str, secret: &str) -> Imds {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -408,7 +408,7 @@ pub fn imds_with_secret(instance_id: &str, secret: &str) -> Imds {
 
 /// One HTTP request as a server saw it.
 #[derive(Debug, Clone)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -417,12 +417,12 @@ pub struct Captured {
 
 /// A stand-in AWS endpoint that records every request: S3 GETs get `object`, anything else a
 /// CreateTags-style 200.
-pub struct FakeAws {
+pub(crate) struct FakeAws {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Captured>>>,
 }
 
-pub fn fake_aws(object: Vec<u8>) -> FakeAws {
+pub(crate) fn fake_aws(object: Vec<u8>) -> FakeAws {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));

@@ -1,6 +1,9 @@
 use super::*;
-use crate::framework::resource::NewState;
-use crate::framework::schema::Attr;
+use crate::framework::resource::{
+    ApplyFailure, CreateRequest, DeleteRequest, NewState, ProviderData, ReadRequest, Resource,
+    UpdateRequest,
+};
+use crate::framework::schema::{Attr, Schema};
 
 struct Boom;
 
@@ -45,7 +48,7 @@ impl Provider for P {
 }
 
 mod async_trait {
-    pub use tonic::async_trait;
+    pub(super) use tonic::async_trait;
 }
 
 fn ty() -> Type {
