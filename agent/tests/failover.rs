@@ -121,7 +121,18 @@ async fn fault_rounds(fault: Fault) {
             Fault::NetCut => c.nodes[old].heal(),
         }
         c.wait_replicating(&[old], Duration::from_secs(60)).await;
-        stale_writes += pinned.stop().await;
+        let stale = pinned.stop().await;
+        if stale > 0 {
+            // The safety property broke: say where while the logs still show it.
+            eprintln!(
+                "round {round}: {stale} write(s) acknowledged by the fenced old source n{} after the lease moved to {} (epoch {})",
+                old + 1,
+                newl.holder.node_id,
+                newl.epoch
+            );
+            c.dump_logs();
+        }
+        stale_writes += stale;
         eprintln!(
             "round {round}: {:?} of n{} (srv {old_srv}) -> n{} at epoch {} in {:?}",
             fault,

@@ -8,7 +8,7 @@ use strata_provider::tfplugin::{self, ServeMode, ServeOptions};
 const USAGE: &str = "usage: terraform-provider-strata [--debug]";
 
 #[tokio::main]
-async fn main() -> ExitCode {
+pub(crate) async fn main() -> ExitCode {
     let mut mode = ServeMode::Managed;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {

@@ -28,7 +28,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
+const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata-testing");
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A client certificate like the one go-plugin hands over in PLUGIN_CLIENT_CERT.

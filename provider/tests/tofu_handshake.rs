@@ -13,7 +13,7 @@ fn tofu() -> PathBuf {
     strata_acceptance_tests::tofu_path().unwrap_or_else(|e| panic!("{e}"))
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
+const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata-testing");
 
 /// Runs `tofu providers schema -json` against the plugin; returns (success, stderr).
 fn schema_run(tofu: &PathBuf, tf_log: &str, extra_env: &[(&str, &str)]) -> (bool, String) {

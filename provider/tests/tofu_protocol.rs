@@ -10,7 +10,7 @@ fn tofu() -> PathBuf {
     strata_acceptance_tests::tofu_path().unwrap_or_else(|e| panic!("{e}"))
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata");
+const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-strata-testing");
 
 struct Env {
     _root: tempfile::TempDir,

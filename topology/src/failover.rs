@@ -350,13 +350,16 @@ pub struct Member {
     /// The generation `config_error` is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_failed_generation: Option<u64>,
-    /// Whether this node's data has caught up with a source at least once (a replica with
-    /// both threads running and no lag, or a node that became source). A freshly launched or
-    /// rebuilt node is not a candidate in an election until then: its position may look
-    /// complete while it is still copying. None: written by an agent that predates the field
-    /// (treated as caught up, as before).
+    /// Whether this node's replication link has run at least once since its data was copied
+    /// (its IO thread ran, which only happens after a seed completed), or it became source.
+    /// A freshly launched or rebuilt node still copying its data is not a candidate in an
+    /// election (its position may look complete while the copy is not) and is not waited for;
+    /// it cannot have acknowledged anything either, since only a running IO thread acks. A
+    /// node that replicated once stays a candidate however far it lags: it may hold a write
+    /// only it acknowledged. None: written by an agent that predates the field (a candidate,
+    /// as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub caught_up: Option<bool>,
+    pub replicated: Option<bool>,
     /// Unix milliseconds of this heartbeat.
     pub updated_at_ms: u64,
 }
@@ -568,7 +571,7 @@ mod tests {
             config_generation: Some(2),
             config_error: None,
             config_failed_generation: None,
-            caught_up: Some(true),
+            replicated: Some(true),
             updated_at_ms: 5,
         };
         let text = render_member(&m);

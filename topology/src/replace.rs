@@ -169,7 +169,7 @@ mod tests {
             config_generation: None,
             config_error: None,
             config_failed_generation: None,
-            caught_up: Some(true),
+            replicated: Some(true),
             updated_at_ms: at,
         }
     }

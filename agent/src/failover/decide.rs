@@ -81,7 +81,7 @@ pub fn choose<'a>(eng: &dyn EngineSql, cands: &'a [Candidate]) -> Option<&'a Can
 
 /// Members that take part in an election for `epoch`: home nodes (never region replicas),
 /// not the lost holder, heartbeating within `fresh_ms`, replicas now whose data caught up
-/// with a source at least once.
+/// replication link ran at least once (not still copying their data).
 pub fn live_candidates<'a>(
     members: &'a [Member],
     lost_holder: &str,
@@ -93,8 +93,9 @@ pub fn live_candidates<'a>(
         .filter(|m| m.launch_role != Role::RegionReplica)
         .filter(|m| m.node_id != lost_holder)
         .filter(|m| m.current_role == CurrentRole::Replica)
-        // A node still copying its first data is no candidate (and is not waited for).
-        .filter(|m| m.caught_up != Some(false))
+        // A node still copying its first data is no candidate (and is not waited for); it has
+        // never run an IO thread, so it cannot have acknowledged anything.
+        .filter(|m| m.replicated != Some(false))
         .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
         .collect()
 }
@@ -161,8 +162,8 @@ mod tests {
     }
 
     #[test]
-    fn a_node_that_never_caught_up_is_no_candidate() {
-        let m = |id: &str, caught_up: Option<bool>, at: u64| Member {
+    fn a_node_still_copying_its_data_is_no_candidate() {
+        let m = |id: &str, replicated: Option<bool>, at: u64| Member {
             version: FAILOVER_OBJECT_VERSION,
             node_id: id.into(),
             instance_id: None,
@@ -180,7 +181,7 @@ mod tests {
             config_generation: None,
             config_error: None,
             config_failed_generation: None,
-            caught_up,
+            replicated,
             updated_at_ms: at,
         };
         let ms = [

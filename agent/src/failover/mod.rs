@@ -170,9 +170,9 @@ struct Node {
     config_generation: Option<u64>,
     /// Why the last generation tried could not be applied, and which generation it was.
     config_error: Option<(u64, String)>,
-    /// This node's data caught up with a source at least once (see `Member::caught_up`):
-    /// until then it is no candidate in an election.
-    caught_up: bool,
+    /// This node's replication link ran at least once since its data was copied, or it was
+    /// source (see `Member::replicated`): until then it is no candidate in an election.
+    replicated: bool,
     /// The launch parameters were published (`replace::publish_launch_spec`).
     spec_published: bool,
 }
@@ -262,7 +262,7 @@ pub async fn run(p: Params) {
         ticks: 0,
         config_generation: None,
         config_error: None,
-        caught_up: false,
+        replicated: false,
         spec_published: false,
     };
     node.load_epoch_seen().await;
@@ -444,7 +444,7 @@ impl Node {
             }
             self.epoch_seen = m.epoch_seen;
             self.config_generation = m.config_generation;
-            self.caught_up = m.caught_up.unwrap_or(true);
+            self.replicated = m.replicated.unwrap_or(true);
         }
     }
 
@@ -531,11 +531,11 @@ impl Node {
         matches!(self.role, CurrentRole::Replica | CurrentRole::RegionReplica)
     }
 
-    /// Home replicas that replicate in shape, and whose data caught up with a source at least
-    /// once, may become source; region replicas never. (A node still copying its first data
-    /// may show a position that looks complete to an election.)
+    /// Home replicas that replicate in shape, and whose replication link ran at least once
+    /// since their data was copied, may become source; region replicas never. (A node still
+    /// copying its first data may show a position that looks complete to an election.)
     fn eligible(&self) -> bool {
-        self.cfg.role != Role::RegionReplica && self.role == CurrentRole::Replica && self.caught_up
+        self.cfg.role != Role::RegionReplica && self.role == CurrentRole::Replica && self.replicated
     }
 
     async fn create_first_lease(&mut self) {
@@ -700,7 +700,7 @@ impl Node {
             return;
         }
         self.role = CurrentRole::Source;
-        self.caught_up = true;
+        self.replicated = true;
         self.epoch_seen = l.epoch;
         self.acks_withdrawn = false;
         self.suspect_since_ms = None;
@@ -1283,7 +1283,7 @@ impl Node {
     /// Drops the node's data and history (never binlogged) and seeds it from the source.
     async fn rebuild(&mut self, l: &Lease, why: &str) {
         self.role = CurrentRole::Diverged;
-        self.caught_up = false;
+        self.replicated = false;
         self.heartbeat().await;
         let eng = self.eng;
         let result = async {
@@ -1444,23 +1444,26 @@ impl Node {
     /// Writes this node's member object, and its role tags when they changed.
     async fn heartbeat(&mut self) {
         let gtid = self.gtid().await.ok();
-        let (healthy, lag) = match self.role {
+        let (healthy, lag, io_ran) = match self.role {
             CurrentRole::Replica | CurrentRole::RegionReplica => match self.link_row().await {
                 Ok(Some(row)) => {
                     let link = self.eng.parse_replica_status(&row);
                     (
                         link.io_running() && link.sql_running(),
                         link.seconds_behind_source,
+                        link.io_running(),
                     )
                 }
-                _ => (false, None),
+                _ => (false, None, false),
             },
-            CurrentRole::Source => (gtid.is_some(), None),
-            _ => (false, None),
+            CurrentRole::Source => (gtid.is_some(), None, false),
+            _ => (false, None, false),
         };
-        if !self.caught_up && self.is_follower() && healthy && lag == Some(0) {
-            tracing::info!("caught up with the source: a candidate in elections from now on");
-            self.caught_up = true;
+        // The link runs only once the node's data was copied; from then on the node may
+        // acknowledge writes, so it must be a candidate (and be waited for) in elections.
+        if !self.replicated && self.is_follower() && io_ran {
+            tracing::info!("replicating: a candidate in elections from now on");
+            self.replicated = true;
         }
         let m = Member {
             version: FAILOVER_OBJECT_VERSION,
@@ -1480,7 +1483,7 @@ impl Node {
             config_generation: self.config_generation,
             config_error: self.config_error.as_ref().map(|(_, e)| e.clone()),
             config_failed_generation: self.config_error.as_ref().map(|(g, _)| *g),
-            caught_up: Some(self.caught_up),
+            replicated: Some(self.replicated),
             updated_at_ms: wall_ms(),
         };
         if let Err(e) = self.store.write_member(&m).await {
