@@ -784,8 +784,30 @@ pub async fn delete_names(
 }
 
 /// Deletes every record under the cluster's base name, then the zone when Strata made it and
-/// it carries this cluster's tag. A zone already gone is success.
+/// it carries this cluster's tag. A zone already gone is success. An agent whose instance is
+/// still shutting down may write a reader record between the two steps (HostedZoneNotEmpty):
+/// both are retried for up to a minute.
 pub async fn delete_endpoints(
+    rc: &RegionClients,
+    zone: &Zone,
+    cluster: &str,
+) -> Result<(), AwsError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match delete_endpoints_once(rc, zone, cluster).await {
+            Err(e)
+                if e.code() == Some("HostedZoneNotEmpty")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tracing::info!(zone_id = %zone.zone_id, "a record was written after the cleanup (an agent shutting down): deleting again");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn delete_endpoints_once(
     rc: &RegionClients,
     zone: &Zone,
     cluster: &str,
