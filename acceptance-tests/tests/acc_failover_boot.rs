@@ -104,6 +104,33 @@ fn dump_node(nodes: &NodeHost, n: &Node) {
     }
 }
 
+/// The instance the agents launched in place of `lost` (tagged `strata:replaces`), with its
+/// private IP, once it exists.
+fn replacement_of(acc: &Acc, lost: &str) -> Option<(String, String)> {
+    let out = acc
+        .block(
+            acc.ec2
+                .describe_instances()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name(format!("tag:{}", strata_topology::replace::TAG_REPLACES))
+                        .values(lost)
+                        .build(),
+                )
+                .send(),
+        )
+        .ok()?;
+    let i = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .next()?;
+    Some((
+        i.instance_id()?.to_string(),
+        i.private_ip_address()?.to_string(),
+    ))
+}
+
 /// One write the server acknowledged: the id written and the server (hostname) that said OK.
 #[derive(Clone, Debug)]
 struct Ack {
@@ -755,30 +782,7 @@ resource "strata_replica" "r" {{
         &format!("a replacement launched for {}", victim.instance),
         Duration::from_secs(120),
         || dump_node(&nodes, &source),
-        || {
-            let out = acc
-                .block(
-                    acc.ec2
-                        .describe_instances()
-                        .filters(
-                            aws_sdk_ec2::types::Filter::builder()
-                                .name("tag:strata:replaces")
-                                .values(&victim.instance)
-                                .build(),
-                        )
-                        .send(),
-                )
-                .ok()?;
-            let i = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .next()?;
-            Some((
-                i.instance_id()?.to_string(),
-                i.private_ip_address()?.to_string(),
-            ))
-        },
+        || replacement_of(&acc, &victim.instance),
     );
     let launched_s = lost_at.elapsed().as_secs_f64();
     let twin = Node {
@@ -956,30 +960,7 @@ resource "strata_replica" "r" {{
         ),
         Duration::from_secs(120),
         || dump_node(&nodes, &source),
-        || {
-            let out = acc
-                .block(
-                    acc.ec2
-                        .describe_instances()
-                        .filters(
-                            aws_sdk_ec2::types::Filter::builder()
-                                .name("tag:strata:replaces")
-                                .values(&lost.instance)
-                                .build(),
-                        )
-                        .send(),
-                )
-                .ok()?;
-            let i = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .next()?;
-            Some((
-                i.instance_id()?.to_string(),
-                i.private_ip_address()?.to_string(),
-            ))
-        },
+        || replacement_of(&acc, &lost.instance),
     );
     let twin = Node {
         instance: twin_id.clone(),
