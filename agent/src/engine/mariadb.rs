@@ -2,11 +2,11 @@
 //! to install) and waits for one replica's ack: MariaDB has no wait-for-replica-count, which
 //! `strata_topology` validation enforces. Replicas position with `MASTER_USE_GTID=slave_pos`.
 
+use super::replication::Dialect;
 use super::{
-    DumpSpec, EngineSql, LinkSpec, LoadSpec, ReplicaLink, SemiSyncStatusNames, Tool,
-    global_privileges, gtid, has_global_grant_option, quote,
+    DumpSpec, EngineSql, LoadSpec, SemiSyncStatusNames, Tool, global_privileges, gtid,
+    has_global_grant_option, quote,
 };
-use std::collections::BTreeMap;
 use strata_topology::{Engine, NodeConfig, Role};
 
 pub struct MariaDb;
@@ -90,7 +90,42 @@ fn on_off(b: bool) -> String {
     if b { "ON" } else { "OFF" }.to_string()
 }
 
+/// MariaDB's words: `SLAVE`/`MASTER`, GTID positioning by `gtid_slave_pos`.
+pub const DIALECT: Dialect = Dialect {
+    change_to: "CHANGE MASTER TO",
+    option: "MASTER_",
+    gtid_option: "MASTER_USE_GTID = slave_pos",
+    without_tls: "",
+    source_col: "Master",
+    replica_col: "Slave",
+    gtid_positioning: ("Using_Gtid", "slave_pos"),
+    status: "SHOW SLAVE STATUS",
+    start: "START SLAVE",
+    stop: "STOP SLAVE",
+    start_io: "START SLAVE IO_THREAD",
+    stop_io: "STOP SLAVE IO_THREAD",
+    reset_all: "RESET SLAVE ALL",
+    hosts: "SHOW SLAVE HOSTS",
+    hosts_server_id: "Server_id",
+    semi_sync: SemiSyncStatusNames {
+        source_status: "Rpl_semi_sync_master_status",
+        source_clients: "Rpl_semi_sync_master_clients",
+        source_yes_tx: "Rpl_semi_sync_master_yes_tx",
+        source_no_tx: "Rpl_semi_sync_master_no_tx",
+        source_off_times: "Rpl_semi_sync_master_no_times",
+        replica_status: "Rpl_semi_sync_slave_status",
+    },
+    semi_sync_vars: (
+        "rpl_semi_sync_master_enabled",
+        "rpl_semi_sync_slave_enabled",
+    ),
+};
+
 impl EngineSql for MariaDb {
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
     fn engine(&self) -> Engine {
         Engine::Mariadb
     }
@@ -358,74 +393,6 @@ impl EngineSql for MariaDb {
         vec!["SET GLOBAL gtid_slave_pos = ''".into()]
     }
 
-    fn replica_status_sql(&self) -> &'static str {
-        "SHOW SLAVE STATUS"
-    }
-
-    fn parse_replica_status(&self, row: &BTreeMap<String, Option<String>>) -> ReplicaLink {
-        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
-        ReplicaLink {
-            source_host: s("Master_Host"),
-            source_port: s("Master_Port").parse().unwrap_or(0),
-            source_user: s("Master_User"),
-            io_running: s("Slave_IO_Running"),
-            sql_running: s("Slave_SQL_Running"),
-            gtid_positioning: s("Using_Gtid").eq_ignore_ascii_case("slave_pos"),
-            ssl: s("Master_SSL_Allowed").eq_ignore_ascii_case("yes"),
-            seconds_behind_source: s("Seconds_Behind_Master").parse().ok(),
-            last_io_errno: s("Last_IO_Errno").parse().unwrap_or(0),
-            last_io_error: s("Last_IO_Error"),
-            last_sql_errno: s("Last_SQL_Errno").parse().unwrap_or(0),
-            last_sql_error: s("Last_SQL_Error"),
-        }
-    }
-
-    fn replica_hosts_sql(&self) -> &'static str {
-        "SHOW SLAVE HOSTS"
-    }
-
-    fn replica_hosts_server_id_column(&self) -> &'static str {
-        "Server_id"
-    }
-
-    fn change_source_sql(&self, link: &LinkSpec<'_>) -> String {
-        let mut change = format!(
-            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 5",
-            quote(link.host),
-            link.port,
-            quote(link.user),
-            quote(link.password)
-        );
-        if link.tls {
-            change.push_str(", MASTER_SSL = 1");
-            match link.ca_file {
-                Some(ca) => change.push_str(&format!(
-                    ", MASTER_SSL_CA = {}, MASTER_SSL_VERIFY_SERVER_CERT = 1",
-                    quote(ca)
-                )),
-                None => change.push_str(", MASTER_SSL_VERIFY_SERVER_CERT = 0"),
-            }
-        } else {
-            change.push_str(", MASTER_SSL = 0");
-        }
-        change
-    }
-
-    fn start_replica_sql(&self) -> &'static str {
-        "START SLAVE"
-    }
-
-    fn stop_replica_sql(&self) -> &'static str {
-        "STOP SLAVE"
-    }
-
-    fn restart_io_thread_sql(&self) -> Vec<String> {
-        vec![
-            "STOP SLAVE IO_THREAD".into(),
-            "START SLAVE IO_THREAD".into(),
-        ]
-    }
-
     fn executed_gtids_sql(&self) -> &'static str {
         "SELECT @@GLOBAL.gtid_binlog_pos"
     }
@@ -438,44 +405,8 @@ impl EngineSql for MariaDb {
         gtid::mariadb_gap(source, replica)
     }
 
-    fn semi_sync_status_names(&self) -> SemiSyncStatusNames {
-        SemiSyncStatusNames {
-            source_status: "Rpl_semi_sync_master_status",
-            source_clients: "Rpl_semi_sync_master_clients",
-            source_yes_tx: "Rpl_semi_sync_master_yes_tx",
-            source_no_tx: "Rpl_semi_sync_master_no_tx",
-            source_off_times: "Rpl_semi_sync_master_no_times",
-            replica_status: "Rpl_semi_sync_slave_status",
-        }
-    }
-
-    fn semi_sync_status_sql(&self) -> &'static str {
-        "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'"
-    }
-
-    fn semi_sync_enabled_vars(&self) -> (&'static str, &'static str) {
-        (
-            "rpl_semi_sync_master_enabled",
-            "rpl_semi_sync_slave_enabled",
-        )
-    }
-
     fn read_only_vars(&self) -> &'static [&'static str] {
         &["read_only"]
-    }
-
-    fn stop_io_thread_sql(&self) -> &'static str {
-        "STOP SLAVE IO_THREAD"
-    }
-
-    fn reset_replica_all_sql(&self) -> &'static str {
-        "RESET SLAVE ALL"
-    }
-
-    fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
-        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
-        s("Master_Log_File") == s("Relay_Master_Log_File")
-            && s("Read_Master_Log_Pos") == s("Exec_Master_Log_Pos")
     }
 
     fn rejoin_position_sql(&self) -> Vec<String> {
@@ -499,6 +430,8 @@ impl EngineSql for MariaDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::LinkSpec;
+    use std::collections::BTreeMap;
 
     #[test]
     fn change_master_uses_gtid_and_tls_for_region_links() {

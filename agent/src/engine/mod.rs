@@ -1,11 +1,14 @@
 //! The engine seam: every statement the agent sends to a server comes from an [`EngineSql`]
 //! implementation, one module per engine. The rest of the agent never writes SQL text, so the
-//! two engines' differences (CHANGE MASTER vs CHANGE REPLICATION SOURCE, `gtid_slave_pos` vs
-//! auto-position, variable and plugin names) stay in `mariadb.rs` and `mysql.rs`.
+//! two engines' differences (variable and plugin names, accounts, seeding) stay in `mariadb.rs`
+//! and `mysql.rs`; their replication statements (CHANGE MASTER vs CHANGE REPLICATION SOURCE,
+//! `gtid_slave_pos` vs auto-position) come from one builder, `replication.rs`, fed with each
+//! engine's [`replication::Dialect`].
 
 pub mod gtid;
 pub mod mariadb;
 pub mod mysql;
+pub mod replication;
 
 use std::collections::BTreeSet;
 use strata_topology::{Engine, NodeConfig, Role};
@@ -227,22 +230,41 @@ pub trait EngineSql: Send + Sync {
     /// Forgets a position a failed seed left behind.
     fn reset_seed_position_sql(&self) -> Vec<String>;
 
-    fn replica_status_sql(&self) -> &'static str;
+    /// The words this engine spells its replication statements and status columns with.
+    fn dialect(&self) -> &'static replication::Dialect;
+
+    fn replica_status_sql(&self) -> &'static str {
+        self.dialect().status
+    }
     /// Normalizes one row of the replica status (column name → value).
     fn parse_replica_status(
         &self,
         row: &std::collections::BTreeMap<String, Option<String>>,
-    ) -> ReplicaLink;
-    fn replica_hosts_sql(&self) -> &'static str;
+    ) -> ReplicaLink {
+        self.dialect().parse_replica_status(row)
+    }
+    fn replica_hosts_sql(&self) -> &'static str {
+        self.dialect().hosts
+    }
     /// Column of `replica_hosts_sql` that holds the server id.
-    fn replica_hosts_server_id_column(&self) -> &'static str;
+    fn replica_hosts_server_id_column(&self) -> &'static str {
+        self.dialect().hosts_server_id
+    }
 
     /// Points a stopped replica at its source (the agent stops and starts around it).
-    fn change_source_sql(&self, link: &LinkSpec<'_>) -> String;
-    fn start_replica_sql(&self) -> &'static str;
-    fn stop_replica_sql(&self) -> &'static str;
+    fn change_source_sql(&self, link: &LinkSpec<'_>) -> String {
+        self.dialect().change_source_sql(link)
+    }
+    fn start_replica_sql(&self) -> &'static str {
+        self.dialect().start
+    }
+    fn stop_replica_sql(&self) -> &'static str {
+        self.dialect().stop
+    }
     /// Semi-sync replica settings take effect when the IO thread reconnects.
-    fn restart_io_thread_sql(&self) -> Vec<String>;
+    fn restart_io_thread_sql(&self) -> Vec<String> {
+        self.dialect().restart_io_thread_sql()
+    }
 
     /// The transactions this server has (source side of a GTID gap).
     fn executed_gtids_sql(&self) -> &'static str;
@@ -251,10 +273,16 @@ pub trait EngineSql: Send + Sync {
     /// How many transactions the replica lacks, from the two positions above.
     fn gtid_gap(&self, source: &str, replica: &str) -> Option<u64>;
 
-    fn semi_sync_status_names(&self) -> SemiSyncStatusNames;
-    fn semi_sync_status_sql(&self) -> &'static str;
+    fn semi_sync_status_names(&self) -> SemiSyncStatusNames {
+        self.dialect().semi_sync
+    }
+    fn semi_sync_status_sql(&self) -> &'static str {
+        "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'"
+    }
     /// The (source, replica) semi-sync on/off variables.
-    fn semi_sync_enabled_vars(&self) -> (&'static str, &'static str);
+    fn semi_sync_enabled_vars(&self) -> (&'static str, &'static str) {
+        self.dialect().semi_sync_vars
+    }
     /// Variables whose ON value means "refuses writes".
     fn read_only_vars(&self) -> &'static [&'static str];
 
@@ -262,11 +290,17 @@ pub trait EngineSql: Send + Sync {
 
     /// Stops fetching from the source (and so acknowledging its semi-sync commits) while
     /// the SQL thread applies what was already received.
-    fn stop_io_thread_sql(&self) -> &'static str;
+    fn stop_io_thread_sql(&self) -> &'static str {
+        self.dialect().stop_io
+    }
     /// Forgets the replication link entirely (a promoted replica).
-    fn reset_replica_all_sql(&self) -> &'static str;
+    fn reset_replica_all_sql(&self) -> &'static str {
+        self.dialect().reset_all
+    }
     /// Whether a replica status row shows every received event applied.
-    fn relay_log_applied(&self, row: &std::collections::BTreeMap<String, Option<String>>) -> bool;
+    fn relay_log_applied(&self, row: &std::collections::BTreeMap<String, Option<String>>) -> bool {
+        self.dialect().relay_log_applied(row)
+    }
     /// Before a former source (or any node) follows a new source by GTID: make the position it
     /// asks for equal to everything it has executed.
     fn rejoin_position_sql(&self) -> Vec<String>;

@@ -3,11 +3,11 @@
 //! `REPLICA` statements and variables, semi-sync from the `rpl_semi_sync_source` /
 //! `rpl_semi_sync_replica` plugins, GTID auto-position, `super_read_only` on replicas.
 
+use super::replication::Dialect;
 use super::{
-    DumpSpec, EngineSql, LinkSpec, LoadSpec, ReplicaLink, SemiSyncStatusNames, Tool,
-    global_privileges, gtid, has_global_grant_option, quote,
+    DumpSpec, EngineSql, LoadSpec, SemiSyncStatusNames, Tool, global_privileges, gtid,
+    has_global_grant_option, quote,
 };
-use std::collections::BTreeMap;
 use strata_topology::{Engine, NodeConfig, Role};
 
 pub struct MySql;
@@ -40,7 +40,44 @@ fn on_off(b: bool) -> String {
     if b { "ON" } else { "OFF" }.to_string()
 }
 
+/// MySQL 8.4's words: `REPLICA`/`SOURCE`, GTID positioning by auto-position.
+pub const DIALECT: Dialect = Dialect {
+    change_to: "CHANGE REPLICATION SOURCE TO",
+    option: "SOURCE_",
+    gtid_option: "SOURCE_AUTO_POSITION = 1",
+    // Without TLS, caching_sha2_password needs the source's RSA key to send the password;
+    // asking for it is what the MySQL manual prescribes.
+    without_tls: ", GET_SOURCE_PUBLIC_KEY = 1",
+    source_col: "Source",
+    replica_col: "Replica",
+    gtid_positioning: ("Auto_Position", "1"),
+    status: "SHOW REPLICA STATUS",
+    start: "START REPLICA",
+    stop: "STOP REPLICA",
+    start_io: "START REPLICA IO_THREAD",
+    stop_io: "STOP REPLICA IO_THREAD",
+    reset_all: "RESET REPLICA ALL",
+    hosts: "SHOW REPLICAS",
+    hosts_server_id: "Server_Id",
+    semi_sync: SemiSyncStatusNames {
+        source_status: "Rpl_semi_sync_source_status",
+        source_clients: "Rpl_semi_sync_source_clients",
+        source_yes_tx: "Rpl_semi_sync_source_yes_tx",
+        source_no_tx: "Rpl_semi_sync_source_no_tx",
+        source_off_times: "Rpl_semi_sync_source_no_times",
+        replica_status: "Rpl_semi_sync_replica_status",
+    },
+    semi_sync_vars: (
+        "rpl_semi_sync_source_enabled",
+        "rpl_semi_sync_replica_enabled",
+    ),
+};
+
 impl EngineSql for MySql {
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
     fn engine(&self) -> Engine {
         Engine::Mysql
     }
@@ -328,76 +365,6 @@ impl EngineSql for MySql {
         vec!["RESET BINARY LOGS AND GTIDS".into()]
     }
 
-    fn replica_status_sql(&self) -> &'static str {
-        "SHOW REPLICA STATUS"
-    }
-
-    fn parse_replica_status(&self, row: &BTreeMap<String, Option<String>>) -> ReplicaLink {
-        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
-        ReplicaLink {
-            source_host: s("Source_Host"),
-            source_port: s("Source_Port").parse().unwrap_or(0),
-            source_user: s("Source_User"),
-            io_running: s("Replica_IO_Running"),
-            sql_running: s("Replica_SQL_Running"),
-            gtid_positioning: s("Auto_Position") == "1",
-            ssl: s("Source_SSL_Allowed").eq_ignore_ascii_case("yes"),
-            seconds_behind_source: s("Seconds_Behind_Source").parse().ok(),
-            last_io_errno: s("Last_IO_Errno").parse().unwrap_or(0),
-            last_io_error: s("Last_IO_Error"),
-            last_sql_errno: s("Last_SQL_Errno").parse().unwrap_or(0),
-            last_sql_error: s("Last_SQL_Error"),
-        }
-    }
-
-    fn replica_hosts_sql(&self) -> &'static str {
-        "SHOW REPLICAS"
-    }
-
-    fn replica_hosts_server_id_column(&self) -> &'static str {
-        "Server_Id"
-    }
-
-    fn change_source_sql(&self, link: &LinkSpec<'_>) -> String {
-        let mut change = format!(
-            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = {}, SOURCE_PORT = {}, SOURCE_USER = {}, SOURCE_PASSWORD = {}, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 5",
-            quote(link.host),
-            link.port,
-            quote(link.user),
-            quote(link.password)
-        );
-        if link.tls {
-            change.push_str(", SOURCE_SSL = 1");
-            match link.ca_file {
-                Some(ca) => change.push_str(&format!(
-                    ", SOURCE_SSL_CA = {}, SOURCE_SSL_VERIFY_SERVER_CERT = 1",
-                    quote(ca)
-                )),
-                None => change.push_str(", SOURCE_SSL_VERIFY_SERVER_CERT = 0"),
-            }
-        } else {
-            // Without TLS, caching_sha2_password needs the source's RSA key to send the
-            // password; asking for it is what the MySQL manual prescribes.
-            change.push_str(", SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1");
-        }
-        change
-    }
-
-    fn start_replica_sql(&self) -> &'static str {
-        "START REPLICA"
-    }
-
-    fn stop_replica_sql(&self) -> &'static str {
-        "STOP REPLICA"
-    }
-
-    fn restart_io_thread_sql(&self) -> Vec<String> {
-        vec![
-            "STOP REPLICA IO_THREAD".into(),
-            "START REPLICA IO_THREAD".into(),
-        ]
-    }
-
     fn executed_gtids_sql(&self) -> &'static str {
         "SELECT @@GLOBAL.gtid_executed"
     }
@@ -410,44 +377,8 @@ impl EngineSql for MySql {
         gtid::mysql_gap(source, replica)
     }
 
-    fn semi_sync_status_names(&self) -> SemiSyncStatusNames {
-        SemiSyncStatusNames {
-            source_status: "Rpl_semi_sync_source_status",
-            source_clients: "Rpl_semi_sync_source_clients",
-            source_yes_tx: "Rpl_semi_sync_source_yes_tx",
-            source_no_tx: "Rpl_semi_sync_source_no_tx",
-            source_off_times: "Rpl_semi_sync_source_no_times",
-            replica_status: "Rpl_semi_sync_replica_status",
-        }
-    }
-
-    fn semi_sync_status_sql(&self) -> &'static str {
-        "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'"
-    }
-
-    fn semi_sync_enabled_vars(&self) -> (&'static str, &'static str) {
-        (
-            "rpl_semi_sync_source_enabled",
-            "rpl_semi_sync_replica_enabled",
-        )
-    }
-
     fn read_only_vars(&self) -> &'static [&'static str] {
         &["read_only", "super_read_only"]
-    }
-
-    fn stop_io_thread_sql(&self) -> &'static str {
-        "STOP REPLICA IO_THREAD"
-    }
-
-    fn reset_replica_all_sql(&self) -> &'static str {
-        "RESET REPLICA ALL"
-    }
-
-    fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
-        let s = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
-        s("Source_Log_File") == s("Relay_Source_Log_File")
-            && s("Read_Source_Log_Pos") == s("Exec_Source_Log_Pos")
     }
 
     fn rejoin_position_sql(&self) -> Vec<String> {
@@ -468,6 +399,8 @@ impl EngineSql for MySql {
 mod tests {
     //! Golden tests: MySQL 8.4 has no server here, so its statements are pinned as text.
     use super::*;
+    use crate::engine::LinkSpec;
+    use std::collections::BTreeMap;
     use strata_topology::{
         CredentialRef, LocalServer, NodeConfig, Replication, ReplicationMode, SCHEMA_VERSION,
         SourceEndpoint, Storage, Tls,
