@@ -102,24 +102,134 @@ pub fn schema() -> Schema {
         .build()
 }
 
-/// The `strata:autoscale` value of a plan. A bound the plan leaves null takes the schema's
-/// default (`max_size_gib` has none in the schema: the largest volume).
-fn autoscale_tag(v: &Value) -> String {
-    let schema = schema();
-    let n = |attr: &str| {
-        let value = i64_attr(v, attr)
-            .or_else(|| schema.block.default_of(attr).and_then(Value::as_i64))
-            .unwrap_or(EBS_MAX_GIB);
-        // The schema's validators keep every bound positive.
-        u64::try_from(value).unwrap_or(0)
-    };
-    AutoscaleTag {
-        max_size_gib: n("max_size_gib"),
-        grow_at_percent: n("grow_at_percent"),
-        grow_by_percent: n("grow_by_percent"),
-        min_step_gib: n("min_grow_step_gib"),
+/// A `strata_storage_segment`'s configuration or plan, typed. Null and unknown both read as
+/// None (and as an empty map). Defaults live in the schema alone: a planned value already
+/// carries them, and where one is still None the schema's own default is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentModel {
+    pub node_id: Option<String>,
+    pub size_gib: Option<i64>,
+    pub max_size_gib: Option<i64>,
+    pub grow_at_percent: Option<i64>,
+    pub grow_by_percent: Option<i64>,
+    pub min_grow_step_gib: Option<i64>,
+    pub volume_type: Option<String>,
+    pub iops: Option<i64>,
+    pub throughput: Option<i64>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
+    pub device_name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl SegmentModel {
+    pub fn from_value(v: &Value) -> SegmentModel {
+        SegmentModel {
+            node_id: str_attr(v, "node_id"),
+            size_gib: i64_attr(v, "size_gib"),
+            max_size_gib: i64_attr(v, "max_size_gib"),
+            grow_at_percent: i64_attr(v, "grow_at_percent"),
+            grow_by_percent: i64_attr(v, "grow_by_percent"),
+            min_grow_step_gib: i64_attr(v, "min_grow_step_gib"),
+            volume_type: str_attr(v, "volume_type"),
+            iops: i64_attr(v, "iops"),
+            throughput: i64_attr(v, "throughput"),
+            encrypted: bool_attr(v, "encrypted"),
+            kms_key_id: str_attr(v, "kms_key_id"),
+            device_name: str_attr(v, "device_name"),
+            tags: string_map(v, "tags"),
+        }
     }
-    .render()
+
+    pub fn node_id(&self) -> Result<String, Diagnostics> {
+        required(self.node_id.clone(), "node_id")
+    }
+
+    /// The configuration's own checks (beyond each attribute's validators).
+    pub fn check(&self) -> Diagnostics {
+        let mut d = Diagnostics::new();
+        if let (Some(size), Some(max)) = (self.size_gib, self.max_size_gib)
+            && max < size
+        {
+            d.push(
+                Diagnostic::error(
+                    "max_size_gib is below size_gib",
+                    format!("max_size_gib ({max}) must be at least size_gib ({size})"),
+                )
+                .at(AttributePath::attr("max_size_gib")),
+            );
+        }
+        if self.volume_type.as_deref().is_some_and(|t| t != "gp3") && self.throughput.is_some() {
+            d.push(
+                Diagnostic::error(
+                    "throughput is for gp3 only",
+                    "remove throughput or use volume_type = \"gp3\"",
+                )
+                .at(AttributePath::attr("throughput")),
+            );
+        }
+        d
+    }
+
+    /// The `strata:autoscale` bounds. A bound left null takes the schema's default
+    /// (`max_size_gib` has none in the schema: the largest volume).
+    pub fn autoscale(&self) -> AutoscaleTag {
+        let schema = schema();
+        let n = |value: Option<i64>, attr: &str| {
+            let value = value
+                .or_else(|| schema.block.default_of(attr).and_then(Value::as_i64))
+                .unwrap_or(EBS_MAX_GIB);
+            // The schema's validators keep every bound positive.
+            u64::try_from(value).unwrap_or(0)
+        };
+        AutoscaleTag {
+            max_size_gib: n(self.max_size_gib, "max_size_gib"),
+            grow_at_percent: n(self.grow_at_percent, "grow_at_percent"),
+            grow_by_percent: n(self.grow_by_percent, "grow_by_percent"),
+            min_step_gib: n(self.min_grow_step_gib, "min_grow_step_gib"),
+        }
+    }
+
+    /// What the AWS layer creates or changes. `volume_type` and `encrypted` come from the plan
+    /// (the schema's defaults fill them), or from the schema when a caller passes none.
+    pub fn spec(&self, cluster: &str, timeout: Duration) -> Result<SegmentSpec, Diagnostics> {
+        let schema = schema();
+        let mut s = SegmentSpec::new(
+            cluster.to_string(),
+            format!("{TYPE_NAME}.{cluster}"),
+            String::new(),
+            self.node_id()?,
+            i32::try_from(self.size_gib.unwrap_or(0)).unwrap_or(i32::MAX),
+        );
+        if let Some(t) = self.volume_type.clone().or_else(|| {
+            schema
+                .block
+                .default_of("volume_type")
+                .and_then(|v| v.as_str().map(str::to_string))
+        }) {
+            s.volume_type = t;
+        }
+        s.iops = self.iops.and_then(|n| i32::try_from(n).ok());
+        s.throughput = self.throughput.and_then(|n| i32::try_from(n).ok());
+        if let Some(e) = self.encrypted.or_else(|| {
+            schema
+                .block
+                .default_of("encrypted")
+                .and_then(Value::as_bool)
+        }) {
+            s.encrypted = e;
+        }
+        s.kms_key_id = self.kms_key_id.clone();
+        s.device_name = self.device_name.clone();
+        s.tags = self.tags.clone();
+        s.timeout = timeout;
+        Ok(s)
+    }
+}
+
+/// The `strata:autoscale` value of a plan.
+fn autoscale_tag(v: &Value) -> String {
+    SegmentModel::from_value(v).autoscale().render()
 }
 
 /// Reads `strata:autoscale` back, for import and drift, as `(attribute, value)`. A tag that
@@ -177,9 +287,16 @@ async fn set_autoscale_tag(c: &Clients, volume_id: &str, value: &str) -> Result<
     Ok(())
 }
 
-fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> Value {
+/// The state of a segment as AWS shows it; `prior` (the plan or the prior state) for what AWS
+/// cannot say, `default_tags` for what `tags` leaves out.
+fn state(
+    default_tags: &BTreeMap<String, String>,
+    info: &SegmentInfo,
+    added: Vec<String>,
+    prior: &Value,
+) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = own_tags(c, &info.user_tags(), prior);
+    let tags = own_tags_over(default_tags, &info.user_tags(), prior);
     let tags_v = tags_value(&tags, prior);
     let bounds = info
         .tags
@@ -249,7 +366,7 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
                 .unwrap_or_else(|| keep("device_name")),
         ),
         ("tags", tags_v),
-        ("tags_all", map_value(&tags_all(Some(c), &tags))),
+        ("tags_all", map_value(&merge_tags(default_tags, &tags))),
         ("current_size_gib", Value::number_i64(current)),
         (
             "availability_zone",
@@ -272,24 +389,7 @@ fn state(c: &Clients, info: &SegmentInfo, added: Vec<String>, prior: &Value) -> 
 }
 
 fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
-    let node = required_str(v, "node_id")?;
-    let size = i64_attr(v, "size_gib").unwrap_or(0);
-    let mut s = SegmentSpec::new(
-        cluster.to_string(),
-        format!("{TYPE_NAME}.{cluster}"),
-        String::new(),
-        node,
-        i32::try_from(size).unwrap_or(i32::MAX),
-    );
-    s.volume_type = str_attr(v, "volume_type").unwrap_or_else(|| "gp3".into());
-    s.iops = i64_attr(v, "iops").and_then(|n| i32::try_from(n).ok());
-    s.throughput = i64_attr(v, "throughput").and_then(|n| i32::try_from(n).ok());
-    s.encrypted = bool_attr(v, "encrypted").unwrap_or(true);
-    s.kms_key_id = str_attr(v, "kms_key_id");
-    s.device_name = str_attr(v, "device_name");
-    s.tags = string_map(v, "tags");
-    s.timeout = timeout(v, op, DEFAULT_TIMEOUT);
-    Ok(s)
+    SegmentModel::from_value(v).spec(cluster, timeout(v, op, DEFAULT_TIMEOUT))
 }
 
 async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, aws::NodeInfo), Diagnostics> {
@@ -330,48 +430,27 @@ impl Resource for SegmentResource {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        let mut d = Diagnostics::new();
-        if let (Some(size), Some(max)) = (
-            i64_attr(config, "size_gib"),
-            i64_attr(config, "max_size_gib"),
-        ) && max < size
-        {
-            d.push(
-                Diagnostic::error(
-                    "max_size_gib is below size_gib",
-                    format!("max_size_gib ({max}) must be at least size_gib ({size})"),
-                )
-                .at(AttributePath::attr("max_size_gib")),
-            );
-        }
-        if str_attr(config, "volume_type").is_some_and(|t| t != "gp3")
-            && config.get_attr("throughput").is_some_and(|v| !v.is_null())
-        {
-            d.push(
-                Diagnostic::error(
-                    "throughput is for gp3 only",
-                    "remove throughput or use volume_type = \"gp3\"",
-                )
-                .at(AttributePath::attr("throughput")),
-            );
-        }
-        d
+        SegmentModel::from_value(config).check()
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
         if plan.is_create() {
             plan.private = new_creation_token().into_bytes();
         }
-        let size = i64_attr(&plan.planned, "size_gib");
+        let planned = SegmentModel::from_value(&plan.planned);
+        let prior = SegmentModel::from_value(&plan.prior);
+        let size = planned.size_gib;
         if plan
             .planned
             .get_attr("max_size_gib")
             .is_some_and(|v| !v.is_known())
             && let Some(size) = size
         {
-            let keep_prior = i64_attr(&plan.config, "max_size_gib").is_none()
-                && i64_attr(&plan.prior, "size_gib") == Some(size);
-            let max = match (keep_prior, i64_attr(&plan.prior, "max_size_gib")) {
+            let keep_prior = SegmentModel::from_value(&plan.config)
+                .max_size_gib
+                .is_none()
+                && prior.size_gib == Some(size);
+            let max = match (keep_prior, prior.max_size_gib) {
                 (true, Some(p)) => p,
                 _ => default_max(size),
             };
@@ -380,8 +459,7 @@ impl Resource for SegmentResource {
         if plan.is_create() {
             return Ok(());
         }
-        let prior_size = i64_attr(&plan.prior, "size_gib");
-        if let (Some(new), Some(old)) = (size, prior_size)
+        if let (Some(new), Some(old)) = (size, prior.size_gib)
             && new < old
         {
             return Err(Diagnostic::error(
@@ -408,10 +486,8 @@ impl Resource for SegmentResource {
         }
         plan_tags_all(plan);
         // Moving to a node in another availability zone needs a new volume.
-        if let (Some(old), Some(new)) = (
-            str_attr(&plan.prior, "node_id"),
-            str_attr(&plan.planned, "node_id"),
-        ) && old != new
+        if let (Some(old), Some(new)) = (prior.node_id, planned.node_id)
+            && old != new
             && let Ok(c) = clients(&plan.ctx)
         {
             let new_az = node_cluster(c, &new).await?.1.availability_zone;
@@ -468,7 +544,7 @@ impl Resource for SegmentResource {
             && let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await
         {
             // The volume exists: keep it in state (tainted) rather than orphan it.
-            let partial = state(c, &info, Vec::new(), &req.planned);
+            let partial = state(c.default_tags(), &info, Vec::new(), &req.planned);
             return Err(ApplyFailure {
                 diagnostics: aws_diag(&spec.resource, "tag the autoscaling bounds", &e),
                 partial_state: Some(partial),
@@ -476,7 +552,12 @@ impl Resource for SegmentResource {
         }
         let mut info = info;
         info.tags.insert(TAG_AUTOSCALE.into(), tag);
-        Ok(NewState::new(state(c, &info, Vec::new(), &req.planned)))
+        Ok(NewState::new(state(
+            c.default_tags(),
+            &info,
+            Vec::new(),
+            &req.planned,
+        )))
     }
 
     async fn read(&self, req: ReadRequest) -> Result<Option<NewState>, Diagnostics> {
@@ -494,7 +575,12 @@ impl Resource for SegmentResource {
         let added = added_segments(c, &id)
             .await
             .map_err(|e| aws_diag(&format!("{TYPE_NAME} {id}"), "read", &e))?;
-        Ok(Some(NewState::new(state(c, &info, added, &req.state))))
+        Ok(Some(NewState::new(state(
+            c.default_tags(),
+            &info,
+            added,
+            &req.state,
+        ))))
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
@@ -516,7 +602,12 @@ impl Resource for SegmentResource {
         let mut info = info;
         info.tags.insert(TAG_AUTOSCALE.into(), tag);
         let added = added_segments(c, &id).await.unwrap_or_default();
-        Ok(NewState::new(state(c, &info, added, &req.planned)))
+        Ok(NewState::new(state(
+            c.default_tags(),
+            &info,
+            added,
+            &req.planned,
+        )))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), Diagnostics> {
@@ -581,5 +672,100 @@ mod tests {
         assert_eq!(default_max(100), 400);
         assert_eq!(default_max(10_000), 16_384);
         assert_eq!(default_max(16_384), 16_384);
+    }
+    #[test]
+    fn the_model_reads_a_plan_and_builds_a_spec_without_aws() {
+        let v = Value::object([
+            ("node_id", Value::string("i-0abc")),
+            ("size_gib", Value::number_i64(100)),
+            ("max_size_gib", Value::number_i64(300)),
+            ("volume_type", Value::string("io2")),
+            ("iops", Value::number_i64(4000)),
+            ("throughput", Value::null()),
+            ("encrypted", Value::bool(false)),
+            (
+                "tags",
+                Value::map([("team".to_string(), Value::string("db"))]),
+            ),
+        ]);
+        let m = SegmentModel::from_value(&v);
+        assert!(m.check().is_empty());
+        let s = m.spec("orders", DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(
+            (
+                s.node_instance_id.as_str(),
+                s.size_gib,
+                s.volume_type.as_str()
+            ),
+            ("i-0abc", 100, "io2")
+        );
+        assert_eq!(
+            (s.iops, s.throughput, s.encrypted),
+            (Some(4000), None, false)
+        );
+        assert_eq!(s.resource, "strata_storage_segment.orders");
+        assert_eq!(s.tags["team"], "db");
+        // Unset type and encryption take the schema's defaults, not copies of them.
+        let bare = SegmentModel {
+            node_id: Some("i-0abc".into()),
+            size_gib: Some(10),
+            ..SegmentModel::default()
+        };
+        let s = bare.spec("orders", DEFAULT_TIMEOUT).unwrap();
+        assert_eq!((s.volume_type.as_str(), s.encrypted), ("gp3", true));
+        // A missing node_id names the attribute.
+        let e = SegmentModel::default()
+            .spec("orders", DEFAULT_TIMEOUT)
+            .unwrap_err();
+        assert!(format!("{e:?}").contains("node_id"), "{e:?}");
+    }
+
+    #[test]
+    fn the_models_checks_name_their_attribute() {
+        let m = SegmentModel {
+            size_gib: Some(100),
+            max_size_gib: Some(50),
+            volume_type: Some("gp2".into()),
+            throughput: Some(250),
+            ..SegmentModel::default()
+        };
+        let d = format!("{:?}", m.check());
+        assert!(d.contains("max_size_gib is below size_gib"), "{d}");
+        assert!(d.contains("throughput is for gp3 only"), "{d}");
+    }
+
+    #[test]
+    fn state_keeps_the_configured_floor_when_the_agent_grew_the_volume() {
+        let info = SegmentInfo {
+            volume_id: "vol-1".into(),
+            size_gib: 150,
+            volume_type: "gp3".into(),
+            state: "in-use".into(),
+            attached_instance_id: Some("i-0abc".into()),
+            availability_zone: "us-east-1a".into(),
+            tags: BTreeMap::from([(
+                TAG_AUTOSCALE.to_string(),
+                "max=400,at=80,by=20,step=10".to_string(),
+            )]),
+            region: "us-east-1".into(),
+            iops: None,
+            throughput: None,
+            encrypted: true,
+            kms_key_id: None,
+            device_name: Some("/dev/sdf".into()),
+            attachment_state: Some("attached".into()),
+        };
+        let prior = Value::object([
+            ("size_gib", Value::number_i64(100)),
+            ("tags", Value::null()),
+        ]);
+        let defaults = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+        let st = state(&defaults, &info, vec!["vol-2".into()], &prior);
+        assert_eq!(i64_attr(&st, "size_gib"), Some(100));
+        assert_eq!(i64_attr(&st, "current_size_gib"), Some(150));
+        assert_eq!(i64_attr(&st, "max_size_gib"), Some(400));
+        assert_eq!(bool_attr(&st, "autoscaled"), Some(true));
+        assert_eq!(string_map(&st, "tags_all")["env"], "prod");
+        assert_eq!(str_attr(&st, "node_id").as_deref(), Some("i-0abc"));
     }
 }
