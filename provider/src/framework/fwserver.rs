@@ -33,6 +33,29 @@ struct DataSourceEntry {
     ty: Type,
 }
 
+/// Registers resources or data sources by type name with their schemas, in one pass for
+/// both: a schema that panics becomes a diagnostic and its type is left out.
+fn register<T, E>(
+    list: Vec<T>,
+    type_name: impl Fn(&T) -> &'static str,
+    schema: impl Fn(&T) -> Schema,
+    entry: impl Fn(T, Schema, Type) -> E,
+    diagnostics: &mut Diagnostics,
+) -> HashMap<String, E> {
+    let mut out = HashMap::new();
+    for item in list {
+        let name = type_name(&item);
+        match guard_sync(name, "schema", || schema(&item)) {
+            Ok(schema) => {
+                let ty = schema.implied_type();
+                out.insert(name.to_string(), entry(item, schema, ty));
+            }
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    out
+}
+
 /// What a configuration belongs to: the provider block, a resource or a data source.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ConfigOf<'a> {
@@ -197,52 +220,38 @@ impl FrameworkServer {
                 Schema::default()
             });
         let provider_ty = provider_schema.implied_type();
-        let mut resources = HashMap::new();
         let list =
             guard_sync("provider", "resources", || provider.resources()).unwrap_or_else(|d| {
                 setup_diagnostics.push(d);
                 Vec::new()
             });
-        for resource in list {
-            let name = resource.type_name();
-            match guard_sync(name, "schema", || resource.schema()) {
-                Ok(schema) => {
-                    let ty = schema.implied_type();
-                    resources.insert(
-                        name.to_string(),
-                        ResourceEntry {
-                            resource,
-                            schema,
-                            ty,
-                        },
-                    );
-                }
-                Err(d) => setup_diagnostics.push(d),
-            }
-        }
-        let mut data_sources = HashMap::new();
+        let resources = register(
+            list,
+            |r| r.type_name(),
+            |r| r.schema(),
+            |resource, schema, ty| ResourceEntry {
+                resource,
+                schema,
+                ty,
+            },
+            &mut setup_diagnostics,
+        );
         let list = guard_sync("provider", "data_sources", || provider.data_sources())
             .unwrap_or_else(|d| {
                 setup_diagnostics.push(d);
                 Vec::new()
             });
-        for data_source in list {
-            let name = data_source.type_name();
-            match guard_sync(name, "schema", || data_source.schema()) {
-                Ok(schema) => {
-                    let ty = schema.implied_type();
-                    data_sources.insert(
-                        name.to_string(),
-                        DataSourceEntry {
-                            data_source,
-                            schema,
-                            ty,
-                        },
-                    );
-                }
-                Err(d) => setup_diagnostics.push(d),
-            }
-        }
+        let data_sources = register(
+            list,
+            |d| d.type_name(),
+            |d| d.schema(),
+            |data_source, schema, ty| DataSourceEntry {
+                data_source,
+                schema,
+                ty,
+            },
+            &mut setup_diagnostics,
+        );
         FrameworkServer {
             provider,
             provider_schema,
