@@ -148,6 +148,8 @@ pub const RESERVED_ENGINE_SETTINGS: &[&str] = &[
     "super_read_only",
     "skip_slave_start",
     "skip_replica_start",
+    "slave_net_timeout",
+    "replica_net_timeout",
 ];
 
 /// Why a setting is refused.

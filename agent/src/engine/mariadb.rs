@@ -2,7 +2,7 @@
 //! to install) and waits for one replica's ack: MariaDB has no wait-for-replica-count, which
 //! `strata_topology` validation enforces. Replicas position with `MASTER_USE_GTID=slave_pos`.
 
-use super::replication::Dialect;
+use super::replication::{Dialect, REPLICA_NET_TIMEOUT_S};
 use super::{
     DumpSpec, EngineSql, LoadSpec, SemiSyncStatusNames, Tool, global_privileges, gtid,
     has_global_grant_option, quote,
@@ -107,6 +107,7 @@ pub const DIALECT: Dialect = Dialect {
     reset_all: "RESET SLAVE ALL",
     hosts: "SHOW SLAVE HOSTS",
     hosts_server_id: "Server_id",
+    net_timeout_var: "slave_net_timeout",
     semi_sync: SemiSyncStatusNames {
         source_status: "Rpl_semi_sync_master_status",
         source_clients: "Rpl_semi_sync_master_clients",
@@ -164,6 +165,7 @@ impl EngineSql for MariaDb {
         // GTID position instead of trusting a half-written relay log.
         s.push_str("relay_log = strata-relay\n");
         s.push_str("relay_log_recovery = ON\n");
+        s.push_str(&format!("slave_net_timeout = {REPLICA_NET_TIMEOUT_S}\n"));
         s.push_str(&format!("ssl_cert = {}\n", cfg.tls.cert_file));
         s.push_str(&format!("ssl_key = {}\n", cfg.tls.key_file));
         if let Some(ca) = &cfg.tls.ca_file {
@@ -244,6 +246,8 @@ impl EngineSql for MariaDb {
             v.push(("rpl_semi_sync_master_enabled", "OFF".into()));
             v.push(("rpl_semi_sync_slave_enabled", on_off(semi)));
         }
+        // A running server started before the config file had it (an upgraded agent).
+        v.push(("slave_net_timeout", REPLICA_NET_TIMEOUT_S.to_string()));
         v
     }
 
@@ -445,7 +449,7 @@ mod tests {
         });
         assert_eq!(
             sql,
-            "CHANGE MASTER TO MASTER_HOST = '10.0.0.5', MASTER_PORT = 3306, MASTER_USER = 'strata_repl', MASTER_PASSWORD = 'p''w', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 5, MASTER_SSL = 1, MASTER_SSL_VERIFY_SERVER_CERT = 0"
+            "CHANGE MASTER TO MASTER_HOST = '10.0.0.5', MASTER_PORT = 3306, MASTER_USER = 'strata_repl', MASTER_PASSWORD = 'p''w', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 2, MASTER_SSL = 1, MASTER_SSL_VERIFY_SERVER_CERT = 0"
         );
     }
 

@@ -3,7 +3,7 @@
 //! `REPLICA` statements and variables, semi-sync from the `rpl_semi_sync_source` /
 //! `rpl_semi_sync_replica` plugins, GTID auto-position, `super_read_only` on replicas.
 
-use super::replication::Dialect;
+use super::replication::{Dialect, REPLICA_NET_TIMEOUT_S};
 use super::{
     DumpSpec, EngineSql, LoadSpec, SemiSyncStatusNames, Tool, global_privileges, gtid,
     has_global_grant_option, quote,
@@ -59,6 +59,7 @@ pub const DIALECT: Dialect = Dialect {
     reset_all: "RESET REPLICA ALL",
     hosts: "SHOW REPLICAS",
     hosts_server_id: "Server_Id",
+    net_timeout_var: "replica_net_timeout",
     semi_sync: SemiSyncStatusNames {
         source_status: "Rpl_semi_sync_source_status",
         source_clients: "Rpl_semi_sync_source_clients",
@@ -114,6 +115,7 @@ impl EngineSql for MySql {
         s.push_str("innodb_flush_log_at_trx_commit = 1\n");
         s.push_str("relay_log = strata-relay\n");
         s.push_str("relay_log_recovery = ON\n");
+        s.push_str(&format!("replica_net_timeout = {REPLICA_NET_TIMEOUT_S}\n"));
         s.push_str(&format!("ssl_cert = {}\n", cfg.tls.cert_file));
         s.push_str(&format!("ssl_key = {}\n", cfg.tls.key_file));
         if let Some(ca) = &cfg.tls.ca_file {
@@ -201,6 +203,8 @@ impl EngineSql for MySql {
                 v.push(("rpl_semi_sync_replica_enabled", "ON".into()));
             }
         }
+        // A running server started before the config file had it (an upgraded agent).
+        v.push(("replica_net_timeout", REPLICA_NET_TIMEOUT_S.to_string()));
         v
     }
 
@@ -471,6 +475,7 @@ sync_binlog = 1
 innodb_flush_log_at_trx_commit = 1
 relay_log = strata-relay
 relay_log_recovery = ON
+replica_net_timeout = 4
 ssl_cert = /etc/strata/tls/server.crt
 ssl_key = /etc/strata/tls/server.key
 read_only = OFF
@@ -508,6 +513,7 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
                 "SET GLOBAL rpl_semi_sync_source_wait_for_replica_count = 2",
                 "SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC",
                 "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+                "SET GLOBAL replica_net_timeout = 4",
             ]
         );
         assert_eq!(
@@ -534,6 +540,7 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
                 "SET GLOBAL read_only = ON",
                 "SET GLOBAL super_read_only = ON",
                 "SET GLOBAL rpl_semi_sync_replica_enabled = ON",
+                "SET GLOBAL replica_net_timeout = 4",
             ]
         );
         assert_eq!(
@@ -550,7 +557,7 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
         };
         assert_eq!(
             MySql.change_source_sql(&link),
-            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3306, SOURCE_USER = 'strata_repl', SOURCE_PASSWORD = 'pw', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 5, SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1"
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3306, SOURCE_USER = 'strata_repl', SOURCE_PASSWORD = 'pw', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 2, SOURCE_SSL = 0, GET_SOURCE_PUBLIC_KEY = 1"
         );
         assert_eq!(
             MySql.restart_io_thread_sql(),
@@ -574,7 +581,7 @@ loose_rpl_semi_sync_source_wait_point = AFTER_SYNC
         };
         assert_eq!(
             MySql.change_source_sql(&link),
-            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3306, SOURCE_USER = 'strata_repl', SOURCE_PASSWORD = 'pw', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 5, SOURCE_SSL = 1, SOURCE_SSL_CA = '/etc/strata/tls/ca.crt', SOURCE_SSL_VERIFY_SERVER_CERT = 1"
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3306, SOURCE_USER = 'strata_repl', SOURCE_PASSWORD = 'pw', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_HEARTBEAT_PERIOD = 2, SOURCE_SSL = 1, SOURCE_SSL_CA = '/etc/strata/tls/ca.crt', SOURCE_SSL_VERIFY_SERVER_CERT = 1"
         );
     }
 

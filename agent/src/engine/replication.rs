@@ -34,20 +34,34 @@ pub struct Dialect {
     pub hosts: &'static str,
     /// Column of `hosts` that holds the server id.
     pub hosts_server_id: &'static str,
+    /// The server variable behind [`REPLICA_NET_TIMEOUT_S`].
+    pub net_timeout_var: &'static str,
     pub semi_sync: SemiSyncStatusNames,
     /// The (source, replica) semi-sync on/off variables.
     pub semi_sync_vars: (&'static str, &'static str),
 }
 
-/// Seconds between a stopped link's reconnect attempts.
-const CONNECT_RETRY_S: u32 = 5;
+/// Seconds between a broken link's reconnect attempts: a replica that lost its source for a
+/// moment (a network blip) is back a second after it returns.
+const CONNECT_RETRY_S: u32 = 1;
+
+/// Seconds without a byte from the source before a replica's IO thread gives the connection
+/// up, which is also how long one connect attempt may take. The server default (60 s) lets an
+/// IO thread sit in a read or a connect to a source that drops packets (a network cut) for a
+/// minute, and `STOP SLAVE` waits for it: a failover that re-points replicas then stalls
+/// that long. 4 s with a heartbeat every 2 s is what failover tools (orchestrator) advise; a
+/// late heartbeat costs a reconnect from the replica's GTID position, nothing more.
+pub const REPLICA_NET_TIMEOUT_S: u32 = 4;
+
+/// The source's heartbeat interval on an idle link, below the timeout above.
+const HEARTBEAT_PERIOD_S: u32 = REPLICA_NET_TIMEOUT_S / 2;
 
 impl Dialect {
     /// Points a stopped replica at its source.
     pub fn change_source_sql(&self, link: &LinkSpec<'_>) -> String {
         let o = self.option;
         let mut change = format!(
-            "{} {o}HOST = {}, {o}PORT = {}, {o}USER = {}, {o}PASSWORD = {}, {}, {o}CONNECT_RETRY = {CONNECT_RETRY_S}",
+            "{} {o}HOST = {}, {o}PORT = {}, {o}USER = {}, {o}PASSWORD = {}, {}, {o}CONNECT_RETRY = {CONNECT_RETRY_S}, {o}HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD_S}",
             self.change_to,
             quote(link.host),
             link.port,
