@@ -2,6 +2,7 @@
 //! asynchronously (over TLS) from the home source, their own security group there, and an
 //! engine-port rule on the home group open to that subnet's CIDR only.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_topology::{Role, render_user_data};
@@ -65,6 +66,63 @@ pub fn schema() -> Schema {
         .attribute(computed("reader_endpoint", Type::String, "Where clients in this region read: `reader-<region>.<cluster name>.<dns_domain>:<port>`, a name in the cluster's private zone (associated with this region's VPC too) with one address per healthy replica of the region, kept by the agents. Null for clusters without endpoints.").use_state_for_unknown())
         .block(timeouts_block())
         .build()
+}
+
+/// A `strata_region`'s configuration or plan, typed. Null and unknown both read as None (and
+/// as an empty map); defaults live in the schema alone (`replica_count`'s is read from it;
+/// `instance_type` has none: apply falls back to the cluster's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionModel {
+    pub cluster_id: Option<String>,
+    pub region: Option<String>,
+    pub subnet_id: Option<String>,
+    pub replica_count: Option<i64>,
+    pub instance_type: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl RegionModel {
+    pub fn from_value(v: &Value) -> RegionModel {
+        RegionModel {
+            cluster_id: str_attr(v, "cluster_id"),
+            region: str_attr(v, "region"),
+            subnet_id: str_attr(v, "subnet_id"),
+            replica_count: i64_attr(v, "replica_count"),
+            instance_type: str_attr(v, "instance_type"),
+            tags: string_map(v, "tags"),
+        }
+    }
+
+    pub fn cluster_id(&self) -> Result<String, Diagnostics> {
+        required(self.cluster_id.clone(), "cluster_id")
+    }
+
+    pub fn region(&self) -> Result<String, Diagnostics> {
+        required(self.region.clone(), "region")
+    }
+
+    pub fn subnet_id(&self) -> Result<String, Diagnostics> {
+        required(self.subnet_id.clone(), "subnet_id")
+    }
+
+    /// How many replicas, the schema's default when unset.
+    pub fn count(&self) -> Result<u32, Diagnostics> {
+        let n = self
+            .replica_count
+            .or_else(|| {
+                schema()
+                    .block
+                    .default_of("replica_count")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(1);
+        u32::try_from(n).map_err(|_| {
+            Diagnostics::from(
+                Diagnostic::error("Invalid replica_count", "replica_count must be 0 to 15")
+                    .at(AttributePath::attr("replica_count")),
+            )
+        })
+    }
 }
 
 fn resource_name(cluster: &str, region: &str) -> String {
@@ -134,9 +192,17 @@ async fn reader_endpoint(c: &Clients, cluster_id: &str, region: &str) -> Value {
     }
 }
 
-fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior: &Value) -> Value {
+/// The state of a region as AWS shows it; `prior` (the plan or the prior state) for what AWS
+/// cannot say, `default_tags` for what `tags` leaves out.
+fn state(
+    default_tags: &BTreeMap<String, String>,
+    cluster: &str,
+    info: &RegionInfo,
+    spec: &RegionSpec,
+    prior: &Value,
+) -> Value {
     let keep = |k: &str| prior.get_attr(k).cloned().unwrap_or_else(Value::null);
-    let tags = own_tags(c, &spec.tags, prior);
+    let tags = own_tags_over(default_tags, &spec.tags, prior);
     let tags_v = tags_value(&tags, prior);
     let instance_type = info
         .replicas
@@ -154,7 +220,7 @@ fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior
         ),
         ("instance_type", instance_type),
         ("tags", tags_v),
-        ("tags_all", map_value(&tags_all(Some(c), &tags))),
+        ("tags_all", map_value(&merge_tags(default_tags, &tags))),
         (
             "security_group_id",
             Value::string(info.security_group_id.clone()),
@@ -183,10 +249,14 @@ fn state(c: &Clients, cluster: &str, info: &RegionInfo, spec: &RegionSpec, prior
 /// The full spec for a create or update: the cluster's group, profile, source and settings,
 /// and one rendered user-data per replica index (each with its own server id).
 async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics> {
-    let cluster_id = required_str(v, "cluster_id")?;
-    let region = required_str(v, "region")?;
+    let m = RegionModel::from_value(v);
+    let cluster_id = m.cluster_id()?;
+    let region = m.region()?;
     let (cluster, mut settings) = cluster_and_settings(c, &cluster_id).await?;
-    let instance_type = str_attr(v, "instance_type").unwrap_or(cluster.instance_type.clone());
+    let instance_type = m
+        .instance_type
+        .clone()
+        .unwrap_or(cluster.instance_type.clone());
     // Region replicas fetch the agent from the home region's bucket (the instance role may).
     settings.install = nodes::node_install(c, &settings, aws::arch_of(&instance_type))
         .await
@@ -196,13 +266,7 @@ async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics>
                     .at(AttributePath::attr("instance_type")),
             )
         })?;
-    let count = i64_attr(v, "replica_count").unwrap_or(1);
-    let count = u32::try_from(count).map_err(|_| {
-        Diagnostics::from(
-            Diagnostic::error("Invalid replica_count", "replica_count must be 0 to 15")
-                .at(AttributePath::attr("replica_count")),
-        )
-    })?;
+    let count = m.count()?;
     let source_ip = cluster.private_ip.clone().ok_or_else(|| {
         Diagnostics::from(Diagnostic::error(
             format!("{TYPE_NAME}: the cluster's source has no private IP yet"),
@@ -232,7 +296,7 @@ async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics>
         resource: resource_name(&cluster_id, &region),
         creation_token: aws::creation_token(&[TYPE_NAME, &cluster_id, &region]),
         region,
-        subnet_id: required_str(v, "subnet_id")?,
+        subnet_id: m.subnet_id()?,
         replica_count: count,
         instance_type,
         ami: None,
@@ -243,7 +307,7 @@ async fn spec(c: &Clients, v: &Value, op: Op) -> Result<RegionSpec, Diagnostics>
         home_source_cidr: cluster.subnet_cidr.clone(),
         allowed_cidrs: Vec::new(),
         user_data,
-        tags: string_map(v, "tags"),
+        tags: m.tags,
         root_volume_size_gib: 20,
         timeout: timeout(v, op, DEFAULT_TIMEOUT),
     })
@@ -265,38 +329,33 @@ impl Resource for RegionResource {
     }
 
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
-        if let (Some(cl), Some(r)) = (
-            str_attr(&plan.planned, "cluster_id"),
-            str_attr(&plan.planned, "region"),
-        ) {
+        let planned = RegionModel::from_value(&plan.planned);
+        if let (Some(cl), Some(r)) = (&planned.cluster_id, &planned.region) {
             owned::plan_create(
                 plan,
-                &owned::region_identity(&cl, &r, &resource_name(&cl, &r)),
+                &owned::region_identity(cl, r, &resource_name(cl, r)),
             )?;
         }
-        if let (Ok(c), Some(r)) = (clients(&plan.ctx), str_attr(&plan.planned, "region")) {
-            super::checks::not_home_region(c.default_region(), &r)?;
+        if let (Ok(c), Some(r)) = (clients(&plan.ctx), &planned.region) {
+            super::checks::not_home_region(c.default_region(), r)?;
         }
         if plan.is_create()
-            && let (Ok(c), Some(r), Some(subnet)) = (
-                clients(&plan.ctx),
-                str_attr(&plan.planned, "region"),
-                str_attr(&plan.planned, "subnet_id"),
-            )
+            && let (Ok(c), Some(r), Some(subnet)) =
+                (clients(&plan.ctx), &planned.region, &planned.subnet_id)
         {
-            super::checks::plan_subnet(c, Some(&r), &subnet, None).await?;
+            super::checks::plan_subnet(c, Some(r), subnet, None).await?;
         }
         plan_tags_all(plan);
         let type_changes = plan.is_create()
             || plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
         if type_changes
-            && let Some(t) = str_attr(&plan.planned, "instance_type")
-            && let Some(cluster_id) = str_attr(&plan.planned, "cluster_id")
+            && let Some(t) = &planned.instance_type
+            && let Some(cluster_id) = &planned.cluster_id
             && let Ok(c) = clients(&plan.ctx)
-            && let Ok((_, settings)) = cluster_and_settings(c, &cluster_id).await
+            && let Ok((_, settings)) = cluster_and_settings(c, cluster_id).await
             && settings.install.agent.is_some()
         {
-            nodes::check_agent_build(&t)?;
+            nodes::check_agent_build(t)?;
         }
         // The replica lists change exactly when the count or the instance type does.
         if !plan.is_create() {
@@ -325,7 +384,7 @@ impl Resource for RegionResource {
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
-        let mut st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        let mut st = state(c.default_tags(), &spec.cluster, &info, &spec, &req.planned);
         set_attr(
             &mut st,
             "reader_endpoint",
@@ -381,7 +440,7 @@ impl Resource for RegionResource {
         {
             info.subnet_id = s;
         }
-        let mut st = state(c, &cluster, &info, &spec, &req.state);
+        let mut st = state(c.default_tags(), &cluster, &info, &spec, &req.state);
         set_attr(
             &mut st,
             "reader_endpoint",
@@ -401,7 +460,7 @@ impl Resource for RegionResource {
                 apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
             })?;
         }
-        let mut st = state(c, &spec.cluster, &info, &spec, &req.planned);
+        let mut st = state(c.default_tags(), &spec.cluster, &info, &spec, &req.planned);
         set_attr(
             &mut st,
             "reader_endpoint",
@@ -464,5 +523,52 @@ impl Resource for RegionResource {
         Ok(NewState::new(
             schema().null_object_with([("id", Value::string(req.id.clone()))]),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_reads_a_plan_without_aws() {
+        let v = Value::object([
+            ("cluster_id", Value::string("orders")),
+            ("region", Value::string("eu-west-1")),
+            ("subnet_id", Value::string("subnet-0eu")),
+            ("replica_count", Value::number_i64(3)),
+            ("instance_type", Value::unknown()),
+            (
+                "tags",
+                Value::map([("team".to_string(), Value::string("db"))]),
+            ),
+        ]);
+        let m = RegionModel::from_value(&v);
+        assert_eq!(m.cluster_id().unwrap(), "orders");
+        assert_eq!(m.region().unwrap(), "eu-west-1");
+        assert_eq!(m.subnet_id().unwrap(), "subnet-0eu");
+        assert_eq!(m.count().unwrap(), 3);
+        // Unknown reads as unset: apply falls back to the cluster's type.
+        assert_eq!(m.instance_type, None);
+        assert_eq!(m.tags["team"], "db");
+    }
+
+    #[test]
+    fn an_unset_count_takes_the_schemas_default_and_a_bad_one_names_it() {
+        let m = RegionModel::default();
+        assert_eq!(
+            i64::from(m.count().unwrap()),
+            schema()
+                .block
+                .default_of("replica_count")
+                .and_then(Value::as_i64)
+                .unwrap()
+        );
+        let bad = RegionModel {
+            replica_count: Some(-1),
+            ..RegionModel::default()
+        };
+        assert!(format!("{:?}", bad.count().unwrap_err()).contains("replica_count"));
+        assert!(format!("{:?}", m.subnet_id().unwrap_err()).contains("subnet_id"));
     }
 }
