@@ -325,6 +325,11 @@ impl Resource for RegionResource {
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
+        for id in info.replica_instance_ids() {
+            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        }
         let mut st = state(c, &spec.cluster, &info, &spec, &req.planned);
         set_attr(
             &mut st,
@@ -393,9 +398,35 @@ impl Resource for RegionResource {
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let spec = spec(c, &req.planned, Op::Update).await?;
+        // A type change goes one replica at a time under the cluster's roll lock, each back in
+        // replication before the next (update_region then finds them changed).
+        if req.prior.get_attr("instance_type") != req.planned.get_attr("instance_type") {
+            for id in string_list(&req.prior, "replica_node_ids") {
+                let n = match aws::read_replica(c, Some(&spec.region), &id).await {
+                    Ok(n) if !n.is_gone() => n,
+                    _ => continue,
+                };
+                if n.instance_type != spec.instance_type {
+                    super::cluster_roll::change_pinned(
+                        c,
+                        &spec.resource,
+                        &n,
+                        &spec.instance_type,
+                        spec.timeout,
+                    )
+                    .await
+                    .map_err(|e| apply_failure(&spec.resource, "change the instance type", &e))?;
+                }
+            }
+        }
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        for id in info.replica_instance_ids() {
+            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        }
         if req.prior.get_attr("replica_count") != req.planned.get_attr("replica_count") {
             publish_region(c, &spec.cluster, &info).await.map_err(|e| {
                 apply_failure(&spec.resource, "publish the region's reader endpoint", &e)

@@ -351,6 +351,9 @@ impl Resource for ReplicaResource {
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
+        super::cluster_roll::pin_type(c, &n.region, &n.instance_id, &req.config)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(
             c,
@@ -401,6 +404,26 @@ impl Resource for ReplicaResource {
             .unwrap_or(current.instance_type.clone());
         let mut spec = planned.spec(&cluster_id, instance_type)?;
         spec.timeout = timeout(&req.planned, Op::Update, DEFAULT_TIMEOUT);
+        // A type of its own: under the cluster's roll lock, off the source role first, and
+        // back in replication before the apply goes on (docs/rolling-changes.md).
+        if current.instance_type != spec.instance_type {
+            super::cluster_roll::change_pinned(
+                c,
+                &format!("{TYPE_NAME} {id}"),
+                &current,
+                &spec.instance_type,
+                spec.timeout,
+            )
+            .await
+            .map_err(|e| {
+                apply_failure(&format!("{TYPE_NAME} {id}"), "change the instance type", &e)
+            })?;
+        }
+        super::cluster_roll::pin_type(c, &current.region, &id, &req.config)
+            .await
+            .map_err(|e| {
+                apply_failure(&format!("{TYPE_NAME} {id}"), "tag its instance type", &e)
+            })?;
         let n = aws::update_replica(c, &id, &spec)
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;
