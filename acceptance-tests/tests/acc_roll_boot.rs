@@ -370,6 +370,19 @@ resource "strata_region" "eu" {{
             "{id} not rolled"
         );
     }
+    // Every node really went down and came back during the roll (the roll waits for a stopped
+    // node's agent to fall silent, so the node host's container stops too).
+    let since_roll = roll_t0.elapsed().as_secs() + 5;
+    for (id, ip, _) in &all {
+        let up = wait_for(&format!("{id} answers"), Duration::from_secs(90), || {
+            sql(ip, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'").ok()
+        });
+        let up: u64 = up.trim().parse().unwrap_or(u64::MAX);
+        assert!(
+            up <= since_roll,
+            "{id}: server up {up} s, the roll began {since_roll} s ago: not restarted"
+        );
+    }
     // The replica and region resources read the new type: nothing left to do.
     acc.assert_plan_empty_in(&d);
 

@@ -360,6 +360,26 @@ pub fn version_change(engine: Engine, old: &str, new: &str) -> VersionChange {
     }
 }
 
+/// Whether a Debian package version (`1:10.11.6-0+deb12u1`) is the engine version a roll asks
+/// for (`10.11` or `10.11.6`): the upstream part, without epoch and Debian revision, equals
+/// it or extends it by a further component.
+pub fn package_version_matches(package_version: &str, wanted: &str) -> bool {
+    let no_epoch = package_version
+        .split_once(':')
+        .map_or(package_version, |(_, v)| v);
+    let upstream = no_epoch.split(['-', '+', '~']).next().unwrap_or("");
+    let wanted = wanted.trim();
+    !wanted.is_empty() && (upstream == wanted || upstream.starts_with(&format!("{wanted}.")))
+}
+
+/// The server package of an engine, as the node's package source names it.
+pub fn server_package(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Mariadb => "mariadb-server",
+        Engine::Mysql => "mysql-server",
+    }
+}
+
 // ------------------------------------------------------------------ roll order
 
 /// One node as a roll driver sees it.
@@ -521,6 +541,17 @@ mod tests {
             config_key("failover/c1/", "n2"),
             "failover/c1/config/n2.json"
         );
+    }
+
+    #[test]
+    fn package_versions_match_the_series_or_the_release() {
+        assert!(package_version_matches("1:10.11.6-0+deb12u1", "10.11"));
+        assert!(package_version_matches("1:10.11.6-0+deb12u1", "10.11.6"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "10.11.9"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "10.1"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "11.4"));
+        assert!(package_version_matches("8.4.3-1debian12", "8.4"));
+        assert!(!package_version_matches("8.4.3-1debian12", ""));
     }
 
     #[test]

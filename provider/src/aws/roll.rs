@@ -681,6 +681,54 @@ async fn change_type(
         .map(|_| ())
 }
 
+/// How long a stopped node's agent may go on heartbeating before the roll goes on anyway.
+const DOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// Stops a live node and waits until its agent stopped heartbeating: EC2 reports `stopped`
+/// before the machine is down everywhere (an emulator's state flips at once), and the modify
+/// and start that follow must restart a node that really went down, not one still serving.
+async fn stop_live(
+    clients: &Clients,
+    st: &Store<'_>,
+    n: &TypeNode,
+    timeout: Duration,
+) -> Result<(), AwsError> {
+    let rc = clients.region(Some(&n.region)).await?;
+    let what = format!("instance {}", n.instance_id);
+    rc.ec2
+        .stop_instances()
+        .instance_ids(&n.instance_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(e, "ec2:StopInstances", &what))?;
+    super::node::wait_node_state(&rc, &n.instance_id, "stopped", timeout).await?;
+    let t0 = Instant::now();
+    let mut last = None;
+    let mut changed = Instant::now();
+    loop {
+        let hb = st
+            .members()
+            .await?
+            .iter()
+            .find(|m| m.node_id == n.node_id)
+            .map(|m| m.updated_at_ms);
+        if hb != last {
+            last = hb;
+            changed = Instant::now();
+        }
+        // Agents heartbeat about once a second: three quiet seconds is a node that is down.
+        if changed.elapsed() >= Duration::from_secs(3) {
+            tracing::info!(node = %n.node_id, secs = t0.elapsed().as_secs_f64(), "stopped node is down");
+            return Ok(());
+        }
+        if t0.elapsed() >= DOWN_WAIT {
+            tracing::warn!(node = %n.node_id, "stopped in EC2 but its agent still heartbeats; going on");
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 async fn roll_type_locked(
     clients: &Clients,
     st: &Store<'_>,
@@ -755,6 +803,9 @@ async fn roll_type_locked(
                 };
                 asked.insert(id.clone(), now);
                 if types.get(&id).map(String::as_str) != Some(instance_type) {
+                    stop_live(clients, st, n, node_timeout)
+                        .await
+                        .map_err(|e| failed(&id, format!("stopping it: {e}")))?;
                     change_type(clients, n, instance_type, node_timeout)
                         .await
                         .map_err(|e| failed(&id, format!("changing its instance type: {e}")))?;
@@ -809,6 +860,7 @@ pub async fn change_one_node(
     let out = async {
         move_source_off(rc, lr, node_id, timeout).await?;
         let since = now_ms();
+        stop_live(clients, &st, &n, timeout).await?;
         change_type(clients, &n, instance_type, timeout).await?;
         wait_back(rc, lr, node_id, since, timeout).await
     }

@@ -92,7 +92,7 @@ pub fn schema() -> Schema {
             Attr::string("instance_type")
                 .required()
                 .validate(checks::instance_type())
-                .description("EC2 instance type of the source node, e.g. `r7i.large`. Changed in place: the instance is stopped, modified and started. Without `ami_id` its architecture needs an agent build in the provider release (x86_64 today)."),
+                .description("EC2 instance type of the cluster's nodes, e.g. `r7i.large`: the source and every `strata_replica` and `strata_region` that does not set its own. A change rolls through them in place without stopping writes: replicas one at a time (stop, modify, start, back in replication and caught up), region replicas, a switchover to a changed replica, then the old source (docs/rolling-changes.md). Without `ami_id` its architecture needs an agent build in the provider release (x86_64 today)."),
         )
         .attribute(
             Attr::string("ami_id")

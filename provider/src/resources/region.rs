@@ -54,7 +54,7 @@ pub fn schema() -> Schema {
                 .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
-                .description("EC2 instance type of the region's replicas. Defaults to the cluster's. Changed in place, one replica at a time."),
+                .description("EC2 instance type of the region's replicas. Left out, they follow the cluster's: a change of `strata_cluster.instance_type` rolls them (read at the next refresh). Set, it is pinned: changed in place here, one replica at a time under the cluster's roll lock, each back in replication before the next (docs/rolling-changes.md)."),
         )
         .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the region's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())

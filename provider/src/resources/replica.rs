@@ -54,7 +54,7 @@ pub fn schema() -> Schema {
                 .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
-                .description("EC2 instance type. Defaults to the cluster's. Changed in place (stop, modify, start)."),
+                .description("EC2 instance type. Left out, the replica follows the cluster's: it is launched with it and a change of `strata_cluster.instance_type` rolls it (the new type is read at the next refresh). Set, it is pinned: the cluster's roll leaves the replica alone, and a change here stops, modifies and starts it in place under the cluster's roll lock, after moving the source role off it when it holds it (docs/rolling-changes.md)."),
         )
         .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the replica's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
