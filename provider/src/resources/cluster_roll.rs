@@ -245,6 +245,47 @@ mod tests {
         );
     }
 
+    fn change(prior: Value, planned: Value) -> PlanChange {
+        use crate::framework::{CancellationToken, Context, Diagnostics};
+        PlanChange {
+            ctx: Context::new(None, CancellationToken::new()),
+            config: planned.clone(),
+            prior,
+            planned,
+            requires_replace: Vec::new(),
+            private: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn plan_replaces_only_what_cannot_roll_and_says_why() {
+        // Downgrade: a replacement at engine_version, with the reason as a warning.
+        let mut p = change(v("mariadb", "11.4"), v("mariadb", "10.11"));
+        plan_version(&mut p);
+        assert_eq!(
+            p.requires_replace,
+            vec![AttributePath::attr("engine_version")]
+        );
+        let text = format!("{:?}", p.diagnostics);
+        assert!(text.contains("downgrade"), "{text}");
+        // Next series: no replacement; the roll warning names it (without AWS: no order).
+        let mut p = change(v("mariadb", "10.11"), v("mariadb", "11.4"));
+        plan_version(&mut p);
+        assert!(p.requires_replace.is_empty());
+        plan_roll_warning(&mut p).await;
+        let text = format!("{:?}", p.diagnostics);
+        assert!(
+            text.contains("rolls through the cluster") && text.contains("engine_version 11.4"),
+            "{text}"
+        );
+        // Same version: nothing.
+        let mut p = change(v("mariadb", "10.11"), v("mariadb", "10.11"));
+        plan_version(&mut p);
+        plan_roll_warning(&mut p).await;
+        assert!(p.requires_replace.is_empty() && p.diagnostics.is_empty());
+    }
+
     #[test]
     fn state_keeps_a_rolled_version_and_not_an_unrolled_one() {
         assert_eq!(
