@@ -217,7 +217,8 @@ fn instance_type_rolls_through_source_replicas_and_region_without_losing_writes(
             .to_string(),
         acc.eu_subnet().to_string(),
     );
-    let body = |ty: &str| {
+    // r[1] pins its own type (set in configuration); r[0] and the region follow the cluster's.
+    let body = |ty: &str, pin: &str| {
         format!(
             r#"
 resource "strata_cluster" "main" {{
@@ -234,6 +235,7 @@ resource "strata_replica" "r" {{
   count      = 2
   cluster_id = strata_cluster.main.id
   subnet_id  = count.index == 0 ? "{s0}" : "{s1}"
+  instance_type = count.index == 1 ? "{pin}" : null
 }}
 
 resource "strata_region" "eu" {{
@@ -248,7 +250,7 @@ resource "strata_region" "eu" {{
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &body("t3.micro"),
+        &body("t3.micro", "t3.micro"),
     );
     let t0 = Instant::now();
     acc.apply();
@@ -315,76 +317,139 @@ resource "strata_region" "eu" {{
         (writer.acks().len() >= 5).then_some(())
     });
 
+    let d = acc.dir.clone();
+    let uptime = |ip: &str, id: &str| -> u64 {
+        let up = wait_for(&format!("{id} answers"), Duration::from_secs(90), || {
+            sql(ip, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'").ok()
+        });
+        up.trim().parse().unwrap_or(u64::MAX)
+    };
+    let ec2_type = |id: &str, home: bool| -> String {
+        let client = if home { &acc.ec2 } else { &acc.ec2_eu };
+        acc.instance(client, id)
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default()
+    };
+    let apply = |what: &str| -> (Instant, Instant) {
+        let t0 = Instant::now();
+        let out = acc.run(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let t1 = Instant::now();
+        if !out.status.success() {
+            for n in &all {
+                dump(&nodes, &n.0);
+            }
+            panic!(
+                "{what}: apply failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (t0, t1)
+    };
+
+    // Phase 1: the cluster's type rolls through every node that follows it.
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &body("t3.small"),
+        &body("t3.small", "t3.micro"),
     );
-    let d = acc.dir.clone();
     let (_, plan_out, plan_err) = acc.plan_in(&d);
     let said = format!("{plan_out}{plan_err}");
     assert!(
-        said.contains("This change rolls through the cluster") && said.contains("switchover to"),
-        "plan does not show the roll order:\n{said}"
+        said.contains("This change rolls through the cluster")
+            && said.contains("switchover to")
+            && said.contains("Left alone"),
+        "plan does not show the roll order and the pinned replica:\n{said}"
     );
     assert!(
         plan_out.contains("update in-place") && !plan_out.contains("must be replaced"),
         "{plan_out}"
     );
-    eprintln!(
-        "roll-boot: plan says: {}",
-        said.lines()
-            .filter(|l| l.contains("rolls through the cluster's nodes"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-
-    let roll_from = writer.acks().len();
-    let roll_t0 = Instant::now();
-    let out = acc.run(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
-    let roll_t1 = Instant::now();
-    if !out.status.success() {
-        for n in &all {
-            dump(&nodes, &n.0);
-        }
-        panic!(
-            "apply failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let roll_s = roll_t1.duration_since(roll_t0).as_secs_f64();
+    let (roll_t0, roll_t1) = apply("cluster instance_type roll");
     wait_for("writes after the roll", Duration::from_secs(60), || {
         (writer.acks().iter().filter(|a| a.1 > roll_t1).count() >= 3).then_some(())
     });
-    writer.stop();
-    reader.stop();
-
-    // Every node on the new type.
-    for (id, _, home) in &all {
-        let client = if *home { &acc.ec2 } else { &acc.ec2_eu };
-        let inst = acc.instance(client, id);
-        assert_eq!(
-            inst.instance_type().map(|t| t.as_str()),
-            Some("t3.small"),
-            "{id} not rolled"
-        );
-    }
-    // Every node really went down and came back during the roll (the roll waits for a stopped
-    // node's agent to fall silent, so the node host's container stops too).
     let since_roll = roll_t0.elapsed().as_secs() + 5;
-    for (id, ip, _) in &all {
-        let up = wait_for(&format!("{id} answers"), Duration::from_secs(90), || {
-            sql(ip, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'").ok()
-        });
-        let up: u64 = up.trim().parse().unwrap_or(u64::MAX);
-        assert!(
+    for (i, (id, ip, home)) in all.iter().enumerate() {
+        let (want, restarted) = if i == 2 {
+            ("t3.micro", false)
+        } else {
+            ("t3.small", true)
+        };
+        assert_eq!(ec2_type(id, *home), want, "{id} after the cluster's roll");
+        // Each rolled node really went down and came back (the roll waits for a stopped
+        // node's agent to fall silent, so the node host's container stops too); the pinned
+        // one was left alone.
+        let up = uptime(ip, id);
+        assert_eq!(
             up <= since_roll,
-            "{id}: server up {up} s, the roll began {since_roll} s ago: not restarted"
+            restarted,
+            "{id}: server up {up} s, the roll began {since_roll} s ago"
         );
     }
     // The replica and region resources read the new type: nothing left to do.
     acc.assert_plan_empty_in(&d);
+    let holder_before_pin = resolve(&acc.route53, &acc.rt, &zone_id, &writer_name);
+    // The pinned replica takes the source role (a planned switchover), so its own type change
+    // must move the role off it before stopping it.
+    let r1_node = acc.user_data(&all[2].0).1.node_id;
+    nodes
+        .exec_ok(
+            &all[2].0,
+            &[
+                "strata-agent",
+                "switchover",
+                "--to",
+                &r1_node,
+                "--wait",
+                "60",
+            ],
+        )
+        .expect("strata-agent switchover to the pinned replica");
+    wait_for(
+        "the writer record on the pinned replica",
+        Duration::from_secs(60),
+        || {
+            (resolve(&acc.route53, &acc.rt, &zone_id, &writer_name).first() == Some(&all[2].1))
+                .then_some(())
+        },
+    );
+    let pinned_was_source = true;
+
+    // Phase 2: the pinned replica's own type (lock, source role moved off when it holds it).
+    write_config(
+        &acc.dir,
+        &acc.provider_hcl_waiting("15m"),
+        &body("t3.small", "t3.small"),
+    );
+    let (_, plan_out, _) = acc.plan_in(&d);
+    assert!(
+        plan_out.contains("strata_replica.r[1] will be updated in-place")
+            && !plan_out.contains("strata_cluster.main will be updated"),
+        "{plan_out}"
+    );
+    let (pin_t0, pin_t1) = apply("pinned replica instance_type");
+    wait_for(
+        "writes after the pinned change",
+        Duration::from_secs(60),
+        || (writer.acks().iter().filter(|a| a.1 > pin_t1).count() >= 3).then_some(()),
+    );
+    assert_eq!(ec2_type(&all[2].0, true), "t3.small");
+    assert_ne!(
+        resolve(&acc.route53, &acc.rt, &zone_id, &writer_name).first(),
+        Some(&all[2].1),
+        "the pinned replica's change did not move the source role off it"
+    );
+    let up = uptime(&all[2].1, &all[2].0);
+    assert!(
+        up <= pin_t0.elapsed().as_secs() + 5,
+        "{}: not restarted (up {up} s)",
+        all[2].0
+    );
+    acc.assert_plan_empty_in(&d);
+    writer.stop();
+    reader.stop();
 
     // No acknowledged write lost: every node (caught up with the source) has every one.
     let acks = writer.acks();
@@ -422,30 +487,35 @@ resource "strata_region" "eu" {{
         );
     }
     assert_ne!(
-        writer_ip, all[0].1,
+        holder_before_pin.first(),
+        Some(&all[0].1),
         "the roll did not switch the source off the node it changed last"
     );
-
-    let mut during: Vec<Instant> = acks[roll_from..]
-        .iter()
-        .map(|a| a.1)
-        .filter(|&a| a >= roll_t0 && a <= roll_t1)
-        .collect();
-    during.sort();
-    let mut gap = during
-        .first()
-        .map(|f| f.duration_since(roll_t0))
-        .unwrap_or(roll_t1 - roll_t0);
-    for w in during.windows(2) {
-        gap = gap.max(w[1] - w[0]);
-    }
+    let gap = |t0: Instant, t1: Instant| -> (usize, u128) {
+        let mut during: Vec<Instant> = acks
+            .iter()
+            .map(|a| a.1)
+            .filter(|&a| a >= t0 && a <= t1)
+            .collect();
+        during.sort();
+        let mut g = during
+            .first()
+            .map(|f| f.duration_since(t0))
+            .unwrap_or(t1 - t0);
+        for w in during.windows(2) {
+            g = g.max(w[1] - w[0]);
+        }
+        (during.len(), g.as_millis())
+    };
+    let (n_roll, gap_roll) = gap(roll_t0, roll_t1);
+    let (n_pin, gap_pin) = gap(pin_t0, pin_t1);
     let reads = reader.acks().len();
     assert!(reads > 0, "no read succeeded through the reader record");
     eprintln!(
-        "ROLL-TYPE-REPORT: nodes=4 (source, 2 replicas, 1 region replica) apply_s={roll_s:.1} acked_total={} acked_during_roll={} lost={lost_total} longest_write_gap_ms={} reads_ok={reads} reads_failed={}",
+        "ROLL-TYPE-REPORT: cluster roll of 3 following nodes (source, 1 replica, 1 region replica; 1 pinned replica left alone) apply_s={:.1} acked_during={n_roll} longest_write_gap_ms={gap_roll}; pinned replica (was source: {pinned_was_source}) apply_s={:.1} acked_during={n_pin} longest_write_gap_ms={gap_pin}; acked_total={} lost={lost_total} reads_ok={reads} reads_failed={}",
+        (roll_t1 - roll_t0).as_secs_f64(),
+        (pin_t1 - pin_t0).as_secs_f64(),
         acked.len(),
-        during.len(),
-        gap.as_millis(),
         reader.fails.load(Ordering::SeqCst)
     );
     acc.destroy_and_check();

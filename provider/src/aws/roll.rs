@@ -417,7 +417,15 @@ pub async fn wait_back(
     since_ms: u64,
     timeout: Duration,
 ) -> Result<(), AwsError> {
-    let st = Store { s3: &rc.s3, lr };
+    wait_back_in(&Store { s3: &rc.s3, lr }, node_id, since_ms, timeout).await
+}
+
+async fn wait_back_in(
+    st: &Store<'_>,
+    node_id: &str,
+    since_ms: u64,
+    timeout: Duration,
+) -> Result<(), AwsError> {
     // No lease: no agent has ever run on this cluster (nodes that never booted, as with
     // `node_ready_timeout = "0s"` against an emulator): there is no replication to wait for.
     if st.lease().await?.is_none() {
@@ -681,6 +689,35 @@ async fn change_type(
         .map(|_| ())
 }
 
+/// Starts the node's instance when it is stopped (a roll interrupted between its stop and
+/// its start).
+async fn ensure_running(
+    clients: &Clients,
+    n: &TypeNode,
+    timeout: Duration,
+) -> Result<(), AwsError> {
+    let rc = clients.region(Some(&n.region)).await?;
+    let cur = super::node::describe_node(&rc, &n.instance_id).await?;
+    if cur.state == "running" {
+        return Ok(());
+    }
+    if cur.state == "stopping" {
+        super::node::wait_node_state(&rc, &n.instance_id, "stopped", timeout).await?;
+    }
+    if cur.state != "pending" {
+        let what = format!("instance {}", n.instance_id);
+        rc.ec2
+            .start_instances()
+            .instance_ids(&n.instance_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(e, "ec2:StartInstances", &what))?;
+    }
+    super::node::wait_node_state(&rc, &n.instance_id, "running", timeout)
+        .await
+        .map(|_| ())
+}
+
 /// How long a stopped node's agent may go on heartbeating before the roll goes on anyway.
 const DOWN_WAIT: Duration = Duration::from_secs(60);
 
@@ -744,11 +781,17 @@ async fn roll_type_locked(
     // Nodes that serve nothing now (no fresh heartbeat, or no agent ever ran) change first:
     // stopping them cannot touch writes or reads.
     let lease = st.lease().await?;
-    for n in nodes
-        .iter()
-        .filter(|n| (!n.live || lease.is_none()) && n.instance_type != instance_type)
-    {
-        change_type(clients, n, instance_type, node_timeout).await?;
+    let members = st.members().await?;
+    for n in nodes.iter().filter(|n| !n.live || lease.is_none()) {
+        if n.instance_type != instance_type {
+            change_type(clients, n, instance_type, node_timeout).await?;
+        }
+        // A member that is down now (e.g. stopped by an interrupted roll): started again and
+        // waited for, so the roll never has it down while it stops the next node.
+        if lease.is_some() && members.iter().any(|m| m.node_id == n.node_id) {
+            ensure_running(clients, n, node_timeout).await?;
+            wait_back_in(st, &n.node_id, 0, node_timeout).await?;
+        }
     }
     if lease.is_none() {
         return Ok(describe_order(
