@@ -1026,10 +1026,15 @@ resource "strata_replica" "r" {{
         code, 0,
         "plan after the launched source was replaced is not empty:\n{out}\n{err}"
     );
+    let writer_now = acc.resolve(&zone_id, &writer_name);
+    if writer_now != serving {
+        for n in all.iter().chain([&twin]) {
+            dump_node(&nodes, n);
+        }
+    }
     assert_eq!(
-        acc.resolve(&zone_id, &writer_name),
-        serving,
-        "the writer record stays on the serving source"
+        writer_now, serving,
+        "the writer record stays on the serving source (every node's state and log above)"
     );
     eprintln!(
         "failover-boot: launched source {} terminated: relaunched as {twin_id}, caught up after {twin_s:.1} s, plan empty, writer unmoved",

@@ -41,6 +41,60 @@ pub fn cluster_config_key(prefix: &str) -> String {
     format!("{}/config.json", prefix.trim_end_matches('/'))
 }
 
+/// Tag on an instance whose `instance_type` the user set on its own resource (`strata_replica`
+/// or `strata_region` with `instance_type` in configuration): a change of the cluster's
+/// `instance_type` rolls every other node of the cluster and leaves this one alone. Written by
+/// the provider only.
+pub const TAG_INSTANCE_TYPE_PINNED: &str = "strata:instance-type-pinned";
+
+/// `<prefix>/roll-lock.json`: held while one driver stops nodes (an instance-type change), so
+/// two resources of one cluster applied in parallel never stop two nodes at once. Created with
+/// `If-None-Match: *`; deleted by its holder when done.
+pub fn roll_lock_key(prefix: &str) -> String {
+    format!("{}/roll-lock.json", prefix.trim_end_matches('/'))
+}
+
+/// The roll lock's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollLock {
+    pub version: u32,
+    /// Who holds it, e.g. `strata_cluster.orders` or `strata_replica i-0abc`.
+    pub holder: String,
+    pub acquired_at_ms: u64,
+    /// After this the lock is stale (its holder died with it: a killed apply) and another
+    /// driver may delete it. The holder sets it to its whole timeout.
+    pub expires_at_ms: u64,
+}
+
+pub fn render_roll_lock(l: &RollLock) -> String {
+    serde_json::to_string(l).unwrap_or_default()
+}
+
+pub fn parse_roll_lock(text: &[u8]) -> Option<RollLock> {
+    serde_json::from_slice(text).ok()
+}
+
+/// What a driver that wants the lock does when it finds `existing` (None: unreadable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockVerdict {
+    /// Its own lock (a retried or resumed apply of the same resource): take it over.
+    Mine,
+    /// Held by another driver that is still within its time: wait.
+    Wait(String),
+    /// Expired (or unreadable): delete it and try again.
+    Stale,
+}
+
+pub fn lock_verdict(existing: Option<&RollLock>, me: &str, now_ms: u64) -> LockVerdict {
+    match existing {
+        None => LockVerdict::Stale,
+        Some(l) if l.holder == me => LockVerdict::Mine,
+        Some(l) if now_ms > l.expires_at_ms => LockVerdict::Stale,
+        Some(l) => LockVerdict::Wait(l.holder.clone()),
+    }
+}
+
 /// A node's desired engine settings, written by the roll driver, applied by the node's agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +108,11 @@ pub struct DesiredConfig {
     /// Server variables (the complete set: a name missing here is removed from the file).
     #[serde(default)]
     pub engine_settings: BTreeMap<String, String>,
+    /// The engine version the node should run (`engine_version` of the cluster): the agent
+    /// installs it first when the package source has it and the node runs another one. None:
+    /// keep what is installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
     /// Unix milliseconds of the request.
     pub requested_at_ms: u64,
 }
@@ -88,13 +147,14 @@ pub fn parse_desired_config(
 pub fn resume_point(
     existing: &[DesiredConfig],
     wanted: &BTreeMap<String, String>,
+    engine_version: Option<&str>,
     now: u64,
 ) -> (
     u64,
     std::collections::HashMap<String, u64>,
     std::collections::HashMap<String, u64>,
 ) {
-    let target = target_generation(existing, wanted);
+    let target = target_generation(existing, wanted, engine_version);
     let asked: std::collections::HashMap<String, u64> = existing
         .iter()
         .filter(|d| d.generation >= target)
@@ -104,13 +164,19 @@ pub fn resume_point(
     (target, asked, started)
 }
 
-pub fn target_generation(existing: &[DesiredConfig], wanted: &BTreeMap<String, String>) -> u64 {
+pub fn target_generation(
+    existing: &[DesiredConfig],
+    wanted: &BTreeMap<String, String>,
+    engine_version: Option<&str>,
+) -> u64 {
     let newest = existing.iter().map(|d| d.generation).max().unwrap_or(0);
+    // A version roll always asks for a new generation unless the newest one already asks for
+    // this version: a same-version restart (all this machine can install) must still restart.
     let resumable = newest > 0
         && existing
             .iter()
             .filter(|d| d.generation == newest)
-            .all(|d| &d.engine_settings == wanted);
+            .all(|d| &d.engine_settings == wanted && d.engine_version.as_deref() == engine_version);
     if resumable { newest } else { newest + 1 }
 }
 
@@ -296,6 +362,26 @@ pub fn version_change(engine: Engine, old: &str, new: &str) -> VersionChange {
     }
 }
 
+/// Whether a Debian package version (`1:10.11.6-0+deb12u1`) is the engine version a roll asks
+/// for (`10.11` or `10.11.6`): the upstream part, without epoch and Debian revision, equals
+/// it or extends it by a further component.
+pub fn package_version_matches(package_version: &str, wanted: &str) -> bool {
+    let no_epoch = package_version
+        .split_once(':')
+        .map_or(package_version, |(_, v)| v);
+    let upstream = no_epoch.split(['-', '+', '~']).next().unwrap_or("");
+    let wanted = wanted.trim();
+    !wanted.is_empty() && (upstream == wanted || upstream.starts_with(&format!("{wanted}.")))
+}
+
+/// The server package of an engine, as the node's package source names it.
+pub fn server_package(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Mariadb => "mariadb-server",
+        Engine::Mysql => "mysql-server",
+    }
+}
+
 // ------------------------------------------------------------------ roll order
 
 /// One node as a roll driver sees it.
@@ -444,6 +530,7 @@ mod tests {
             node_id: "n2".into(),
             generation: 3,
             engine_settings: settings(&[("max_connections", "300")]),
+            engine_version: Some("10.11".into()),
             requested_at_ms: 42,
         };
         assert_eq!(
@@ -459,6 +546,45 @@ mod tests {
     }
 
     #[test]
+    fn package_versions_match_the_series_or_the_release() {
+        assert!(package_version_matches("1:10.11.6-0+deb12u1", "10.11"));
+        assert!(package_version_matches("1:10.11.6-0+deb12u1", "10.11.6"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "10.11.9"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "10.1"));
+        assert!(!package_version_matches("1:10.11.6-0+deb12u1", "11.4"));
+        assert!(package_version_matches("8.4.3-1debian12", "8.4"));
+        assert!(!package_version_matches("8.4.3-1debian12", ""));
+    }
+
+    #[test]
+    fn the_roll_lock_is_taken_over_by_its_holder_and_freed_when_stale() {
+        let l = RollLock {
+            version: 1,
+            holder: "strata_cluster.orders".into(),
+            acquired_at_ms: 1_000,
+            expires_at_ms: 5_000,
+        };
+        assert_eq!(
+            parse_roll_lock(render_roll_lock(&l).as_bytes()),
+            Some(l.clone())
+        );
+        assert_eq!(
+            lock_verdict(Some(&l), "strata_cluster.orders", 2_000),
+            LockVerdict::Mine
+        );
+        assert_eq!(
+            lock_verdict(Some(&l), "strata_replica i-1", 2_000),
+            LockVerdict::Wait("strata_cluster.orders".into())
+        );
+        assert_eq!(
+            lock_verdict(Some(&l), "strata_replica i-1", 5_001),
+            LockVerdict::Stale
+        );
+        assert_eq!(lock_verdict(None, "x", 0), LockVerdict::Stale);
+        assert_eq!(roll_lock_key("failover/c1/"), "failover/c1/roll-lock.json");
+    }
+
+    #[test]
     fn target_generation_resumes_only_the_same_settings() {
         let want = settings(&[("max_connections", "300")]);
         let d = |g, s: &BTreeMap<String, String>| DesiredConfig {
@@ -466,16 +592,29 @@ mod tests {
             node_id: "n".into(),
             generation: g,
             engine_settings: s.clone(),
+            engine_version: None,
             requested_at_ms: 0,
         };
-        assert_eq!(target_generation(&[], &want), 1);
+        assert_eq!(target_generation(&[], &want, None), 1);
         assert_eq!(
-            target_generation(&[d(2, &want), d(1, &BTreeMap::new())], &want),
+            target_generation(&[d(2, &want), d(1, &BTreeMap::new())], &want, None),
             2
         );
         // Back to an older value is a new generation: nodes at 2 run something else.
         let other = settings(&[("max_connections", "100")]);
-        assert_eq!(target_generation(&[d(1, &want), d(2, &other)], &want), 3);
+        assert_eq!(
+            target_generation(&[d(1, &want), d(2, &other)], &want, None),
+            3
+        );
+        // The same settings with a version asked for: a new generation (the nodes restart),
+        // and a resumed version roll keeps it.
+        assert_eq!(target_generation(&[d(2, &want)], &want, Some("10.11")), 3);
+        let mut v = d(3, &want);
+        v.engine_version = Some("10.11".into());
+        assert_eq!(
+            target_generation(&[d(2, &want), v], &want, Some("10.11")),
+            3
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub async fn roll_settings(
         }
     }
     // Resuming: a change already asked for this generation is waited for, not asked again.
-    let (target, mut asked, mut started) = resume_point(&existing, settings, now);
+    let (target, mut asked, mut started) = resume_point(&existing, settings, None, now);
     let mut asked_at: HashMap<String, Instant> = HashMap::new();
     let mut report = RollReport {
         generation: target,
@@ -207,6 +207,7 @@ pub async fn roll_settings(
                         node_id: id.clone(),
                         generation: target,
                         engine_settings: settings.clone(),
+                        engine_version: None,
                         requested_at_ms: now,
                     })
                     .await
@@ -235,6 +236,7 @@ pub async fn roll_settings(
                         node_id: String::new(),
                         generation: target,
                         engine_settings: settings.clone(),
+                        engine_version: None,
                         requested_at_ms: now,
                     })
                     .await

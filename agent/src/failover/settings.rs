@@ -24,6 +24,9 @@ pub async fn apply(
     let Some(cmd) = opts.restart_command.clone() else {
         return Err("no --restart-command: the agent cannot restart the server".into());
     };
+    if let Some(v) = &d.engine_version {
+        ensure_version(cfg, v).await?;
+    }
     let path = settings_file_path(cfg);
     let previous = std::fs::read(&path).ok();
     let text = render_settings_file(cfg.engine, d.generation, &d.engine_settings);
@@ -66,6 +69,67 @@ pub async fn apply(
             ))
         }
     }
+}
+
+/// Before a version roll's restart: installs `version` of the server package when the node
+/// runs another one and its package source has it. Installed already (a same-version restart,
+/// all the nodes here can do: only MariaDB 10.11 is in their source) is nothing to do; a
+/// version the source lacks fails this generation, which stops the roll at this node before
+/// the source is touched.
+async fn ensure_version(cfg: &NodeConfig, version: &str) -> Result<(), String> {
+    use strata_topology::roll::{package_version_matches, server_package};
+    let pkg = server_package(cfg.engine);
+    let (_, installed) = run_out("dpkg-query", &["-W", "-f", "${Version}", pkg]).await?;
+    if package_version_matches(installed.trim(), version) {
+        tracing::info!(%version, installed = %installed.trim(), "engine version already installed: restart only");
+        return Ok(());
+    }
+    let (_, madison) = run_out("apt-cache", &["madison", pkg]).await?;
+    let Some(candidate) = madison
+        .lines()
+        .filter_map(|l| l.split('|').nth(1).map(str::trim))
+        .find(|v| package_version_matches(v, version))
+        .map(str::to_string)
+    else {
+        return Err(format!(
+            "engine version {version} is not in this node's package source ({pkg} {} installed); nothing was changed",
+            installed.trim()
+        ));
+    };
+    tracing::info!(%version, %candidate, "installing the engine version before the restart");
+    let spec = format!("{pkg}={candidate}");
+    let (ok, _) = run_out(
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            &spec,
+        ],
+    )
+    .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("apt-get install {spec} failed"))
+    }
+}
+
+/// Runs a program; its success and standard output.
+async fn run_out(prog: &str, args: &[&str]) -> Result<(bool, String), String> {
+    tokio::process::Command::new(prog)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("{prog}: {e}"))
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        })
 }
 
 async fn restart(cmd: &[String]) -> Result<(), String> {

@@ -918,6 +918,11 @@ pub async fn sync_node_tags(
     if let Some(i) = node.tags.get(TAG_INDEX) {
         wanted.insert(TAG_INDEX.into(), i.clone());
     }
+    // Set and cleared by the resource that pins the type (aws::roll::set_type_pin), not here.
+    let pin = strata_topology::roll::TAG_INSTANCE_TYPE_PINNED;
+    if let Some(v) = node.tags.get(pin) {
+        wanted.insert(pin.into(), v.clone());
+    }
     // The agent's own tags (node state, current role, last failover) are its, not Terraform's.
     for k in super::policy::agent_tag_keys() {
         if let Some(v) = node.tags.get(k) {

@@ -12,6 +12,7 @@ use strata_topology::{
 };
 
 use super::checks;
+use super::cluster_roll::{plan_roll_warning, plan_version, state_version, version_roll};
 use super::common::*;
 use super::nodes::{self, ClusterSettings};
 use super::owned;
@@ -85,14 +86,13 @@ pub fn schema() -> Schema {
             Attr::string("engine_version")
                 .optional()
                 .computed()
-                .requires_replace()
-                .description("Engine version: what first boot installs, `10.11` for MariaDB (Debian 12's), `8.0` or `8.4` for MySQL (MySQL's repository). Defaults to `10.11` for MariaDB and `8.4` for MySQL."),
+                .description("Engine version: what first boot installs, `10.11` for MariaDB (Debian 12's), `8.0` or `8.4` for MySQL (MySQL's repository). Defaults to `10.11` for MariaDB and `8.4` for MySQL. A patch release or the next series on the upgrade path (MariaDB 10.6 → 10.11 → 11.4 → 11.8, MySQL 8.0 → 8.4) rolls through the nodes in place (docs/rolling-changes.md); a downgrade, a skipped series or another version replaces the cluster."),
         )
         .attribute(
             Attr::string("instance_type")
                 .required()
                 .validate(checks::instance_type())
-                .description("EC2 instance type of the source node, e.g. `r7i.large`. Changed in place: the instance is stopped, modified and started. Without `ami_id` its architecture needs an agent build in the provider release (x86_64 today)."),
+                .description("EC2 instance type of the cluster's nodes, e.g. `r7i.large`: the source and every `strata_replica` and `strata_region` that does not set its own. A change rolls through them in place without stopping writes: replicas one at a time (stop, modify, start, back in replication and caught up), region replicas, a switchover to a changed replica, then the old source (docs/rolling-changes.md). Without `ami_id` its architecture needs an agent build in the provider release (x86_64 today)."),
         )
         .attribute(
             Attr::string("ami_id")
@@ -472,7 +472,7 @@ fn state(
     let (engine, version, mode, acks, ack_timeout) = match cfg {
         Some(c) => (
             Value::string(c.engine.as_str()),
-            Value::string(c.engine_version.clone()),
+            state_version(&c.engine_version, prior),
             Value::string(nodes::mode_str(c.replication.mode)),
             Value::number_i64(i64::from(c.replication.ack_count)),
             Value::number_i64(c.replication.ack_timeout_ms as i64),
@@ -717,6 +717,7 @@ impl Resource for ClusterResource {
             }
         }
         if !plan.is_create() {
+            plan_version(plan);
             plan_roll_warning(plan).await;
         }
         plan_repairs(plan);
@@ -940,7 +941,10 @@ impl Resource for ClusterResource {
             str_attr(&req.prior, "instance_type") != str_attr(&req.planned, "instance_type");
         let settings_change =
             engine_settings_attr(&req.prior) != engine_settings_attr(&req.planned);
-        let lease_ref = if type_changes || settings_change {
+        let lease_ref = if type_changes
+            || settings_change
+            || version_roll(&req.prior, &req.planned).is_some()
+        {
             cluster_node_config(&rc, &cur)
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?
@@ -948,7 +952,9 @@ impl Resource for ClusterResource {
         } else {
             None
         };
-        if settings_change && lease_ref.is_none() {
+        if (settings_change || version_roll(&req.prior, &req.planned).is_some())
+            && lease_ref.is_none()
+        {
             return Err(apply_failure(
                 &spec.resource,
                 "roll engine_settings",
@@ -960,25 +966,38 @@ impl Resource for ClusterResource {
                 },
             ));
         }
-        let mut restarted_since = None;
-        if type_changes && let Some((node_id, lr)) = &lease_ref {
-            aws::roll::move_source_off(&rc, lr, node_id, spec.timeout)
-                .await
-                .map_err(|e| apply_failure(&spec.resource, "switch the source over", &e))?;
-            restarted_since = Some(aws::roll::now());
+        // The instance type rolls through every node that follows the cluster's (not those whose
+        // own resource pins one), before update_cluster finds its node already changed.
+        if type_changes && let Some((_, lr)) = &lease_ref {
+            aws::roll::roll_instance_type(
+                c,
+                &rc,
+                lr,
+                &spec.name,
+                &spec.resource,
+                &spec.instance_type,
+                spec.timeout,
+            )
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "roll instance_type", &e))?;
         }
         let info = aws::update_cluster(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        if let (Some(since), Some((node_id, lr))) = (restarted_since, &lease_ref) {
-            aws::roll::wait_back(&rc, lr, node_id, since, spec.timeout)
-                .await
-                .map_err(|e| apply_failure(&spec.resource, "wait for the restarted node", &e))?;
-        }
-        if settings_change && let Some((_, lr)) = &lease_ref {
-            aws::roll::roll_settings(&rc, lr, &engine_settings_attr(&req.planned), spec.timeout)
-                .await
-                .map_err(|e| apply_failure(&spec.resource, "roll engine_settings", &e))?;
+        // Every roll carries the cluster's version, so a node launched after a version roll
+        // (user-data says the launch version) installs the rolled one from config.json.
+        if (settings_change || version_roll(&req.prior, &req.planned).is_some())
+            && let Some((_, lr)) = &lease_ref
+        {
+            aws::roll::roll_settings(
+                &rc,
+                lr,
+                &engine_settings_attr(&req.planned),
+                str_attr(&req.planned, "engine_version").as_deref(),
+                spec.timeout,
+            )
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "roll the engine", &e))?;
         }
         let cfg = cluster_node_config(&rc, &info)
             .await
@@ -1047,53 +1066,6 @@ impl Resource for ClusterResource {
             schema().null_object_with([("id", Value::string(req.id.clone()))]),
         ))
     }
-}
-
-/// A change that restarts nodes says so at plan time, with the order it will take: plan
-/// cannot print free text, so a warning diagnostic carries it.
-async fn plan_roll_warning(plan: &mut PlanChange) {
-    let type_changes =
-        plan.prior.get_attr("instance_type") != plan.planned.get_attr("instance_type");
-    let settings_change = engine_settings_attr(&plan.prior) != engine_settings_attr(&plan.planned);
-    if !type_changes && !settings_change {
-        return;
-    }
-    let mut order = None;
-    if let (Ok(c), Some(id)) = (clients(&plan.ctx), str_attr(&plan.prior, "source_node_id"))
-        && let Ok(rc) = c.home().await
-        && let Ok(Some(cfg)) = nodes::read_node_config(&rc, &id).await
-        && let Some(f) = &cfg.failover
-    {
-        order = aws::roll::planned_order(&rc, &f.lease)
-            .await
-            .map(|o| (o, cfg.node_id.clone()));
-    }
-    let mut what = Vec::new();
-    if settings_change {
-        what.push(match &order {
-            Some((o, _)) => format!(
-                "engine_settings rolls through the cluster, one node at a time without stopping writes: {o}. Each replica restarts with the new settings and is back in replication and caught up before the next; the source is switched over (zero-loss) before it restarts."
-            ),
-            None => "engine_settings rolls through the cluster, one node at a time: replicas first, then a switchover to a changed replica, then the old source.".to_string(),
-        });
-    }
-    if type_changes {
-        what.push(match &order {
-            Some((_, node)) => format!(
-                "instance_type changes the instance of {node} (stop, modify, start); when it is the source, the source role is first switched over to a healthy replica, so writes do not stop, and the node rejoins as a replica. Replicas keep their own instance_type (strata_replica)."
-            ),
-            None => "instance_type changes the cluster's own node (stop, modify, start), after switching the source role to a healthy replica when it holds it.".to_string(),
-        });
-    }
-    plan.diagnostics.push(
-        Diagnostic::warning("This change rolls through the cluster", what.join(" ")).at(
-            AttributePath::attr(if settings_change {
-                "engine_settings"
-            } else {
-                "instance_type"
-            }),
-        ),
-    );
 }
 
 /// The attributes the agents change outside Terraform. Planned as the prior state when nothing

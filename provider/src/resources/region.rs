@@ -55,7 +55,7 @@ pub fn schema() -> Schema {
                 .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
-                .description("EC2 instance type of the region's replicas. Defaults to the cluster's. Changed in place, one replica at a time."),
+                .description("EC2 instance type of the region's replicas. Left out, they follow the cluster's: a change of `strata_cluster.instance_type` rolls them (read at the next refresh). Set, it is pinned: changed in place here, one replica at a time under the cluster's roll lock, each back in replication before the next (docs/rolling-changes.md)."),
         )
         .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the region's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in.").use_state_for_unknown())
@@ -384,6 +384,11 @@ impl Resource for RegionResource {
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
+        for id in info.replica_instance_ids() {
+            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        }
         let mut st = state(c.default_tags(), &spec.cluster, &info, &spec, &req.planned);
         set_attr(
             &mut st,
@@ -452,9 +457,35 @@ impl Resource for RegionResource {
     async fn update(&self, req: UpdateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let spec = spec(c, &req.planned, Op::Update).await?;
+        // A type change goes one replica at a time under the cluster's roll lock, each back in
+        // replication before the next (update_region then finds them changed).
+        if req.prior.get_attr("instance_type") != req.planned.get_attr("instance_type") {
+            for id in string_list(&req.prior, "replica_node_ids") {
+                let n = match aws::read_replica(c, Some(&spec.region), &id).await {
+                    Ok(n) if !n.is_gone() => n,
+                    _ => continue,
+                };
+                if n.instance_type != spec.instance_type {
+                    super::cluster_roll::change_pinned(
+                        c,
+                        &spec.resource,
+                        &n,
+                        &spec.instance_type,
+                        spec.timeout,
+                    )
+                    .await
+                    .map_err(|e| apply_failure(&spec.resource, "change the instance type", &e))?;
+                }
+            }
+        }
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+        for id in info.replica_instance_ids() {
+            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
+                .await
+                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        }
         if req.prior.get_attr("replica_count") != req.planned.get_attr("replica_count") {
             publish_region(c, &spec.cluster, &info).await.map_err(|e| {
                 apply_failure(&spec.resource, "publish the region's reader endpoint", &e)

@@ -54,7 +54,7 @@ pub fn schema() -> Schema {
                 .validate(super::checks::instance_type())
                 .computed()
                 .use_state_for_unknown()
-                .description("EC2 instance type. Defaults to the cluster's. Changed in place (stop, modify, start)."),
+                .description("EC2 instance type. Left out, the replica follows the cluster's: it is launched with it and a change of `strata_cluster.instance_type` rolls it (the new type is read at the next refresh). Set, it is pinned: the cluster's roll leaves the replica alone, and a change here stops, modifies and starts it in place under the cluster's roll lock, after moving the source role off it when it holds it (docs/rolling-changes.md)."),
         )
         .attribute(Attr::map("tags", Type::String).optional().validate(super::checks::tags()).description("Tags for the replica's AWS objects."))
         .attribute(computed("tags_all", Type::Map(Box::new(Type::String)), "The tags with the provider's `default_tags` merged in."))
@@ -351,6 +351,9 @@ impl Resource for ReplicaResource {
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
+        super::cluster_roll::pin_type(c, &n.region, &n.instance_id, &req.config)
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
         let st = state(c, &n, Some(&cfg), &req.planned);
         nodes::wait_ready(
             c,
@@ -401,6 +404,26 @@ impl Resource for ReplicaResource {
             .unwrap_or(current.instance_type.clone());
         let mut spec = planned.spec(&cluster_id, instance_type)?;
         spec.timeout = timeout(&req.planned, Op::Update, DEFAULT_TIMEOUT);
+        // A type of its own: under the cluster's roll lock, off the source role first, and
+        // back in replication before the apply goes on (docs/rolling-changes.md).
+        if current.instance_type != spec.instance_type {
+            super::cluster_roll::change_pinned(
+                c,
+                &format!("{TYPE_NAME} {id}"),
+                &current,
+                &spec.instance_type,
+                spec.timeout,
+            )
+            .await
+            .map_err(|e| {
+                apply_failure(&format!("{TYPE_NAME} {id}"), "change the instance type", &e)
+            })?;
+        }
+        super::cluster_roll::pin_type(c, &current.region, &id, &req.config)
+            .await
+            .map_err(|e| {
+                apply_failure(&format!("{TYPE_NAME} {id}"), "tag its instance type", &e)
+            })?;
         let n = aws::update_replica(c, &id, &spec)
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;
