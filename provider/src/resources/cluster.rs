@@ -855,6 +855,7 @@ impl Resource for ClusterResource {
             .await
             .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
         let mut st = state(c, &created.info, Some(&cfg), &live, &req.planned);
+        set_attr(&mut st, "backup_node_id", Value::null());
         let mut launched = vec![created.info.source_instance_id.clone()];
         if s.backup.is_some() {
             let b = super::cluster_backup::ensure_backup_node(
