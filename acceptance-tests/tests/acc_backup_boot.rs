@@ -271,7 +271,10 @@ resource "strata_cluster" "restored" {{
     let r_pw = password(&acc, r["admin_parameter_name"].as_str().unwrap());
     let rsql = |q: &str| nodes.sql(&r_ip, &user, &r_pw, q);
     let r_sums = checksums(&rsql("CHECKSUM TABLE shop.orders EXTENDED").unwrap());
-    assert_eq!(r_sums, src_sums, "the restored tables differ from the source's");
+    assert_eq!(
+        r_sums, src_sums,
+        "the restored tables differ from the source's"
+    );
     rsql("INSERT INTO shop.orders (note) VALUES ('after the restore')")
         .expect("the restored cluster takes writes");
     assert_eq!(
