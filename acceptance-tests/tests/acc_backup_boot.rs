@@ -139,7 +139,7 @@ resource "strata_cluster" "main" {{
         &source_ip,
         "CREATE DATABASE shop; \
          CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, note VARCHAR(200)); \
-         INSERT INTO shop.orders (note) SELECT CONCAT('order ', seq) FROM seq_1_to_20000;",
+         INSERT INTO shop.orders (note) SELECT CONCAT('order ', seq) FROM shop.seq_1_to_20000;",
     )
     .expect("rows on the source");
 
@@ -164,7 +164,7 @@ resource "strata_cluster" "main" {{
     // More writes, then an operator's cycle: restore, catch up, check, new backup from it.
     sql(
         &source_ip,
-        "INSERT INTO shop.orders (note) SELECT CONCAT('later ', seq) FROM seq_1_to_5000; \
+        "INSERT INTO shop.orders (note) SELECT CONCAT('later ', seq) FROM shop.seq_1_to_5000; \
          UPDATE shop.orders SET note = CONCAT(note, '!') WHERE id % 7 = 0;",
     )
     .unwrap();
