@@ -535,7 +535,9 @@ impl Node {
     /// copying its first data may show a position that looks complete to an election.)
     fn eligible(&self) -> bool {
         // The backup node (Role::Backup) is never one: it does not acknowledge writes.
-        self.cfg.role == Role::Replica && self.role == CurrentRole::Replica && self.replicated
+        !matches!(self.cfg.role, Role::RegionReplica | Role::Backup)
+            && self.role == CurrentRole::Replica
+            && self.replicated
     }
 
     async fn create_first_lease(&mut self) {
