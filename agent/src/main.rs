@@ -11,7 +11,7 @@ use strata_agent::credential::{
 use strata_agent::node_state::{self, Fault};
 use strata_agent::sql::LocalTarget;
 use strata_agent::{BootstrapOptions, bootstrap, render_server_config, status};
-use strata_topology::{AGENT_CONFIG_PATH, NodeConfig, NodeState};
+use strata_topology::{AGENT_CONFIG_PATH, NodeConfig, NodeState, Role};
 
 #[derive(Parser)]
 #[command(name = "strata-agent", version, about = "Strata node agent")]
@@ -40,8 +40,9 @@ enum Cmd {
         /// Do not tag the instance (not on EC2).
         #[arg(long)]
         no_node_tags: bool,
-        /// This node is the cluster's backup node: run a validated backup cycle whenever the
-        /// config's `backup.policy` says one is due (checked every --interval seconds).
+        /// Run validated backup cycles whenever the config's `backup.policy` says one is due
+        /// (checked every --interval seconds) or `backup --now` asks. Implied when the config's
+        /// role is `backup` (the cluster's backup node).
         #[arg(long)]
         backup_node: bool,
         #[command(flatten)]
@@ -92,6 +93,14 @@ enum Cmd {
         /// Run only when the policy says a cycle is due (for timers); default: always.
         #[arg(long)]
         if_due: bool,
+        /// Ask this node's running agent (`run`, on the backup node) for a cycle now, wait for
+        /// it and print its report: the cycle runs inside the agent, which keeps its own
+        /// replication upkeep off the replica while the cycle holds it.
+        #[arg(long, conflicts_with = "if_due")]
+        now: bool,
+        /// With --now: seconds to wait for the cycle.
+        #[arg(long, default_value_t = 1800)]
+        wait: u64,
     },
     /// Restore a backup into DIR/data (every chunk's SHA-256 checked, then prepared): a datadir
     /// a server can start on. Prints the backup's manifest facts as JSON.
@@ -367,9 +376,10 @@ async fn main() -> anyhow::Result<()> {
                 instance_id,
                 last: None,
             };
-            let backups =
-                backup_node.then(|| tokio::spawn(backup_loop(c.clone(), backup, interval)));
-            run(c, interval, tagger).await;
+            let is_backup_node = backup_node || c.load().is_ok_and(|cfg| cfg.role == Role::Backup);
+            let backups = is_backup_node
+                .then(|| tokio::spawn(backup_loop(c.clone(), backup.clone(), interval)));
+            run(c, interval, tagger, backup).await;
             if let Some(b) = backups {
                 b.abort();
             }
@@ -378,8 +388,18 @@ async fn main() -> anyhow::Result<()> {
             common: c,
             backup: b,
             if_due,
+            now,
+            wait,
         } => {
             use strata_agent::backup as bk;
+            if now {
+                let report = request_cycle(&b.work_dir, Duration::from_secs(wait)).await?;
+                print_json(&report)?;
+                if report.get("error").is_some_and(|e| !e.is_null()) {
+                    anyhow::bail!("the backup cycle failed");
+                }
+                return Ok(());
+            }
             let cfg = c.load()?;
             let store = b.store(&cfg).await?;
             if if_due {
@@ -500,7 +520,7 @@ impl Tagger {
 
 /// `strata-agent run`. Never returns an error: a node whose config or server is wrong keeps
 /// its agent running (tagged `failed`), so `status` and a fixed config work without a reboot.
-async fn run(c: Common, interval: u64, mut tagger: Tagger) {
+async fn run(c: Common, interval: u64, mut tagger: Tagger, b: BackupArgs) {
     let every = Duration::from_secs(interval.max(1));
     // The config and the local admin password are read once; an unreadable one is a failed
     // node until it is fixed.
@@ -519,6 +539,13 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
         }
     };
     let creds = c.creds();
+    if cfg.restore.is_some() && cfg.role == Role::Source {
+        // A cluster made from a backup: the data goes in before the source takes writes (no
+        // first lease, no ready tag until it is in and checked).
+        if !restore_first(&b, &cfg, &creds, &opts, every, &mut tagger).await {
+            return;
+        }
+    }
     let autoscaler = tokio::spawn(storage_autoscaling(cfg.clone(), interval));
     if cfg.failover.is_some() {
         // The lease decides the role: the failover controller runs the bootstrap rounds.
@@ -547,6 +574,13 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
     let first_retry = Duration::from_secs(2);
     let mut backoff = first_retry;
     loop {
+        if strata_agent::backup::replica_held() {
+            // A backup cycle holds this replica's SQL thread: bootstrap would restart it.
+            tokio::select! {
+                _ = tokio::time::sleep(first_retry) => continue,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
         let wait = match bootstrap(&cfg, &creds, &opts).await {
             Ok(r) => {
                 if r.changes() > 0 {
@@ -586,23 +620,225 @@ async fn run(c: Common, interval: u64, mut tagger: Tagger) {
     autoscaler.abort();
 }
 
-/// Backups for `run --backup-node`: a validated cycle whenever the policy says one is due.
-/// A failed cycle is logged and retried at the next check; it never disturbs the node's role.
-async fn backup_loop(c: Common, b: BackupArgs, interval: u64) {
-    let every = Duration::from_secs(interval.max(1));
+/// Before a restoring source's first lease: the server configured as a source but kept
+/// read-only, then the backup loaded and checked. Returns false when the agent is stopped.
+async fn restore_first(
+    b: &BackupArgs,
+    cfg: &NodeConfig,
+    creds: &strata_agent::credential::Credentials,
+    opts: &BootstrapOptions,
+    every: Duration,
+    tagger: &mut Tagger,
+) -> bool {
+    use strata_agent::backup::restore;
+    let Some(r) = cfg.restore.clone() else {
+        return true;
+    };
+    if let Some(done) = restore::finished(&b.work_dir, &r.backup_id) {
+        tracing::info!(backup = %done.backup_id, "restored earlier");
+        return true;
+    }
+    let mut held = opts.clone();
+    held.hold_read_only = true;
+    let mut backoff = Duration::from_secs(2);
     loop {
-        if let Err(e) = backup_if_due(&c, &b).await {
-            tracing::warn!(error = %format!("{e:#}"), "backup cycle failed; the next check retries");
+        let attempt = async {
+            bootstrap(cfg, creds, &held)
+                .await
+                .map_err(|e| restore::RestoreError::Transient(format!("bootstrap: {e}")))?;
+            let mut conn = strata_agent::sql::connect_local(&held.local, held.connect_timeout)
+                .await
+                .map_err(restore::RestoreError::Transient)?;
+            // Nothing but the restore writes until it is done and checked.
+            strata_agent::sql::exec(&mut conn, "SET GLOBAL read_only = ON", "read-only")
+                .await
+                .map_err(|e| restore::RestoreError::Transient(e.to_string()))?;
+            drop(conn);
+            let store = strata_agent::backup::store::BackupStore::connect(
+                &r.store_config(),
+                b.endpoint.as_deref(),
+            )
+            .await;
+            let o = restore::RestoreOptions {
+                local: held.local.clone(),
+                connect_timeout: held.connect_timeout,
+                work_dir: b.work_dir.clone(),
+                tools: b.tools(),
+                dump: "mariadb-dump".into(),
+                client: "mariadb".into(),
+                scratch_port: b.scratch_port,
+                scratch_server_id: 4_000_000_000u32.saturating_add(cfg.server_id % 1_000_000),
+            };
+            restore::restore_source(cfg, &store, &o).await
+        };
+        match attempt.await {
+            Ok(report) => {
+                tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "restored the backup");
+                return true;
+            }
+            Err(e) => {
+                let wait = if e.is_permanent() {
+                    tracing::error!(error = %e, "restore failed; a retry will not fix this");
+                    tagger
+                        .set(Some(&cfg.region), NodeState::Failed, Some(&e.to_string()))
+                        .await;
+                    every
+                } else {
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "restore failed; retrying");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(every);
+                    w
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::signal::ctrl_c() => return false,
+                }
+            }
         }
-        tokio::time::sleep(every).await;
     }
 }
 
+/// Where `backup --now` leaves its request and the agent its answer.
+fn request_path(work_dir: &std::path::Path) -> PathBuf {
+    work_dir.join("cycle-request")
+}
+fn answer_path(work_dir: &std::path::Path) -> PathBuf {
+    work_dir.join("cycle-answer.json")
+}
+
+/// `backup --now`: writes a request id for the running agent and waits for its answer.
+async fn request_cycle(
+    work_dir: &std::path::Path,
+    wait: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    std::fs::create_dir_all(work_dir)?;
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    std::fs::write(request_path(work_dir), &id)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(answer_path(work_dir))
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && v.get("request").and_then(|r| r.as_str()) == Some(id.as_str())
+        {
+            return Ok(v);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "no answer from the agent within {}s (is `strata-agent run` running on the backup node, with --work-dir {}?)",
+                wait.as_secs(),
+                work_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Backups for the backup node (`run` with role `backup`, or `--backup-node`): a validated
+/// cycle whenever the policy says one is due (checked every `interval`), or at once when
+/// `backup --now` asks. A failed cycle is logged and retried at the next check; it never
+/// disturbs the node's role.
+async fn backup_loop(c: Common, b: BackupArgs, interval: u64) {
+    let every = Duration::from_secs(interval.max(1));
+    let mut last_check: Option<std::time::Instant> = None;
+    loop {
+        let request = std::fs::read_to_string(request_path(&b.work_dir)).ok();
+        if let Some(id) = request {
+            let _ = std::fs::remove_file(request_path(&b.work_dir));
+            let started = std::time::Instant::now();
+            let answer = match backup_now(&c, &b).await {
+                Ok(mut report) => {
+                    report
+                        .timings_ms
+                        .insert("total".into(), started.elapsed().as_millis() as u64);
+                    serde_json::json!({"request": id.trim(), "report": report, "error": null})
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "requested backup cycle failed");
+                    serde_json::json!({"request": id.trim(), "report": null, "error": format!("{e:#}")})
+                }
+            };
+            let tmp = b.work_dir.join("cycle-answer.json.tmp");
+            if let Err(e) = std::fs::write(&tmp, answer.to_string())
+                .and_then(|()| std::fs::rename(&tmp, answer_path(&b.work_dir)))
+            {
+                tracing::warn!(error = %e, "could not write the cycle's answer");
+            }
+        } else if last_check.is_none_or(|t| t.elapsed() >= every) {
+            last_check = Some(std::time::Instant::now());
+            if let Err(e) = backup_if_due(&c, &b).await {
+                tracing::warn!(error = %format!("{e:#}"), "backup cycle failed; the next check retries");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The node config with `source` set to where the source is now: the lease holder when the
+/// cluster fails over (the configured source is only a first hint), else the configured one.
+async fn config_now(c: &Common) -> anyhow::Result<NodeConfig> {
+    let mut cfg = c.load()?;
+    if let Some(f) = &cfg.failover {
+        let store = strata_agent::failover::store::LeaseStore::connect(
+            &f.lease,
+            Duration::from_secs(5),
+            None,
+        )
+        .await;
+        if let Some((l, _)) = store
+            .read_lease()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the lease: {e}"))?
+        {
+            cfg.source = Some(strata_topology::SourceEndpoint {
+                host: l.holder.host.clone(),
+                port: l.holder.port,
+            });
+        }
+    }
+    Ok(cfg)
+}
+
+/// Whether the local replica replicates and is caught up: a cycle holds it, so it starts
+/// only from a replica in shape (the first one soon after the node caught up).
+async fn replica_in_shape(c: &Common, cfg: &NodeConfig) -> anyhow::Result<bool> {
+    let mut conn =
+        strata_agent::sql::connect_local(&c.local(cfg)?, Duration::from_secs(c.connect_timeout))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows = strata_agent::sql::rows(&mut conn, "SHOW SLAVE STATUS", "replica status").await?;
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    let get = |k: &str| row.get(k).cloned().flatten().unwrap_or_default();
+    Ok(get("Slave_IO_Running") == "Yes"
+        && get("Slave_SQL_Running") == "Yes"
+        && get("Seconds_Behind_Master") == "0")
+}
+
+async fn backup_now(
+    c: &Common,
+    b: &BackupArgs,
+) -> anyhow::Result<strata_agent::backup::CycleReport> {
+    let cfg = config_now(c).await?;
+    let store = b.store(&cfg).await?;
+    Ok(strata_agent::backup::run_cycle(&cfg, &store, &cycle_options(c, b, &cfg).await?).await?)
+}
+
 async fn backup_if_due(c: &Common, b: &BackupArgs) -> anyhow::Result<()> {
-    let cfg = c.load()?;
+    let cfg = config_now(c).await?;
     let Some(policy) = cfg.backup.as_ref().map(|b| b.policy.clone()) else {
         return Ok(());
     };
+    if !replica_in_shape(c, &cfg).await? {
+        tracing::debug!("backup: the replica is not caught up yet");
+        return Ok(());
+    }
     let store = b.store(&cfg).await?;
     let last = store
         .list()

@@ -539,3 +539,147 @@ async fn a_cycle_cut_short_leaves_nothing_validated_and_the_next_starts_over() {
     assert_eq!(c.validation(&id).await, Validation::Validated);
     assert_eq!(r["deleted"], serde_json::json!([cut[0]]));
 }
+
+/// `strata-agent run` on `node` with LocalStack's S3 and `work_dir`; killed on drop.
+struct Running(std::process::Child);
+
+impl Running {
+    fn start(node: &Node, work_dir: &Path, scratch_port: u16, extra: &[&str]) -> Running {
+        let log = std::fs::File::create(work_dir.with_extension("log")).unwrap();
+        let child = std::process::Command::new(agent_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(node.config_path())
+            .arg("--socket")
+            .arg(node.socket())
+            .arg("--credential-file")
+            .arg(node.password_path())
+            .arg("--admin-credential-file")
+            .arg(node.admin_password_path())
+            .arg("--work-dir")
+            .arg(work_dir)
+            .arg("--scratch-port")
+            .arg(scratch_port.to_string())
+            .arg("--chunk-mib")
+            .arg("2")
+            .arg("--no-node-tags")
+            .args(extra)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Running(child)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The backup node's own agent runs the cycles (`run` as the backup node: the first at once,
+/// since there is no backup yet) and `backup --now` asks it for one; then a new source whose
+/// config names a backup (`restore`, from `strata_cluster.restore_from`) loads it before it
+/// takes writes, with the source's tables at the backup's GTID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LocalStack, mariadbd and mariadb-backup: run via scripts/test"]
+async fn the_agent_runs_cycles_and_a_new_source_restores_a_backup_before_writes() {
+    let _serial = serial();
+    let c = cluster(2, 5_000).await;
+    let work = c.work_dir();
+    std::fs::create_dir_all(&work).unwrap();
+    let agent = Running::start(
+        &c.replica,
+        &work,
+        c.scratch_port,
+        &["--backup-node", "--interval", "3600"],
+    );
+    let now = |c: &Cluster| {
+        let (ok, out, err) = c.agent("backup", &["--now", "--wait", "300"]);
+        assert!(ok, "backup --now failed:\n{err}\n{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        eprintln!("requested cycle: {}", v["report"]["timings_ms"]);
+        v["report"].clone()
+    };
+    let r1 = now(&c);
+    let id1 = r1["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(c.validation(&id1).await, Validation::Validated);
+
+    let mut conn = c.src.root().await;
+    insert_rows(&mut conn, 1_000).await;
+    wait_rows(&c.replica, "shop.orders", 6_000, Duration::from_secs(120)).await;
+    // A validated backup exists now, so this cycle restores it and takes the next from it;
+    // the agent's replication upkeep ran beside it without restarting the held replica.
+    let r2 = now(&c);
+    assert_eq!(r2["kind"], "incremental-restore", "{r2}");
+    let id2 = r2["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(c.validation(&id2).await, Validation::Validated);
+    let m2 = c.manifest(&id2).await;
+    drop(agent);
+    // The replica replicates again after the cycles.
+    insert_rows(&mut conn, 10).await;
+    wait_rows(&c.replica, "shop.orders", 6_010, Duration::from_secs(60)).await;
+
+    // A new cluster's source restoring the second backup.
+    let restore = strata_topology::backup::RestoreFrom {
+        cluster: m2.cluster.clone(),
+        backup_id: id2.clone(),
+        bucket: c.backup.bucket.clone(),
+        key_prefix: c.backup.key_prefix.clone(),
+        region: c.backup.region.clone(),
+    };
+    let mut fresh = Node::new(move |d, p| {
+        let mut cfg = node_config(
+            d,
+            "restored",
+            Role::Source,
+            11,
+            p,
+            None,
+            ReplicationMode::Async,
+            0,
+        );
+        cfg.restore = Some(restore);
+        cfg
+    });
+    fresh.start();
+    let fresh_work = fresh.dir.path().join("backup-work");
+    let started = Instant::now();
+    let _run = Running::start(&fresh, &fresh_work, free_port(), &["--interval", "2"]);
+    let done = strata_agent::backup::restore::done_path(&fresh_work);
+    while !done.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no restore recorded: {}",
+            std::fs::read_to_string(fresh_work.with_extension("log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("restore into a new source: {:?}", started.elapsed());
+    let mut fc = fresh.root().await;
+    assert_eq!(checksums(&mut fc).await, m2.table_checksums);
+    // Then the source takes writes: the agent's bootstrap makes it writable.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ro: Option<u64> = fc.query_first("SELECT @@GLOBAL.read_only").await.unwrap();
+        if ro == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restored source stays read-only"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fc.query_drop("INSERT INTO shop.orders (note, amount) VALUES ('after restore', 1)")
+        .await
+        .unwrap();
+    assert_eq!(count(&mut fc, "shop.orders").await, 6_001);
+}

@@ -65,6 +65,68 @@ pub struct BackupConfig {
     pub region: String,
 }
 
+/// Attribute a restore is configured with (`strata_cluster.restore_from`); errors name it.
+pub const RESTORE_ATTRIBUTE: &str = "restore_from";
+
+/// The backup a new cluster's source loads before it first takes writes: a validated backup of
+/// another cluster (`restore_from { cluster, backup_id }`), read from that cluster's bucket.
+/// Carried in the source's NodeConfig (`NodeConfig.restore`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFrom {
+    /// The cluster the backup was taken of.
+    pub cluster: String,
+    pub backup_id: String,
+    /// That cluster's bucket and backup prefix ([`default_key_prefix`]) and region.
+    pub bucket: String,
+    pub key_prefix: String,
+    pub region: String,
+}
+
+impl RestoreFrom {
+    /// The store settings of the cluster the backup comes from (the policy is not used to
+    /// read a backup).
+    pub fn store_config(&self) -> BackupConfig {
+        BackupConfig {
+            policy: BackupPolicy {
+                interval_hours: 24,
+                keep: 1,
+                window_start: "00:00".into(),
+            },
+            bucket: self.bucket.clone(),
+            key_prefix: self.key_prefix.clone(),
+            region: self.region.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), BackupObjectError> {
+        if parse_backup_id(&self.backup_id).is_none() {
+            return Err(BackupObjectError::Invalid {
+                field: "restore_from.backup_id",
+                value: self.backup_id.clone(),
+            });
+        }
+        for (field, v) in [
+            ("restore_from.cluster", &self.cluster),
+            ("restore_from.bucket", &self.bucket),
+            ("restore_from.key_prefix", &self.key_prefix),
+            ("restore_from.region", &self.region),
+        ] {
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                return Err(BackupObjectError::Invalid {
+                    field,
+                    value: v.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why a backup policy is refused. Each variant names the attribute at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -694,6 +756,33 @@ mod tests {
         );
         // keep = 0 is refused by validation; here it behaves as 1.
         assert_eq!(retention(&all, 0), vec![id(1), id(2), id(3)]);
+    }
+
+    #[test]
+    fn restore_from_is_checked() {
+        let r = RestoreFrom {
+            cluster: "orders".into(),
+            backup_id: render_backup_id(1_795_000_000_000),
+            bucket: "strata-orders-000000000000-us-east-1".into(),
+            key_prefix: default_key_prefix("orders"),
+            region: "us-east-1".into(),
+        };
+        assert!(r.validate().is_ok());
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<RestoreFrom>(&s).unwrap(), r);
+        assert_eq!(r.store_config().key_prefix, "backups/orders");
+        let mut bad = r.clone();
+        bad.backup_id = "latest".into();
+        assert!(matches!(
+            bad.validate(),
+            Err(BackupObjectError::Invalid {
+                field: "restore_from.backup_id",
+                ..
+            })
+        ));
+        let mut bad = r;
+        bad.cluster = "a b".into();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub struct NodeConfig {
     /// without backups is unchanged; older agents refuse the field rather than ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<backup::BackupConfig>,
+    /// The backup a new cluster's source loads before it takes writes
+    /// (`strata_cluster.restore_from`); only in the source's config. Omitted when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<backup::RestoreFrom>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -115,6 +119,11 @@ pub enum Role {
     Replica,
     /// A read replica in another region: always asynchronous and over TLS.
     RegionReplica,
+    /// The cluster's backup node (`strata_cluster.backup_policy`): a home node that replicates
+    /// asynchronously from the current source and runs the validated backup cycle. It serves
+    /// no reads (never in a reader record), never acknowledges semi-sync commits, is never an
+    /// election candidate nor a switchover target, and follows failovers like a replica.
+    Backup,
 }
 
 impl Role {
@@ -127,6 +136,7 @@ impl Role {
             Role::Source => "source",
             Role::Replica => "replica",
             Role::RegionReplica => "region_replica",
+            Role::Backup => "backup",
         }
     }
 }
@@ -345,6 +355,10 @@ pub enum ConfigError {
     BackupPolicy(#[from] backup::PolicyError),
     #[error("node config: `engine_settings`: {0}")]
     EngineSetting(#[from] roll::EngineSettingError),
+    #[error("node config: `restore`: {0}")]
+    Restore(#[from] backup::BackupObjectError),
+    #[error("node config: `restore` is for the source only (this node is {0})")]
+    RestoreOnReplica(Role),
 }
 
 impl NodeConfig {
@@ -527,6 +541,12 @@ impl NodeConfig {
                 s3_safe(field, v)?;
             }
         }
+        if let Some(r) = &self.restore {
+            if self.role != Role::Source {
+                return Err(ConfigError::RestoreOnReplica(self.role));
+            }
+            r.validate()?;
+        }
         Ok(())
     }
 
@@ -588,9 +608,10 @@ impl NodeConfig {
     }
 
     /// Whether this node takes part in semi-sync (the source and home replicas of a semi-sync
-    /// cluster; region replicas are always asynchronous).
+    /// cluster; region replicas and the backup node are always asynchronous).
     pub fn semi_sync(&self) -> bool {
-        self.replication.mode == ReplicationMode::SemiSync && self.role != Role::RegionReplica
+        self.replication.mode == ReplicationMode::SemiSync
+            && !matches!(self.role, Role::RegionReplica | Role::Backup)
     }
 
     /// The server config file the agent owns on this node.
@@ -711,6 +732,7 @@ pub(crate) mod tests {
             failover: None,
             engine_settings: BTreeMap::new(),
             backup: None,
+            restore: None,
             tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
         }
     }

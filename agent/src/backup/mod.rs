@@ -20,7 +20,31 @@
 //! the next cycle starts over from the last validated one.
 
 pub mod mariadb;
+pub mod restore;
 pub mod store;
+
+/// Set while a cycle holds the local replica's SQL thread: the agent's own replication
+/// upkeep (bootstrap rounds, rejoins after a failover) waits until it is released, so nothing
+/// restarts the thread in the middle of a copy taken at one GTID.
+static REPLICA_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a backup cycle in this process holds the local replica.
+pub fn replica_held() -> bool {
+    REPLICA_HELD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+struct HeldFlag;
+impl HeldFlag {
+    fn set() -> HeldFlag {
+        REPLICA_HELD.store(true, std::sync::atomic::Ordering::SeqCst);
+        HeldFlag
+    }
+}
+impl Drop for HeldFlag {
+    fn drop(&mut self) {
+        REPLICA_HELD.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 use crate::engine::LinkSpec;
 use crate::sql::{self, LocalTarget};
@@ -264,6 +288,7 @@ async fn with_replica_held<T>(
     f: impl AsyncFnOnce(&mut mysql_async::Conn, String) -> Result<T, String>,
 ) -> Result<T, String> {
     let mut conn = connect(&o.local, o.connect_timeout).await?;
+    let _held = HeldFlag::set();
     sql::exec(&mut conn, mariadb::HOLD_SQL, "hold the replica")
         .await
         .map_err(|e| e.to_string())?;

@@ -22,6 +22,9 @@ pub enum StoreError {
     },
     #[error("backup object {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The object (or the whole bucket) does not exist.
+    #[error("backup object {0} does not exist")]
+    NotFound(String),
 }
 
 /// Lowercase hex SHA-256.
@@ -252,6 +255,12 @@ impl BackupStore {
 fn unavailable(op: &'static str, key: &str, e: impl std::fmt::Debug) -> StoreError {
     // The SDK's Display is often just "service error": the Debug form names the code.
     let reason = format!("{e:?}");
+    if ["NoSuchKey", "NoSuchBucket", "NotFound"]
+        .iter()
+        .any(|c| reason.contains(c))
+    {
+        return StoreError::NotFound(key.to_string());
+    }
     StoreError::Unavailable {
         op,
         key: key.to_string(),

@@ -598,6 +598,7 @@ mod tests {
             failover: None,
             engine_settings: BTreeMap::new(),
             backup: None,
+            restore: None,
             tags: Default::default(),
         };
         let text = MariaDb.render_server_config(&cfg);

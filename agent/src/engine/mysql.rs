@@ -450,6 +450,7 @@ mod tests {
             failover: None,
             engine_settings: BTreeMap::new(),
             backup: None,
+            restore: None,
             tags: Default::default(),
         }
     }

@@ -81,10 +81,9 @@ pub fn effective_config(cfg: &NodeConfig, follow: Option<&LeaseHolder>) -> NodeC
             c.source = None;
         }
         Some(h) => {
-            c.role = if cfg.role == Role::RegionReplica {
-                Role::RegionReplica
-            } else {
-                Role::Replica
+            c.role = match cfg.role {
+                Role::RegionReplica | Role::Backup => cfg.role,
+                _ => Role::Replica,
             };
             c.source = Some(SourceEndpoint {
                 host: h.host.clone(),
@@ -535,7 +534,10 @@ impl Node {
     /// since their data was copied, may become source; region replicas never. (A node still
     /// copying its first data may show a position that looks complete to an election.)
     fn eligible(&self) -> bool {
-        self.cfg.role != Role::RegionReplica && self.role == CurrentRole::Replica && self.replicated
+        // The backup node (Role::Backup) is never one: it does not acknowledge writes.
+        !matches!(self.cfg.role, Role::RegionReplica | Role::Backup)
+            && self.role == CurrentRole::Replica
+            && self.replicated
     }
 
     async fn create_first_lease(&mut self) {
@@ -871,6 +873,10 @@ impl Node {
     /// if its instance is lost. Retried every 5 s until it lands.
     async fn publish_launch_spec(&mut self) {
         let every = (5_000 / self.timing().heartbeat_ms.max(1)).max(1);
+        // The backup node is not relaunched by the agents (it publishes no member either).
+        if self.cfg.role == Role::Backup {
+            self.spec_published = true;
+        }
         if self.spec_published || !self.ticks.is_multiple_of(every) {
             return;
         }
@@ -1128,13 +1134,22 @@ impl Node {
     /// Follows the holder of a valid lease: rejoins after a change of source, else keeps the
     /// link in shape and watches the source.
     async fn follow(&mut self, l: &Lease, now: u64) {
+        // The backup cycle holds this node's SQL thread at one GTID while it copies or reads
+        // checksums: no rejoin or bootstrap may restart it meanwhile. The hold is short (a
+        // checksum read) or a copy's length; the next beat catches up.
+        if self.cfg.role == Role::Backup && crate::backup::replica_held() {
+            return;
+        }
         if !self.is_follower() || self.epoch_seen != l.epoch {
             self.rejoin(l).await;
             return;
         }
         self.final_for = None;
         self.election_wait = None;
-        self.probe_and_withdraw(Some(l), now).await;
+        // The backup node acknowledges nothing, so it has no acks to withdraw.
+        if self.cfg.role != Role::Backup {
+            self.probe_and_withdraw(Some(l), now).await;
+        }
         if self.acks_withdrawn {
             return;
         }
@@ -1486,6 +1501,13 @@ impl Node {
             replicated: Some(self.replicated),
             updated_at_ms: wall_ms(),
         };
+        // The backup node publishes no member object: members are who elections wait for,
+        // who reader records list, and who rolls and switchovers may pick, and it is none of
+        // these. It still follows the lease (and is tagged with its role).
+        if self.cfg.role == Role::Backup {
+            self.tag_role().await;
+            return;
+        }
         if let Err(e) = self.store.write_member(&m).await {
             tracing::debug!(error = %e, "member heartbeat not written");
         }

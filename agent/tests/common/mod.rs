@@ -167,6 +167,7 @@ pub(crate) fn node_config(
         failover: None,
         engine_settings: BTreeMap::new(),
         backup: None,
+        restore: None,
         tags: BTreeMap::new(),
     }
 }

@@ -21,8 +21,13 @@ resource "strata_cluster" "orders" {
     service = "orders"
   }
 
-  # A validated backup cycle every 24 hours from 03:00 UTC; the newest 7 validated backups
-  # are kept (docs/backups.md).
+  # A validated backup cycle every 24 hours from 03:00 UTC, run by the cluster's backup node
+  # (backup_node_id); the newest 7 validated backups are kept (docs/backups.md). A new cluster
+  # is made from one of them with
+  #   restore_from {
+  #     cluster   = "orders"
+  #     backup_id = "20261130T031405123Z"
+  #   }
   backup_policy {
     interval_hours = 24
     keep           = 7

@@ -23,6 +23,8 @@ pub const DEFAULT_ENGINE_PORT: u16 = 3306;
 pub use strata_topology::tags::{REGION_RULE_PREFIX, TAG_PORT};
 use strata_topology::tags::{RULE_ALLOWED_CLIENTS, RULE_CLUSTER_MEMBERS};
 pub const ROLE_SOURCE: &str = "source";
+/// The backup node's `strata:role` (docs/backups.md).
+pub const ROLE_BACKUP: &str = "backup";
 pub const ROLE_SECURITY_GROUP: &str = "security-group";
 /// What `strata_cluster` asks for.
 #[derive(Debug, Clone)]
@@ -57,6 +59,9 @@ pub struct ClusterSpec {
     /// The endpoints' zone (made by the caller first: its id goes into the nodes' config and
     /// the node policy); recorded on the security group.
     pub zone: Option<dns::Zone>,
+    /// A cluster made from a backup (`restore_from`): the bucket and backup prefix of the
+    /// cluster it comes from, which the node policy lets the nodes read.
+    pub restore_read: Option<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -110,6 +115,7 @@ impl ClusterSpec {
             key_name: None,
             timeout: Duration::from_secs(20 * 60),
             zone: None,
+            restore_read: None,
         }
     }
 }
@@ -689,7 +695,10 @@ pub async fn delete_cluster(
     let rc = clients.region(region).await?;
     rc.shared.clusters.forget(&name.to_string());
     let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_SOURCE);
-    let sources = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?;
+    let mut sources = node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?;
+    // The backup node (`backup_policy`) goes with the cluster.
+    let [(k1, v1), (k2, v2)] = node::role_filters(name, ROLE_BACKUP);
+    sources.extend(node::find_nodes(&rc, &[(&k1, v1), (&k2, v2)]).await?);
     futures::future::try_join_all(
         sources
             .iter()

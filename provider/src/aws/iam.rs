@@ -82,12 +82,18 @@ pub(super) async fn ensure_profile(
         .put_role_policy()
         .role_name(name)
         .policy_name(POLICY_NAME)
-        .policy_document(policy::node_policy(
-            &rc.region,
-            &spec.name,
-            agent_bucket,
-            spec.zone.as_ref().map(|z| z.zone_id.as_str()),
-        ))
+        .policy_document({
+            let mut doc = policy::node_policy_value(
+                &rc.region,
+                &spec.name,
+                agent_bucket,
+                spec.zone.as_ref().map(|z| z.zone_id.as_str()),
+            );
+            if let Some((bucket, prefix)) = &spec.restore_read {
+                policy::allow_restore_read(&mut doc, &rc.region, bucket, prefix);
+            }
+            doc.to_string()
+        })
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;

@@ -68,6 +68,21 @@ pub fn node_policy(
     node_policy_value(home_region, cluster, agent_bucket, zone_id).to_string()
 }
 
+/// A cluster made from a backup (`restore_from`): its nodes may read that backup's objects
+/// and tags in the other cluster's bucket, nothing else there.
+pub fn allow_restore_read(doc: &mut Value, home_region: &str, bucket: &str, prefix: &str) {
+    let part = partition(home_region);
+    let prefix = prefix.trim_end_matches('/');
+    if let Some(statements) = doc.get_mut("Statement").and_then(Value::as_array_mut) {
+        statements.push(json!({
+            "Sid": "RestoreFromBackup",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+            "Resource": format!("arn:{part}:s3:::{bucket}/{prefix}/*")
+        }));
+    }
+}
+
 /// The tag keys an agent writes on its own instance (node state, and the failover facts).
 pub fn agent_tag_keys() -> Vec<&'static str> {
     vec![

@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod cluster;
+pub mod cluster_backup;
 pub mod cluster_roll;
 pub mod common;
 pub mod nodes;

@@ -276,6 +276,7 @@ pub fn node_config(
         failover,
         engine_settings: s.engine_settings.clone(),
         backup: s.backup.clone(),
+        restore: None,
         tags: BTreeMap::new(),
     }
 }
