@@ -222,6 +222,16 @@ async fn reconcile(host: &Arc<Host>) {
             }
         }
     }
+    // An instance can be described before its instance profile is (LocalStack associates the
+    // profile after it records the instance): a node booted in that moment got no role, and
+    // its credentials path would answer 404 for good. Give it the role once EC2 shows one.
+    for (ip, id) in host.registry.without_role() {
+        if let Some(arn) = seen.get(&id).and_then(|i| i.instance_profile_arn.clone()) {
+            let role = host.cloud.role_name(&arn).await;
+            tracing::info!(instance = id, role, "instance profile appeared after boot");
+            host.registry.set_role(ip, &id, role);
+        }
+    }
     let records = match host.state.nodes() {
         Ok(r) => r,
         Err(e) => {

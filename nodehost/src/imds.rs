@@ -44,6 +44,29 @@ impl Registry {
         }
     }
 
+    /// The instances IMDS serves without a role yet, as (private IP, instance id).
+    pub fn without_role(&self) -> Vec<(Ipv4Addr, String)> {
+        self.by_ip
+            .read()
+            .map(|m| {
+                m.values()
+                    .filter(|x| x.role.is_none())
+                    .map(|x| (x.private_ip, x.instance_id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sets the role of the instance at `ip`, if that is still `instance_id`.
+    pub fn set_role(&self, ip: Ipv4Addr, instance_id: &str, role: String) {
+        if let Ok(mut m) = self.by_ip.write()
+            && let Some(x) = m.get_mut(&ip)
+            && x.instance_id == instance_id
+        {
+            x.role = Some(role);
+        }
+    }
+
     fn get(&self, ip: Ipv4Addr) -> Option<InstanceMeta> {
         self.by_ip.read().ok()?.get(&ip).cloned()
     }
@@ -374,6 +397,43 @@ mod tests {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_role_that_appears_after_boot_is_served_from_then_on() {
+        let (reg, ip) = reg();
+        let mut meta = reg.get(ip).unwrap();
+        meta.role = None;
+        reg.insert(meta);
+        assert_eq!(reg.without_role(), vec![(ip, "i-abc".to_string())]);
+        let t = handle(
+            &reg,
+            ip,
+            &req(
+                "PUT",
+                "/latest/api/token",
+                &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+            ),
+        );
+        let token = String::from_utf8(t.body).unwrap();
+        let creds = || {
+            handle(
+                &reg,
+                ip,
+                &req(
+                    "GET",
+                    "/latest/meta-data/iam/security-credentials/",
+                    &[("X-aws-ec2-metadata-token", &token)],
+                ),
+            )
+        };
+        assert_eq!(creds().status, 404);
+        // Another instance now at that address is left alone.
+        reg.set_role(ip, "i-other", "wrong".into());
+        assert_eq!(creds().status, 404);
+        reg.set_role(ip, "i-abc", "node-role".into());
+        assert_eq!(creds().body, b"node-role");
+        assert!(reg.without_role().is_empty());
     }
 
     #[test]
