@@ -111,13 +111,20 @@ json_field() {
   sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" | head -n 1
 }
 
-# The instance role's credentials, fetched before each call: they rotate.
+# The instance role's credentials, fetched before each call: they rotate. Right after launch
+# the instance profile may not have reached IMDS yet (IAM is eventually consistent; the path
+# answers 404 until it has): wait up to a minute for it instead of failing the boot.
 load_credentials() {
-  local role doc
-  role=$(imds_get meta-data/iam/security-credentials/) || return 1
-  role="${role%%$'\n'*}"
-  [[ -n $role ]] || return 1
-  doc=$(imds_get "meta-data/iam/security-credentials/$role") || return 1
+  local role="" doc="" i
+  for i in $(seq 1 30); do
+    if role=$(imds_get meta-data/iam/security-credentials/) && role="${role%%$'\n'*}" &&
+      [[ -n $role ]] && doc=$(imds_get "meta-data/iam/security-credentials/$role"); then
+      break
+    fi
+    doc=""
+    sleep 2
+  done
+  [[ -n $doc ]] || return 1
   CREDS_KEY=$(json_field AccessKeyId <<<"$doc")
   CREDS_SECRET=$(json_field SecretAccessKey <<<"$doc")
   CREDS_TOKEN=$(json_field Token <<<"$doc")
