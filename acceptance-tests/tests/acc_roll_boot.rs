@@ -218,7 +218,7 @@ fn instance_type_rolls_through_source_replicas_and_region_without_losing_writes(
         acc.eu_subnet().to_string(),
     );
     // r[1] pins its own type (set in configuration); r[0] and the region follow the cluster's.
-    let body = |ty: &str, pin: &str| {
+    let body = |ty: &str, pin: &str, settings: &str| {
         format!(
             r#"
 resource "strata_cluster" "main" {{
@@ -229,6 +229,7 @@ resource "strata_cluster" "main" {{
   replication_mode                 = "semi_sync"
   semi_sync_wait_for_replica_count = 1
   allowed_cidr_blocks              = ["10.0.0.0/8"]
+  {settings}
 }}
 
 resource "strata_replica" "r" {{
@@ -250,7 +251,7 @@ resource "strata_region" "eu" {{
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &body("t3.micro", "t3.micro"),
+        &body("t3.micro", "t3.micro", ""),
     );
     let t0 = Instant::now();
     acc.apply();
@@ -352,7 +353,7 @@ resource "strata_region" "eu" {{
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &body("t3.small", "t3.micro"),
+        &body("t3.small", "t3.micro", ""),
     );
     let (_, plan_out, plan_err) = acc.plan_in(&d);
     let said = format!("{plan_out}{plan_err}");
@@ -421,7 +422,7 @@ resource "strata_region" "eu" {{
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &body("t3.small", "t3.small"),
+        &body("t3.small", "t3.small", ""),
     );
     let (_, plan_out, _) = acc.plan_in(&d);
     assert!(
@@ -447,6 +448,44 @@ resource "strata_region" "eu" {{
         "{}: not restarted (up {up} s)",
         all[2].0
     );
+    acc.assert_plan_empty_in(&d);
+
+    // Phase 3: a setting the server reads only at start rolls through every node, the region
+    // replica included (the same roll, driven by the desired-config objects).
+    write_config(
+        &acc.dir,
+        &acc.provider_hcl_waiting("15m"),
+        &body(
+            "t3.small",
+            "t3.small",
+            r#"engine_settings = { table_open_cache_instances = "3" }"#,
+        ),
+    );
+    let (_, plan_out, plan_err) = acc.plan_in(&d);
+    assert!(
+        format!("{plan_out}{plan_err}").contains("This change rolls through the cluster")
+            && plan_out.contains("update in-place")
+            && !plan_out.contains("must be replaced"),
+        "plan of the settings roll:\n{plan_out}\n{plan_err}"
+    );
+    let (set_t0, set_t1) = apply("engine_settings roll");
+    wait_for(
+        "writes after the settings roll",
+        Duration::from_secs(60),
+        || (writer.acks().iter().filter(|a| a.1 > set_t1).count() >= 3).then_some(()),
+    );
+    for (id, ip, _) in &all {
+        let v = wait_for(
+            &format!("{id} runs the rolled setting"),
+            Duration::from_secs(120),
+            || {
+                sql(ip, "SELECT @@GLOBAL.table_open_cache_instances")
+                    .ok()
+                    .filter(|v| v.trim() == "3")
+            },
+        );
+        assert_eq!(v.trim(), "3", "{id}");
+    }
     acc.assert_plan_empty_in(&d);
     writer.stop();
     reader.stop();
@@ -509,12 +548,14 @@ resource "strata_region" "eu" {{
     };
     let (n_roll, gap_roll) = gap(roll_t0, roll_t1);
     let (n_pin, gap_pin) = gap(pin_t0, pin_t1);
+    let (n_set, gap_set) = gap(set_t0, set_t1);
     let reads = reader.acks().len();
     assert!(reads > 0, "no read succeeded through the reader record");
     eprintln!(
-        "ROLL-TYPE-REPORT: cluster roll of 3 following nodes (source, 1 replica, 1 region replica; 1 pinned replica left alone) apply_s={:.1} acked_during={n_roll} longest_write_gap_ms={gap_roll}; pinned replica (was source: {pinned_was_source}) apply_s={:.1} acked_during={n_pin} longest_write_gap_ms={gap_pin}; acked_total={} lost={lost_total} reads_ok={reads} reads_failed={}",
+        "ROLL-TYPE-REPORT: cluster roll of 3 following nodes (source, 1 replica, 1 region replica; 1 pinned replica left alone) apply_s={:.1} acked_during={n_roll} longest_write_gap_ms={gap_roll}; pinned replica (was source: {pinned_was_source}) apply_s={:.1} acked_during={n_pin} longest_write_gap_ms={gap_pin}; engine_settings roll of 4 nodes apply_s={:.1} acked_during={n_set} longest_write_gap_ms={gap_set}; acked_total={} lost={lost_total} reads_ok={reads} reads_failed={}",
         (roll_t1 - roll_t0).as_secs_f64(),
         (pin_t1 - pin_t0).as_secs_f64(),
+        (set_t1 - set_t0).as_secs_f64(),
         acked.len(),
         reader.fails.load(Ordering::SeqCst)
     );
