@@ -209,9 +209,9 @@ fn cluster_spec(name: &str, subnet: &str) -> ClusterSpec {
         "t3.micro",
     );
     s.allowed_cidrs = vec!["10.200.0.0/16".into()];
-    s.tags = BTreeMap::from([("team".to_string(), "db".to_string())]);
-    s.user_data = "#!/bin/sh\nexec strata-agent --config /etc/strata/node.json\n".into();
-    s.timeout = TIMEOUT;
+    s.node.tags = BTreeMap::from([("team".to_string(), "db".to_string())]);
+    s.node.user_data = "#!/bin/sh\nexec strata-agent --config /etc/strata/node.json\n".into();
+    s.node.timeout = TIMEOUT;
     s
 }
 
@@ -290,10 +290,11 @@ async fn cluster_create_read_update_delete() {
     // EC2 holds the script gzip-compressed, base64 on the wire.
     assert_eq!(
         strata_topology::decode_user_data(&ud).unwrap(),
-        spec.user_data
+        spec.node.user_data
     );
     assert!(
         !spec
+            .node
             .user_data
             .contains(created.replication_password.expose())
     );
@@ -454,10 +455,10 @@ async fn cluster_create_read_update_delete() {
         .unwrap();
     let app_sg = app.group_id().unwrap().to_string();
     let mut spec2 = spec.clone();
-    spec2.instance_type = "t3.small".into();
+    spec2.node.instance_type = "t3.small".into();
     spec2.allowed_cidrs = vec!["10.201.0.0/16".into()];
     spec2.allowed_security_group_ids = vec![app_sg.clone()];
-    spec2.tags = BTreeMap::from([("team".to_string(), "data".to_string())]);
+    spec2.node.tags = BTreeMap::from([("team".to_string(), "data".to_string())]);
     let upd = aws::update_cluster(&clients, &spec2).await.unwrap();
     assert_eq!(
         upd.source_instance_id, info.source_instance_id,
@@ -1020,7 +1021,7 @@ async fn failed_create_cleans_up_and_out_of_band_deletion_reads_as_gone() {
     // create made must be gone again.
     let name = unique("f");
     let mut spec = cluster_spec(&name, &net.subnets[0].0);
-    spec.ami = Some("ami-00000000000000000".into());
+    spec.node.ami = Some("ami-00000000000000000".into());
     let e = aws::create_cluster(&clients, &spec).await.unwrap_err();
     assert!(e.to_string().contains("check ami"), "{e}");
     assert!(e.leftovers().is_empty(), "{e}");

@@ -26,36 +26,24 @@ pub const ROLE_SOURCE: &str = "source";
 /// The backup node's `strata:role` (docs/backups.md).
 pub const ROLE_BACKUP: &str = "backup";
 pub const ROLE_SECURITY_GROUP: &str = "security-group";
-/// What `strata_cluster` asks for.
+/// What `strata_cluster` asks for: the source node it launches (every launch parameter is
+/// declared once, in [`NodeSpec`]) and what only a cluster has.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// The cluster's name: lowercase letters, digits, '-'; at most 40 characters. It is the
-    /// cluster id and the `strata:cluster` tag.
-    pub name: String,
-    /// `strata_cluster.<name>`-like address, for the `strata:resource` tag.
-    pub resource: String,
-    /// Stable across retries of this create; see `tags::creation_token`.
-    pub creation_token: String,
-    /// `None`: the provider's region.
-    pub region: Option<String>,
-    pub subnet_id: String,
-    pub instance_type: String,
-    pub ami: Option<String>,
+    /// The source node. `cluster` is the cluster's name (lowercase letters, digits, '-'; at
+    /// most 40 characters: the cluster id and the `strata:cluster` tag), `resource` the
+    /// `strata_cluster.<name>`-like address, `creation_token` the cluster's (each object a
+    /// create makes derives its own from it), `instance_profile` an existing profile to use
+    /// instead of the one Strata would make, `user_data` the source's rendered user-data (no
+    /// secrets: the node reads the parameter). Its security group is the cluster's, made by
+    /// the create.
+    pub node: NodeSpec,
     pub port: u16,
     pub allowed_cidrs: Vec<String>,
     pub allowed_security_group_ids: Vec<String>,
-    /// An existing instance profile to use instead of the one Strata would make.
-    pub instance_profile: Option<String>,
-    /// The source node's rendered user-data (no secrets: the node reads the parameter).
-    pub user_data: String,
     /// The agent build to put into the cluster's bucket before the source boots; `None` when
     /// the image has the agent baked in (then no bucket is made).
     pub agent: Option<AgentUpload>,
-    pub tags: BTreeMap<String, String>,
-    pub root_volume_size_gib: i32,
-    pub root_kms_key_id: Option<String>,
-    pub key_name: Option<String>,
-    pub timeout: Duration,
     /// The endpoints' zone (made by the caller first: its id goes into the nodes' config and
     /// the node policy); recorded on the security group.
     pub zone: Option<dns::Zone>,
@@ -76,12 +64,12 @@ impl ClusterSpec {
     ) -> BTreeMap<String, String> {
         tags::build_tags(
             clients.default_tags(),
-            &self.tags,
+            &self.node.tags,
             &ObjectTags {
-                cluster: &self.name,
-                resource: &self.resource,
+                cluster: &self.node.cluster,
+                resource: &self.node.resource,
                 role: Some(role),
-                creation_token: &sub_token(&self.creation_token, part),
+                creation_token: &sub_token(&self.node.creation_token, part),
                 name,
             },
         )
@@ -95,28 +83,29 @@ impl ClusterSpec {
         instance_type: impl Into<String>,
     ) -> ClusterSpec {
         let name = name.into();
+        let mut node = NodeSpec::new(
+            name.clone(),
+            format!("strata_cluster.{name}"),
+            creation_token,
+            subnet_id,
+            instance_type,
+        );
+        node.role = ROLE_SOURCE.into();
+        node.timeout = Duration::from_secs(20 * 60);
         ClusterSpec {
-            resource: format!("strata_cluster.{name}"),
-            name,
-            creation_token: creation_token.into(),
-            region: None,
-            subnet_id: subnet_id.into(),
-            instance_type: instance_type.into(),
-            ami: None,
+            node,
             port: DEFAULT_ENGINE_PORT,
             allowed_cidrs: Vec::new(),
             allowed_security_group_ids: Vec::new(),
-            instance_profile: None,
-            user_data: String::new(),
             agent: None,
-            tags: BTreeMap::new(),
-            root_volume_size_gib: 20,
-            root_kms_key_id: None,
-            key_name: None,
-            timeout: Duration::from_secs(20 * 60),
             zone: None,
             restore_read: None,
         }
+    }
+
+    /// The cluster's name (its id).
+    pub fn name(&self) -> &str {
+        &self.node.cluster
     }
 }
 
@@ -228,8 +217,8 @@ pub async fn create_cluster(
     clients: &Clients,
     spec: &ClusterSpec,
 ) -> Result<ClusterCreated, AwsError> {
-    validate_cluster_name(&spec.name)?;
-    let rc = clients.region(spec.region.as_deref()).await?;
+    validate_cluster_name(spec.name())?;
+    let rc = clients.region(spec.node.region.as_deref()).await?;
     let mut made = Vec::new();
     match create_steps(clients, &rc, spec, &mut made).await {
         Ok(c) => Ok(c),
@@ -241,14 +230,14 @@ pub async fn create_cluster(
                         network::delete_group(
                             &rc.ec2,
                             id,
-                            spec.timeout.min(Duration::from_secs(120)),
+                            spec.node.timeout.min(Duration::from_secs(120)),
                         )
                         .await
                     }
-                    Made::Profile(n) => delete_profile_and_role(&rc, n, &spec.name).await,
+                    Made::Profile(n) => delete_profile_and_role(&rc, n, spec.name()).await,
                     Made::Parameter(n) => delete_parameter(&rc, n).await,
                     Made::Bucket(b) => {
-                        artifact::delete_bucket(&rc, b, &spec.name, &spec.resource).await
+                        artifact::delete_bucket(&rc, b, spec.name(), &spec.node.resource).await
                     }
                 };
                 if let Err(ce) = r {
@@ -277,27 +266,27 @@ async fn create_steps(
     spec: &ClusterSpec,
     made: &mut Vec<Made>,
 ) -> Result<ClusterCreated, AwsError> {
-    let subnet = network::subnet(rc, &spec.subnet_id).await?;
+    let subnet = network::subnet(rc, &spec.node.subnet_id).await?;
 
     // Security group.
     let mut sg_tags = spec.object_tags(
         clients,
         ROLE_SECURITY_GROUP,
         "sg",
-        Some(&security_group_name(&spec.name)),
+        Some(&security_group_name(spec.name())),
     );
     sg_tags.insert(TAG_PORT.into(), spec.port.to_string());
     if let Some(z) = &spec.zone {
         sg_tags.extend(z.group_tags());
     }
-    let sg_name = security_group_name(&spec.name);
+    let sg_name = security_group_name(spec.name());
     let (group, group_made) = network::ensure_group(
         &rc.ec2,
         &subnet.vpc_id,
         &sg_name,
         &format!(
             "Strata cluster {}: engine port between members and allowed clients",
-            spec.name
+            spec.name()
         ),
         &sg_tags,
     )
@@ -314,10 +303,10 @@ async fn create_steps(
     let group = network::apply_ingress(&rc.ec2, &group, &wanted, is_region_rule).await?;
 
     // Instance profile.
-    let profile = match &spec.instance_profile {
+    let profile = match &spec.node.instance_profile {
         Some(p) if !p.is_empty() => p.clone(),
         _ => {
-            let name = managed_profile_name(&spec.name, &rc.region);
+            let name = managed_profile_name(spec.name(), &rc.region);
             let created = ensure_profile(
                 clients,
                 rc,
@@ -334,7 +323,7 @@ async fn create_steps(
     };
 
     // Replication and admin credentials.
-    let parameter_name = replication_parameter_name(&spec.name);
+    let parameter_name = replication_parameter_name(spec.name());
     let (password, created, parameter_version) = ensure_parameter(
         clients,
         rc,
@@ -347,7 +336,7 @@ async fn create_steps(
     if created {
         made.push(Made::Parameter(parameter_name.clone()));
     }
-    let admin_name = admin_parameter_name(&spec.name);
+    let admin_name = admin_parameter_name(spec.name());
     let (_, created, _) =
         ensure_parameter(clients, rc, spec, &admin_name, "admin-credential", "admin").await?;
     if created {
@@ -357,38 +346,24 @@ async fn create_steps(
     // The agent build, in the cluster's own bucket, before any node asks for it.
     if let Some(up) = &spec.agent {
         let t = spec.object_tags(clients, "agent-artifacts", "bucket", None);
-        if artifact::ensure_bucket(rc, &up.bucket, &spec.name, &spec.resource, &t).await? {
+        if artifact::ensure_bucket(rc, &up.bucket, spec.name(), &spec.node.resource, &t).await? {
             made.push(Made::Bucket(up.bucket.clone()));
         }
         artifact::ensure_object(rc, &up.bucket, &up.key, &up.build, &t).await?;
     }
 
     // Source instance.
-    let node_token = sub_token(&spec.creation_token, "source");
-    let node_spec = NodeSpec {
-        cluster: spec.name.clone(),
-        resource: spec.resource.clone(),
-        creation_token: node_token,
-        region: Some(rc.region.clone()),
-        subnet_id: spec.subnet_id.clone(),
-        instance_type: spec.instance_type.clone(),
-        ami: spec.ami.clone(),
-        security_group_ids: vec![group.group_id.clone()],
-        instance_profile: Some(profile.clone()),
-        user_data: spec.user_data.clone(),
-        tags: spec.tags.clone(),
-        role: ROLE_SOURCE.into(),
-        index: None,
-        root_volume_size_gib: spec.root_volume_size_gib,
-        root_kms_key_id: spec.root_kms_key_id.clone(),
-        key_name: spec.key_name.clone(),
-        timeout: spec.timeout,
-        token_unused: false,
-    };
+    let node_token = sub_token(&spec.node.creation_token, "source");
+    // The source as the cluster asked for it, in the group and with the profile just made.
+    let mut node_spec = spec.node.clone();
+    node_spec.creation_token = node_token;
+    node_spec.region = Some(rc.region.clone());
+    node_spec.security_group_ids = vec![group.group_id.clone()];
+    node_spec.instance_profile = Some(profile.clone());
     node::validate_node_spec(&node_spec)?;
     let (source, _) = node::ensure_node(clients, &node_spec).await?;
     // A re-made group (deleted out of band) must hold the members that were in the old one.
-    let members = super::drift::ensure_members(rc, &spec.name, &group.group_id).await?;
+    let members = super::drift::ensure_members(rc, spec.name(), &group.group_id).await?;
     // Every part was just made or read above: no read-back. (An adopted source of an earlier
     // attempt is in the group already: ensure_members put it there before it was read.)
     let source = if source.security_group_ids.contains(&group.group_id) {
@@ -396,9 +371,12 @@ async fn create_steps(
     } else {
         node::describe_node(rc, &source.instance_id).await?
     };
-    let info = cluster_info(rc, &spec.name, source, &group, subnet, parameter_version);
+    let info = cluster_info(rc, spec.name(), source, &group, subnet, parameter_version);
     // The replicas, segments and regions that wait on this create read it next.
-    rc.shared.clusters.put(&spec.name, info.clone()).await;
+    rc.shared
+        .clusters
+        .put(&spec.node.cluster, info.clone())
+        .await;
     Ok(ClusterCreated {
         info,
         replication_password: password,
@@ -608,8 +586,8 @@ pub async fn update_cluster(
     clients: &Clients,
     spec: &ClusterSpec,
 ) -> Result<ClusterInfo, AwsError> {
-    let rc = clients.region(spec.region.as_deref()).await?;
-    let cur = read_cluster(clients, Some(&rc.region), &spec.name).await?;
+    let rc = clients.region(spec.node.region.as_deref()).await?;
+    let cur = read_cluster(clients, Some(&rc.region), spec.name()).await?;
     let wanted = cluster_ingress(
         &cur.security_group_id,
         cur.port,
@@ -620,17 +598,17 @@ pub async fn update_cluster(
         network::sync_ingress(&rc.ec2, &cur.security_group_id, &wanted, is_region_rule).await?;
     let mut sg_tags = tags::build_tags(
         clients.default_tags(),
-        &spec.tags,
+        &spec.node.tags,
         &ObjectTags {
-            cluster: &spec.name,
-            resource: &spec.resource,
+            cluster: spec.name(),
+            resource: &spec.node.resource,
             role: Some(ROLE_SECURITY_GROUP),
             creation_token: group
                 .tags
                 .get(tags::TAG_TOKEN)
                 .map(String::as_str)
                 .unwrap_or_default(),
-            name: Some(&security_group_name(&spec.name)),
+            name: Some(&security_group_name(spec.name())),
         },
     );
     sg_tags.insert(TAG_PORT.into(), cur.port.to_string());
@@ -641,44 +619,39 @@ pub async fn update_cluster(
     network::sync_tags(&rc.ec2, &cur.security_group_id, &group.tags, &sg_tags).await?;
     // Drift repair: members back in the group, deleted credential parameters made again (the
     // agents re-read them and converge on the new credential).
-    super::drift::ensure_members(&rc, &spec.name, &cur.security_group_id).await?;
+    super::drift::ensure_members(&rc, spec.name(), &cur.security_group_id).await?;
     for (name, role, purpose) in [
         (
-            replication_parameter_name(&spec.name),
+            replication_parameter_name(spec.name()),
             "replication-credential",
             "replication",
         ),
         (
-            admin_parameter_name(&spec.name),
+            admin_parameter_name(spec.name()),
             "admin-credential",
             "admin",
         ),
     ] {
         ensure_parameter(clients, &rc, spec, &name, role, purpose).await?;
     }
-    let node_spec = NodeSpec {
-        cluster: spec.name.clone(),
-        resource: spec.resource.clone(),
-        creation_token: sub_token(&spec.creation_token, "source"),
-        region: Some(rc.region.clone()),
-        subnet_id: cur.subnet_id.clone(),
-        instance_type: spec.instance_type.clone(),
-        ami: cur.ami.clone(),
-        security_group_ids: vec![cur.security_group_id.clone()],
-        instance_profile: Some(cur.instance_profile.clone()),
-        user_data: String::new(),
-        tags: spec.tags.clone(),
-        role: ROLE_SOURCE.into(),
-        index: None,
-        root_volume_size_gib: spec.root_volume_size_gib,
-        root_kms_key_id: None,
-        key_name: None,
-        timeout: spec.timeout,
-        token_unused: false,
-    };
+    // What an update may change on the source, over what it runs with (its subnet, image,
+    // group and profile stay; user-data, key and root key are launch-only).
+    let mut node_spec = spec.node.clone();
+    node_spec.creation_token = sub_token(&spec.node.creation_token, "source");
+    node_spec.region = Some(rc.region.clone());
+    node_spec.subnet_id = cur.subnet_id.clone();
+    node_spec.ami = cur.ami.clone();
+    node_spec.security_group_ids = vec![cur.security_group_id.clone()];
+    node_spec.instance_profile = Some(cur.instance_profile.clone());
+    node_spec.user_data = String::new();
+    node_spec.root_kms_key_id = None;
+    node_spec.key_name = None;
     node::update_node(clients, &cur.source_instance_id, &node_spec).await?;
-    let info = read_cluster(clients, Some(&rc.region), &spec.name).await?;
-    rc.shared.clusters.put(&spec.name, info.clone()).await;
+    let info = read_cluster(clients, Some(&rc.region), spec.name()).await?;
+    rc.shared
+        .clusters
+        .put(&spec.node.cluster, info.clone())
+        .await;
     Ok(info)
 }
 

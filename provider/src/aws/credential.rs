@@ -59,7 +59,7 @@ pub(super) async fn ensure_parameter(
     role: &str,
     purpose: &str,
 ) -> Result<(SecretString, bool, Option<i64>), AwsError> {
-    let what = format!("SSM parameter {name} of cluster {:?}", spec.name);
+    let what = format!("SSM parameter {name} of cluster {:?}", spec.name());
     let t = spec.object_tags(clients, role, &format!("param-{purpose}"), None);
     let ssm_tags = t
         .iter()
@@ -78,7 +78,7 @@ pub(super) async fn ensure_parameter(
         .name(name)
         .description(format!(
             "Strata {purpose} credential of cluster {}",
-            spec.name
+            spec.name()
         ))
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
         .value(&password)

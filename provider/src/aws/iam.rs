@@ -38,7 +38,7 @@ pub(super) async fn ensure_profile(
     name: &str,
     agent_bucket: Option<&str>,
 ) -> Result<bool, AwsError> {
-    let what = format!("IAM role {name} of cluster {:?}", spec.name);
+    let what = format!("IAM role {name} of cluster {:?}", spec.name());
     let t = spec.object_tags(clients, "node-role", "iam", None);
     let mut created = false;
     match rc.iam.get_role().role_name(name).send().await {
@@ -50,7 +50,7 @@ pub(super) async fn ensure_profile(
                 .iter()
                 .find(|t| t.key() == TAG_CLUSTER)
                 .map(|t| t.value().to_string());
-            if owner.as_deref() != Some(spec.name.as_str()) {
+            if owner.as_deref() != Some(spec.name()) {
                 return Err(AwsError::api(
                     "iam:GetRole",
                     &what,
@@ -68,7 +68,10 @@ pub(super) async fn ensure_profile(
                 .create_role()
                 .role_name(name)
                 .path("/strata/")
-                .description(format!("Strata node agent role for cluster {}", spec.name))
+                .description(format!(
+                    "Strata node agent role for cluster {}",
+                    spec.name()
+                ))
                 .assume_role_policy_document(policy::trust_policy())
                 .set_tags(Some(iam_tags(&t)))
                 .send()
@@ -85,7 +88,7 @@ pub(super) async fn ensure_profile(
         .policy_document({
             let mut doc = policy::node_policy_value(
                 &rc.region,
-                &spec.name,
+                spec.name(),
                 agent_bucket,
                 spec.zone.as_ref().map(|z| z.zone_id.as_str()),
             );
@@ -98,7 +101,7 @@ pub(super) async fn ensure_profile(
         .await
         .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
 
-    let pwhat = format!("instance profile {name} of cluster {:?}", spec.name);
+    let pwhat = format!("instance profile {name} of cluster {:?}", spec.name());
     let roles_in_profile = match rc
         .iam
         .get_instance_profile()

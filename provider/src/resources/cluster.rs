@@ -274,17 +274,138 @@ fn backup_policy_value(p: &strata_topology::backup::BackupPolicy, prior: &Value)
     ])
 }
 
-fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics> {
-    let name = required_str(v, "name")?;
-    let engine_s = str_attr(v, "engine").unwrap_or_else(|| "mariadb".into());
-    let engine = nodes::engine_from(&engine_s).ok_or_else(|| {
-        Diagnostics::from(
-            Diagnostic::error("Invalid engine", "engine must be mariadb or mysql")
-                .at(AttributePath::attr("engine")),
+/// A `strata_cluster`'s configuration or plan, typed: what building its node settings and
+/// its AWS spec reads. Null and unknown both read as None (and as empty); the defaults are
+/// the schema's own, read from it where a value is unset, never restated here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterModel {
+    pub name: Option<String>,
+    pub engine: Option<String>,
+    pub engine_version: Option<String>,
+    pub replication_mode: Option<String>,
+    pub semi_sync_wait_for_replica_count: Option<i64>,
+    pub semi_sync_timeout_ms: Option<i64>,
+    pub subnet_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub ami_id: Option<String>,
+    pub instance_profile_name: Option<String>,
+    pub allowed_cidr_blocks: Vec<String>,
+    pub allowed_security_group_ids: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub engine_settings: BTreeMap<String, String>,
+}
+
+impl ClusterModel {
+    pub fn from_value(v: &Value) -> ClusterModel {
+        ClusterModel {
+            name: str_attr(v, "name"),
+            engine: str_attr(v, "engine"),
+            engine_version: str_attr(v, "engine_version"),
+            replication_mode: str_attr(v, "replication_mode"),
+            semi_sync_wait_for_replica_count: i64_attr(v, "semi_sync_wait_for_replica_count"),
+            semi_sync_timeout_ms: i64_attr(v, "semi_sync_timeout_ms"),
+            subnet_id: str_attr(v, "subnet_id"),
+            instance_type: str_attr(v, "instance_type"),
+            ami_id: str_attr(v, "ami_id"),
+            instance_profile_name: str_attr(v, "instance_profile_name"),
+            allowed_cidr_blocks: string_list(v, "allowed_cidr_blocks"),
+            allowed_security_group_ids: string_list(v, "allowed_security_group_ids"),
+            tags: string_map(v, "tags"),
+            engine_settings: engine_settings_attr(v),
+        }
+    }
+
+    pub fn name(&self) -> Result<String, Diagnostics> {
+        required(self.name.clone(), "name")
+    }
+
+    /// `engine` as configured, or the schema's default.
+    pub fn engine_name(&self) -> String {
+        self.engine
+            .clone()
+            .or_else(|| schema_default_str("engine"))
+            .unwrap_or_default()
+    }
+
+    pub fn engine(&self) -> Result<strata_topology::Engine, Diagnostics> {
+        nodes::engine_from(&self.engine_name()).ok_or_else(|| {
+            Diagnostics::from(
+                Diagnostic::error("Invalid engine", "engine must be mariadb or mysql")
+                    .at(AttributePath::attr("engine")),
+            )
+        })
+    }
+
+    /// `replication_mode`, or the schema's default. A value the schema's validator let through
+    /// but this provider does not know is an error naming the attribute, not async.
+    pub fn mode(&self) -> Result<ReplicationMode, Diagnostics> {
+        let m = self
+            .replication_mode
+            .clone()
+            .or_else(|| schema_default_str("replication_mode"))
+            .unwrap_or_default();
+        nodes::mode_from(&m).ok_or_else(|| {
+            Diagnostics::from(
+                Diagnostic::error(
+                    "Invalid replication_mode",
+                    format!("replication_mode must be async or semi_sync, not {m:?}"),
+                )
+                .at(AttributePath::attr("replication_mode")),
+            )
+        })
+    }
+
+    /// The semi-sync ack count and timeout (ms), the schema's defaults where unset.
+    pub fn semi_sync(&self) -> (u32, u64) {
+        let n = |v: Option<i64>, attr: &str| {
+            v.or_else(|| schema().block.default_of(attr).and_then(Value::as_i64))
+                .unwrap_or(0)
+        };
+        (
+            u32::try_from(n(
+                self.semi_sync_wait_for_replica_count,
+                "semi_sync_wait_for_replica_count",
+            ))
+            .unwrap_or(0),
+            u64::try_from(n(self.semi_sync_timeout_ms, "semi_sync_timeout_ms")).unwrap_or(0),
         )
-    })?;
-    let mode = nodes::mode_from(&str_attr(v, "replication_mode").unwrap_or_else(|| "async".into()))
-        .unwrap_or(ReplicationMode::Async);
+    }
+
+    /// What the AWS layer makes for the cluster, before its parts (bucket, zone, profile) exist.
+    pub fn spec(&self, user_data: String, timeout: Duration) -> Result<ClusterSpec, Diagnostics> {
+        let name = self.name()?;
+        let mut spec = ClusterSpec::new(
+            name.clone(),
+            aws::creation_token(&[TYPE_NAME, &name]),
+            required(self.subnet_id.clone(), "subnet_id")?,
+            required(self.instance_type.clone(), "instance_type")?,
+        );
+        spec.node.resource = format!("{TYPE_NAME}.{name}");
+        spec.node.ami = self.ami_id.clone();
+        spec.allowed_cidrs = self.allowed_cidr_blocks.clone();
+        spec.allowed_security_group_ids = self.allowed_security_group_ids.clone();
+        spec.node.instance_profile = self.instance_profile_name.clone();
+        spec.node.user_data = user_data;
+        spec.node.tags = self.tags.clone();
+        spec.node.timeout = timeout;
+        Ok(spec)
+    }
+}
+
+/// A string attribute's default in this resource's schema.
+fn schema_default_str(attr: &str) -> Option<String> {
+    schema()
+        .block
+        .default_of(attr)
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics> {
+    let m = ClusterModel::from_value(v);
+    let name = m.name()?;
+    let engine = m.engine()?;
+    let mode = m.mode()?;
+    let (ack_count, ack_timeout_ms) = m.semi_sync();
     let admin = Some(Account {
         user: aws::ADMIN_USER.to_string(),
         credential: CredentialRef {
@@ -297,15 +418,17 @@ fn settings(v: &Value, home_region: &str) -> Result<ClusterSettings, Diagnostics
         cluster_id: name,
         home_region: home_region.to_string(),
         engine,
-        engine_version: str_attr(v, "engine_version")
+        engine_version: m
+            .engine_version
+            .clone()
             .unwrap_or_else(|| nodes::default_engine_version(engine).to_string()),
         mode,
-        ack_count: i64_attr(v, "semi_sync_wait_for_replica_count").unwrap_or(1) as u32,
-        ack_timeout_ms: i64_attr(v, "semi_sync_timeout_ms").unwrap_or(10_000) as u64,
+        ack_count,
+        ack_timeout_ms,
         admin,
         install: Install::default(),
         failover: None,
-        engine_settings: engine_settings_attr(v),
+        engine_settings: m.engine_settings,
         // Where the backups go is known once the bucket is (see `create`).
         backup: None,
     })
@@ -358,22 +481,7 @@ async fn install_for(
 }
 
 fn spec(v: &Value, user_data: String, op: Op) -> Result<ClusterSpec, Diagnostics> {
-    let name = required_str(v, "name")?;
-    let mut spec = ClusterSpec::new(
-        name.clone(),
-        aws::creation_token(&[TYPE_NAME, &name]),
-        required_str(v, "subnet_id")?,
-        required_str(v, "instance_type")?,
-    );
-    spec.resource = format!("{TYPE_NAME}.{name}");
-    spec.ami = str_attr(v, "ami_id");
-    spec.allowed_cidrs = string_list(v, "allowed_cidr_blocks");
-    spec.allowed_security_group_ids = string_list(v, "allowed_security_group_ids");
-    spec.instance_profile = str_attr(v, "instance_profile_name");
-    spec.user_data = user_data;
-    spec.tags = string_map(v, "tags");
-    spec.timeout = timeout(v, op, DEFAULT_TIMEOUT);
-    Ok(spec)
+    ClusterModel::from_value(v).spec(user_data, timeout(v, op, DEFAULT_TIMEOUT))
 }
 
 /// Null when the configuration had it null and AWS has nothing; the AWS values otherwise.
@@ -592,8 +700,9 @@ impl Resource for ClusterResource {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut d = Diagnostics::new();
-        let engine = str_attr(config, "engine").unwrap_or_else(|| "mariadb".into());
-        let acks = i64_attr(config, "semi_sync_wait_for_replica_count");
+        let model = ClusterModel::from_value(config);
+        let engine = model.engine_name();
+        let acks = model.semi_sync_wait_for_replica_count;
         if let Some(v) = str_attr(config, "engine_version")
             && let Err(msg) = crate::aws::rules::engine_version(&engine, &v)
         {
@@ -832,7 +941,7 @@ impl Resource for ClusterResource {
                 if zone_made && let Err(ce) = dns::delete_endpoints(&rc, &zone, &name).await {
                     tracing::warn!(error = %ce, zone_id = %zone.zone_id, "clean-up of the zone after a failed create failed");
                 }
-                return Err(apply_failure(&spec.resource, "create", &e));
+                return Err(apply_failure(&spec.node.resource, "create", &e));
             }
         };
         let source_ip = created.info.private_ip.clone().unwrap_or_default();
@@ -847,14 +956,16 @@ impl Resource for ClusterResource {
                     dns::DEFAULT_TTL,
                 )
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "create the endpoint records", &e))?,
+                .map_err(|e| {
+                    apply_failure(&spec.node.resource, "create the endpoint records", &e)
+                })?,
             );
         }
         let private =
             owned::finish_create(c, &identity, &creating, &created.info.security_group_id).await?;
         let live = live_with(c, &created.info, endpoints, Some(&created.members))
             .await
-            .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "read the endpoints", &e))?;
         let mut st = state(c, &created.info, Some(&cfg), &live, &req.planned);
         set_attr(&mut st, "backup_node_id", Value::null());
         let mut launched = vec![created.info.source_instance_id.clone()];
@@ -865,7 +976,7 @@ impl Resource for ClusterResource {
                 &created.info,
                 &req.planned,
                 &source_ip,
-                spec.timeout,
+                spec.node.timeout,
             )
             .await
             .map_err(|e| {
@@ -943,13 +1054,13 @@ impl Resource for ClusterResource {
         let rc = c
             .home()
             .await
-            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "update", &e))?;
         spec.zone = repair_endpoints(c, &rc, &req.planned, &req.config)
             .await
-            .map_err(|e| apply_failure(&spec.resource, "repair the endpoints", &e))?;
-        let cur = aws::read_cluster(c, None, &spec.name)
+            .map_err(|e| apply_failure(&spec.node.resource, "repair the endpoints", &e))?;
+        let cur = aws::read_cluster(c, None, spec.name())
             .await
-            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "update", &e))?;
         // A launched source that is gone and not (yet) relaunched by the agents (they relaunch
         // a terminated node from its published launch parameters; Read then finds the twin,
         // which carries the launched source's tags): apply refuses and changes nothing.
@@ -960,7 +1071,7 @@ impl Resource for ClusterResource {
                 .unwrap_or_default();
             return Err(ApplyFailure::from(
                 Diagnostic::error(
-                    format!("{}: the node it launched is gone", spec.resource),
+                    format!("{}: the node it launched is gone", spec.node.resource),
                     format!(
                         "The instance this resource launched as source{lost} was terminated outside \
                          Terraform. The agents failed over and the cluster keeps serving from \
@@ -989,7 +1100,7 @@ impl Resource for ClusterResource {
         {
             cluster_node_config(&rc, &cur)
                 .await
-                .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?
+                .map_err(|e| apply_failure(&spec.node.resource, "read user-data", &e))?
                 .and_then(|cfg| cfg.failover.map(|f| (cfg.node_id, f.lease)))
         } else {
             None
@@ -998,10 +1109,10 @@ impl Resource for ClusterResource {
             && lease_ref.is_none()
         {
             return Err(apply_failure(
-                &spec.resource,
+                &spec.node.resource,
                 "roll engine_settings",
                 &aws::AwsError::BadState {
-                    object: format!("cluster {}", spec.name),
+                    object: format!("cluster {}", spec.name()),
                     state: "without failover (no lease store: a baked ami_id cluster without the agent bucket)".into(),
                     wanted: "rolled to the new engine_settings".into(),
                     what_to_do: "engine_settings can change only on a cluster whose nodes run failover; set it back".into(),
@@ -1015,17 +1126,17 @@ impl Resource for ClusterResource {
                 c,
                 &rc,
                 lr,
-                &spec.name,
-                &spec.resource,
-                &spec.instance_type,
-                spec.timeout,
+                spec.name(),
+                &spec.node.resource,
+                &spec.node.instance_type,
+                spec.node.timeout,
             )
             .await
-            .map_err(|e| apply_failure(&spec.resource, "roll instance_type", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "roll instance_type", &e))?;
         }
         let info = aws::update_cluster(c, &spec)
             .await
-            .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "update", &e))?;
         // Every roll carries the cluster's version, so a node launched after a version roll
         // (user-data says the launch version) installs the rolled one from config.json.
         if (settings_change || version_roll(&req.prior, &req.planned).is_some())
@@ -1036,17 +1147,17 @@ impl Resource for ClusterResource {
                 lr,
                 &engine_settings_attr(&req.planned),
                 str_attr(&req.planned, "engine_version").as_deref(),
-                spec.timeout,
+                spec.node.timeout,
             )
             .await
-            .map_err(|e| apply_failure(&spec.resource, "roll the engine", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "roll the engine", &e))?;
         }
         let cfg = cluster_node_config(&rc, &info)
             .await
-            .map_err(|e| apply_failure(&spec.resource, "read user-data", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "read user-data", &e))?;
         let live = live(c, &info)
             .await
-            .map_err(|e| apply_failure(&spec.resource, "read the endpoints", &e))?;
+            .map_err(|e| apply_failure(&spec.node.resource, "read the endpoints", &e))?;
         let mut st = state(c, &info, cfg.as_ref(), &live, &req.planned);
         let backup_node = super::cluster_backup::repair_backup_node(
             c,
@@ -1057,7 +1168,7 @@ impl Resource for ClusterResource {
             &spec,
         )
         .await
-        .map_err(|e| apply_failure(&spec.resource, "relaunch the backup node", &e))?;
+        .map_err(|e| apply_failure(&spec.node.resource, "relaunch the backup node", &e))?;
         set_attr(
             &mut st,
             "backup_node_id",
@@ -1362,6 +1473,82 @@ pub async fn cluster_and_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before/after of issue 14, for this resource: the plan is read once into a typed model,
+    /// which builds the node settings and the AWS spec without AWS.
+    #[test]
+    fn the_model_reads_a_plan_and_builds_settings_and_spec_without_aws() {
+        let v = Value::object([
+            ("name", Value::string("orders")),
+            ("engine", Value::null()),
+            ("replication_mode", Value::string("semi_sync")),
+            ("semi_sync_wait_for_replica_count", Value::number_i64(2)),
+            ("semi_sync_timeout_ms", Value::null()),
+            ("subnet_id", Value::string("subnet-0a")),
+            ("instance_type", Value::string("t3.medium")),
+            ("ami_id", Value::unknown()),
+            (
+                "allowed_cidr_blocks",
+                Value::list([Value::string("10.0.0.0/16")]),
+            ),
+            (
+                "tags",
+                Value::map([("team".to_string(), Value::string("db"))]),
+            ),
+            (
+                "engine_settings",
+                Value::map([("max_connections".to_string(), Value::string("500"))]),
+            ),
+        ]);
+        let m = ClusterModel::from_value(&v);
+        // Unset values take the schema's defaults.
+        assert_eq!(m.engine().unwrap(), strata_topology::Engine::Mariadb);
+        assert_eq!(m.semi_sync(), (2, 10_000));
+        assert_eq!(m.mode().unwrap(), ReplicationMode::SemiSync);
+        let st = settings(&v, "us-east-1").unwrap();
+        assert_eq!((st.cluster_id.as_str(), st.ack_count), ("orders", 2));
+        assert_eq!(st.engine_settings["max_connections"], "500");
+        let spec = m.spec("#!/bin/sh\n".into(), DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(spec.name(), "orders");
+        assert_eq!(spec.node.resource, "strata_cluster.orders");
+        assert_eq!(
+            (
+                spec.node.subnet_id.as_str(),
+                spec.node.instance_type.as_str()
+            ),
+            ("subnet-0a", "t3.medium")
+        );
+        assert_eq!(spec.node.ami, None, "unknown reads as unset");
+        assert_eq!(spec.allowed_cidrs, vec!["10.0.0.0/16".to_string()]);
+        assert_eq!(spec.node.tags["team"], "db");
+        assert_eq!(spec.node.role, "source");
+    }
+
+    #[test]
+    fn the_model_names_the_attribute_it_cannot_use() {
+        let bad_mode = ClusterModel {
+            replication_mode: Some("sync".into()),
+            ..ClusterModel::default()
+        };
+        assert!(format!("{:?}", bad_mode.mode().unwrap_err()).contains("replication_mode"));
+        let bad_engine = ClusterModel {
+            engine: Some("oracle".into()),
+            ..ClusterModel::default()
+        };
+        assert!(format!("{:?}", bad_engine.engine().unwrap_err()).contains("engine"));
+        let no_subnet = ClusterModel {
+            name: Some("orders".into()),
+            instance_type: Some("t3.micro".into()),
+            ..ClusterModel::default()
+        };
+        assert!(
+            format!(
+                "{:?}",
+                no_subnet.spec(String::new(), DEFAULT_TIMEOUT).unwrap_err()
+            )
+            .contains("subnet_id")
+        );
+    }
 
     #[test]
     fn version_0_state_loses_the_password_and_keeps_the_rest() {

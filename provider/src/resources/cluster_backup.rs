@@ -337,7 +337,7 @@ pub async fn repair_backup_node(
         return Ok(None);
     };
     tracing::info!(cluster = %info.cluster_id, "the backup node is gone: launching it again");
-    let n = ensure_backup_node(c, &settings, info, planned, &ip, spec.timeout).await?;
+    let n = ensure_backup_node(c, &settings, info, planned, &ip, spec.node.timeout).await?;
     Ok(Some(n.instance_id))
 }
 

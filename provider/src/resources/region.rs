@@ -331,10 +331,7 @@ impl Resource for RegionResource {
     async fn modify_plan(&self, plan: &mut PlanChange) -> Result<(), Diagnostics> {
         let planned = RegionModel::from_value(&plan.planned);
         if let (Some(cl), Some(r)) = (&planned.cluster_id, &planned.region) {
-            owned::plan_create(
-                plan,
-                &owned::region_identity(cl, r, &resource_name(cl, r)),
-            )?;
+            owned::plan_create(plan, &owned::region_identity(cl, r, &resource_name(cl, r)))?;
         }
         if let (Ok(c), Some(r)) = (clients(&plan.ctx), &planned.region) {
             super::checks::not_home_region(c.default_region(), r)?;
