@@ -14,6 +14,7 @@ pub mod error;
 pub mod failover;
 pub mod files;
 pub mod node_state;
+pub mod s3;
 pub mod seed;
 pub mod sql;
 pub mod status;

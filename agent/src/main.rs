@@ -403,16 +403,8 @@ async fn main() -> anyhow::Result<()> {
             let cfg = c.load()?;
             let store = b.store(&cfg).await?;
             if if_due {
-                let last = store
-                    .list()
-                    .await?
-                    .iter()
-                    .rev()
-                    .find(|(_, t)| t.validation.is_validated())
-                    .map(|(_, t)| t.time_ms);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis() as u64;
+                let last = store.last_validated_ms().await?;
+                let now = strata_agent::failover::wall_ms();
                 let policy = &cfg.backup.as_ref().map(|b| b.policy.clone());
                 if !policy.as_ref().is_some_and(|p| p.due(last, now)) {
                     print_json(&serde_json::json!({"due": false}))?;
@@ -840,16 +832,8 @@ async fn backup_if_due(c: &Common, b: &BackupArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = b.store(&cfg).await?;
-    let last = store
-        .list()
-        .await?
-        .iter()
-        .rev()
-        .find(|(_, t)| t.validation.is_validated())
-        .map(|(_, t)| t.time_ms);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
+    let last = store.last_validated_ms().await?;
+    let now = strata_agent::failover::wall_ms();
     if !policy.due(last, now) {
         return Ok(());
     }

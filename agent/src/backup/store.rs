@@ -43,7 +43,7 @@ impl BackupStore {
     /// `endpoint` overrides AWS_ENDPOINT_URL (which the SDK honours by itself).
     pub async fn connect(cfg: &BackupConfig, endpoint: Option<&str>) -> Self {
         let timeout = Duration::from_secs(120);
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(cfg.region.clone()))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -51,27 +51,7 @@ impl BackupStore {
                     .operation_timeout(timeout)
                     .build(),
             );
-        if let Some(url) = endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        let conf = loader.load().await;
-        // Path-style on an endpoint override (LocalStack, the node host's forwarder), where
-        // virtual-hosted bucket names do not resolve.
-        let path_style = endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&conf)
-                .force_path_style(path_style)
-                // A plain body with a Content-Length: an agent killed mid-upload leaves no
-                // partial object behind (see failover::store). Integrity is ours: the SHA-256
-                // in the manifest.
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                )
-                .response_checksum_validation(
-                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                )
-                .build(),
-        );
+        let s3 = crate::s3::client(loader, endpoint).await;
         BackupStore {
             s3,
             bucket: cfg.bucket.clone(),
@@ -213,6 +193,18 @@ impl BackupStore {
 
     /// Every backup with a manifest, with its tags, oldest first. A backup whose tags cannot
     /// be read is left out (and so never restored nor counted as validated).
+    /// When the newest validated backup was taken (ms since the epoch), if there is one: what
+    /// the policy's schedule counts from.
+    pub async fn last_validated_ms(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .rev()
+            .find(|(_, t)| t.validation.is_validated())
+            .map(|(_, t)| t.time_ms))
+    }
+
     pub async fn list(&self) -> Result<Vec<(String, BackupTags)>, StoreError> {
         let root = format!("{}/", self.prefix.trim_end_matches('/'));
         let mut ids: Vec<String> = self

@@ -47,7 +47,7 @@ impl LeaseStore {
     /// decision must never wait on a stalled connection longer than it can afford.
     /// `endpoint` overrides AWS_ENDPOINT_URL (which the SDK honours by itself).
     pub async fn connect(lease: &LeaseRef, timeout: Duration, endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(lease.region.clone()))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -57,27 +57,7 @@ impl LeaseStore {
                     .build(),
             )
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
-        if let Some(url) = endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        let conf = loader.load().await;
-        // Path-style on an endpoint override (LocalStack, the node host's forwarder), where
-        // virtual-hosted bucket names do not resolve.
-        let path_style = endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&conf)
-                .force_path_style(path_style)
-                // A plain body with a Content-Length, not aws-chunked with a trailing
-                // checksum: a writer killed mid-request then leaves no object behind (seen
-                // with LocalStack, which stored the partial chunked upload).
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                )
-                .response_checksum_validation(
-                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                )
-                .build(),
-        );
+        let s3 = crate::s3::client(loader, endpoint).await;
         LeaseStore {
             s3,
             bucket: lease.bucket.clone(),
