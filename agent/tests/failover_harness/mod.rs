@@ -631,6 +631,9 @@ pub(crate) async fn admin_conn_to(ip: &str, port: u16) -> Result<Conn, mysql_asy
     }
 }
 
+/// The shortest time between two writer-record lookups of one test writer.
+const RESOLVE_EVERY: Duration = Duration::from_millis(200);
+
 pub(crate) async fn resolve_writer(
     r53: &aws_sdk_route53::Client,
     zone: &str,
@@ -694,7 +697,21 @@ impl Writers {
                 c.port,
             );
             tasks.push(tokio::spawn(async move {
+                // At most one Route 53 lookup per writer per RESOLVE_EVERY. Looking up again at
+                // once after every failed write (as during a failover) sent LocalStack about 45
+                // ListResourceRecordSets a second, whose cost left its S3 answering the agents'
+                // lease calls too late: no lease could be renewed or taken, writes kept failing,
+                // and the lookups kept coming (a CI run stalled 35 s that way). A real client
+                // caches the answer for the record's TTL (5 s).
+                let mut last_lookup: Option<Instant> = None;
                 while !stop.load(Ordering::SeqCst) {
+                    if let Some(t) = last_lookup {
+                        let since = t.elapsed();
+                        if since < RESOLVE_EVERY {
+                            tokio::time::sleep(RESOLVE_EVERY - since).await;
+                        }
+                    }
+                    last_lookup = Some(Instant::now());
                     let Some(ip) = resolve_writer(&r53, &zone, &name).await else {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
