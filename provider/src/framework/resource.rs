@@ -87,6 +87,21 @@ impl PlanChange {
     pub fn is_destroy(&self) -> bool {
         self.planned.is_null()
     }
+
+    /// A plan for a unit test of `modify_plan`: configuration equal to the plan, and no
+    /// provider data, so every AWS check is skipped, as without credentials.
+    #[cfg(test)]
+    pub(crate) fn for_test(prior: Value, planned: Value) -> PlanChange {
+        PlanChange {
+            ctx: Context::new(None, CancellationToken::new()),
+            config: planned.clone(),
+            prior,
+            planned,
+            requires_replace: Vec::new(),
+            private: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        }
+    }
 }
 
 #[derive(Debug)]

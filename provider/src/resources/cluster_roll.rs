@@ -245,23 +245,10 @@ mod tests {
         );
     }
 
-    fn change(prior: Value, planned: Value) -> PlanChange {
-        use crate::framework::{CancellationToken, Context, Diagnostics};
-        PlanChange {
-            ctx: Context::new(None, CancellationToken::new()),
-            config: planned.clone(),
-            prior,
-            planned,
-            requires_replace: Vec::new(),
-            private: Vec::new(),
-            diagnostics: Diagnostics::new(),
-        }
-    }
-
     #[tokio::test]
     async fn plan_replaces_only_what_cannot_roll_and_says_why() {
         // Downgrade: a replacement at engine_version, with the reason as a warning.
-        let mut p = change(v("mariadb", "11.4"), v("mariadb", "10.11"));
+        let mut p = PlanChange::for_test(v("mariadb", "11.4"), v("mariadb", "10.11"));
         plan_version(&mut p);
         assert_eq!(
             p.requires_replace,
@@ -270,7 +257,7 @@ mod tests {
         let text = format!("{:?}", p.diagnostics);
         assert!(text.contains("downgrade"), "{text}");
         // Next series: no replacement; the roll warning names it (without AWS: no order).
-        let mut p = change(v("mariadb", "10.11"), v("mariadb", "11.4"));
+        let mut p = PlanChange::for_test(v("mariadb", "10.11"), v("mariadb", "11.4"));
         plan_version(&mut p);
         assert!(p.requires_replace.is_empty());
         plan_roll_warning(&mut p).await;
@@ -280,7 +267,7 @@ mod tests {
             "{text}"
         );
         // Same version: nothing.
-        let mut p = change(v("mariadb", "10.11"), v("mariadb", "10.11"));
+        let mut p = PlanChange::for_test(v("mariadb", "10.11"), v("mariadb", "10.11"));
         plan_version(&mut p);
         plan_roll_warning(&mut p).await;
         assert!(p.requires_replace.is_empty() && p.diagnostics.is_empty());

@@ -487,19 +487,6 @@ mod tests {
         v
     }
 
-    fn change(prior: Value, planned: Value) -> PlanChange {
-        PlanChange {
-            // No provider data: every AWS check is skipped, as without credentials.
-            ctx: Context::new(None, CancellationToken::new()),
-            config: planned.clone(),
-            prior,
-            planned,
-            requires_replace: Vec::new(),
-            private: Vec::new(),
-            diagnostics: Diagnostics::new(),
-        }
-    }
-
     #[test]
     fn the_model_reads_the_plan_and_builds_the_spec() {
         let m = ReplicaModel::from_value(&planned());
@@ -566,14 +553,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_planned_create_gets_a_creation_token_and_an_update_keeps_its_private() {
-        let mut create = change(Value::null(), planned());
+        let mut create = PlanChange::for_test(Value::null(), planned());
         ReplicaResource.modify_plan(&mut create).await.unwrap();
         let token = String::from_utf8(create.private.clone()).unwrap();
         assert!(token.len() >= 32, "{token}");
         let mut prior = planned();
         set_attr(&mut prior, "id", Value::string("i-1"));
         set_attr(&mut prior, "instance_type", Value::string("t3.micro"));
-        let mut update = change(prior.clone(), prior);
+        let mut update = PlanChange::for_test(prior.clone(), prior);
         update.private = b"kept".to_vec();
         ReplicaResource.modify_plan(&mut update).await.unwrap();
         assert_eq!(update.private, b"kept");
