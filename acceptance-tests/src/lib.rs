@@ -56,6 +56,13 @@ impl Cli {
     }
 }
 
+/// `text` with every run of whitespace made one space. tofu wraps diagnostics
+/// at the terminal width and test resource names are random, so a phrase in a
+/// diagnostic can fall across a line break: compare phrases against this.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The repository root (the workspace folder holding `scripts/`, `modules/`, `examples/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,6 +14,7 @@ use acc_support::{Acc, write_config};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use strata_acceptance_tests::nodes::NodeHost;
+use strata_acceptance_tests::one_line;
 use strata_topology::backup::{
     Validation, default_key_prefix, manifest_key, parse_backup_tags, parse_manifest,
     parse_manifest_key,
@@ -237,11 +238,11 @@ resource "strata_cluster" "restored" {{
     );
     let d = acc.dir.clone();
     let bad = acc.run(&d, &["apply", "-auto-approve", "-input=false", "-no-color"]);
-    let text = format!(
+    let text = one_line(&format!(
         "{}{}",
         String::from_utf8_lossy(&bad.stdout),
         String::from_utf8_lossy(&bad.stderr)
-    );
+    ));
     assert!(!bad.status.success(), "apply of a missing backup passed");
     assert!(
         text.contains("restore_from") && text.contains("not found"),

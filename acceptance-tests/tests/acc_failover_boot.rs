@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_acceptance_tests::nodes::NodeHost;
+use strata_acceptance_tests::one_line;
 
 /// Polls `f` until it returns Some, or panics after `timeout` naming `what`.
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -728,7 +729,8 @@ resource "strata_replica" "r" {{
     let d = acc.dir.clone();
     let (_, plan_out, plan_err) = acc.plan_in(&d);
     assert!(
-        format!("{plan_out}{plan_err}").contains("This change rolls through the cluster"),
+        one_line(&format!("{plan_out}{plan_err}"))
+            .contains("This change rolls through the cluster"),
         "plan does not say the change rolls:\n{plan_out}\n{plan_err}"
     );
     assert!(

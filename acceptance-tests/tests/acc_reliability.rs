@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use acc_support::{Acc, HOME, tag, write_config};
 use strata_acceptance_tests::AwsProxy;
+use strata_acceptance_tests::one_line;
 
 /// Fault rate and seed of the CI run (the README reports them).
 const FAULT_RATE: f64 = 0.2;
@@ -93,7 +94,7 @@ fn two_resources_with_one_name_are_refused() {
     let (code, out, err) = acc.plan();
     assert_eq!(code, 1, "plan must fail:\n{out}\n{err}");
     assert!(
-        err.contains("used by two resources") && err.contains("name"),
+        one_line(&err).contains("used by two resources") && err.contains("name"),
         "the refusal must name the attribute: {err}"
     );
 
@@ -115,7 +116,7 @@ fn two_resources_with_one_name_are_refused() {
         &other,
         &["apply", "-auto-approve", "-input=false", "-no-color"],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = one_line(&String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "a second owner must be refused");
     assert!(
         err.contains("belongs to another Terraform resource")
@@ -335,7 +336,7 @@ fn plan_refuses_what_aws_would_refuse_before_anything_is_made() {
     let (code, _, err) = acc.plan();
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("Subnet not found") && err.contains("subnet_id"),
+        one_line(&err).contains("Subnet not found") && err.contains("subnet_id"),
         "{err}"
     );
     acc.write(&format!(
@@ -345,7 +346,10 @@ fn plan_refuses_what_aws_would_refuse_before_anything_is_made() {
     ));
     let (code, _, err) = acc.plan();
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("cannot be in the home region"), "{err}");
+    assert!(
+        one_line(&err).contains("cannot be in the home region"),
+        "{err}"
+    );
     acc.destroy_and_check(); // nothing was made
 }
 

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_acceptance_tests::nodes::NodeHost;
+use strata_acceptance_tests::one_line;
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
@@ -356,7 +357,7 @@ resource "strata_region" "eu" {{
         &body("t3.small", "t3.micro", ""),
     );
     let (_, plan_out, plan_err) = acc.plan_in(&d);
-    let said = format!("{plan_out}{plan_err}");
+    let said = one_line(&format!("{plan_out}{plan_err}"));
     assert!(
         said.contains("This change rolls through the cluster")
             && said.contains("switchover to")
@@ -463,7 +464,8 @@ resource "strata_region" "eu" {{
     );
     let (_, plan_out, plan_err) = acc.plan_in(&d);
     assert!(
-        format!("{plan_out}{plan_err}").contains("This change rolls through the cluster")
+        one_line(&format!("{plan_out}{plan_err}"))
+            .contains("This change rolls through the cluster")
             && plan_out.contains("update in-place")
             && !plan_out.contains("must be replaced"),
         "plan of the settings roll:\n{plan_out}\n{plan_err}"

@@ -4,6 +4,7 @@
 mod acc_support;
 
 use acc_support::Acc;
+use strata_acceptance_tests::one_line;
 
 /// `tofu validate`, and when that passes, `tofu plan`: one of them must fail naming `attr`.
 fn refused(acc: &mut Acc, body: &str, attr: &str) {
@@ -75,7 +76,7 @@ fn bad_node_ready_timeout_is_refused_at_validate() {
         "node_ready_timeout = \"soon\" passed validate:\n{text}"
     );
     assert!(text.contains("node_ready_timeout"), "{text}");
-    assert!(text.contains("not a duration"), "{text}");
+    assert!(one_line(&text).contains("not a duration"), "{text}");
     acc.destroy_and_check();
 }
 
