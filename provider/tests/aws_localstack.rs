@@ -1274,3 +1274,101 @@ async fn agent_bucket_is_found_by_its_tags_and_never_adopted() {
         .await
         .unwrap();
 }
+
+/// The roll lock under contention: four drivers find the same stale lock (its holder died
+/// with a killed apply) at once; exactly one takes it over, the others wait and give up
+/// naming the winner; the winner's release frees it for the next.
+#[tokio::test]
+#[ignore = "needs LocalStack: run via scripts/test"]
+async fn roll_lock_stale_takeover_has_one_winner() {
+    use strata_topology::failover::LeaseRef;
+    use strata_topology::roll::{RollLock, parse_roll_lock, render_roll_lock, roll_lock_key};
+    let c = clients().await;
+    let rc = c.home().await.unwrap();
+    let bucket = unique("strata-rolllock-");
+    rc.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let lr = LeaseRef {
+        bucket: bucket.clone(),
+        key_prefix: "failover/lockt".into(),
+        region: "us-east-1".into(),
+    };
+    let key = roll_lock_key(&lr.key_prefix);
+    let stale = RollLock {
+        version: 1,
+        holder: "strata_cluster.killed".into(),
+        acquired_at_ms: 1,
+        expires_at_ms: 2,
+    };
+    rc.s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(render_roll_lock(&stale).into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let (s3, lr) = (rc.s3.clone(), lr.clone());
+        tasks.push(tokio::spawn(async move {
+            let me = format!("driver-{i}");
+            let r = aws::roll::acquire_roll_lock(
+                &s3,
+                &lr,
+                &me,
+                Duration::from_secs(600),
+                Duration::from_secs(3),
+            )
+            .await;
+            (me, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (me, r) = t.await.unwrap();
+        match r {
+            Ok(()) => winners.push(me),
+            Err(e) => assert!(e.to_string().contains("held by"), "{me}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "drivers holding the lock: {winners:?}");
+    let held = rc
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let held = parse_roll_lock(&held).unwrap();
+    assert_eq!(held.holder, winners[0]);
+
+    // Released by its holder, the next driver takes it at once.
+    aws::roll::release_roll_lock(&rc.s3, &lr, &winners[0])
+        .await
+        .unwrap();
+    aws::roll::acquire_roll_lock(
+        &rc.s3,
+        &lr,
+        "driver-next",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    aws::roll::release_roll_lock(&rc.s3, &lr, "driver-next")
+        .await
+        .unwrap();
+    rc.s3
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+}

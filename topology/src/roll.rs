@@ -63,7 +63,7 @@ pub struct RollLock {
     pub holder: String,
     pub acquired_at_ms: u64,
     /// After this the lock is stale (its holder died with it: a killed apply) and another
-    /// driver may delete it. The holder sets it to its whole timeout.
+    /// driver may take it over. The holder sets it to its whole timeout.
     pub expires_at_ms: u64,
 }
 

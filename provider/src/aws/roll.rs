@@ -41,6 +41,11 @@ struct Store<'a> {
 
 impl Store<'_> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
+        Ok(self.get_versioned(key).await?.map(|(b, _)| b))
+    }
+
+    /// The object's bytes and its ETag (the version a conditional write names).
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, AwsError> {
         let what = format!("s3://{}/{key}", self.lr.bucket);
         match self
             .s3
@@ -51,12 +56,13 @@ impl Store<'_> {
             .await
         {
             Ok(o) => {
+                let etag = o.e_tag().unwrap_or_default().to_string();
                 let b = o.body.collect().await.map_err(|e| AwsError::Transport {
                     operation: "s3:GetObject".into(),
                     object: what.clone(),
                     message: e.to_string(),
                 })?;
-                Ok(Some(b.into_bytes().to_vec()))
+                Ok(Some((b.into_bytes().to_vec(), etag)))
             }
             Err(e) => {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
@@ -84,21 +90,37 @@ impl Store<'_> {
 
     /// Creates `key` only when it does not exist (`If-None-Match: *`); Ok(false) when it does.
     async fn put_if_absent(&self, key: &str, body: String) -> Result<bool, AwsError> {
+        self.put_conditional(key, body, None).await
+    }
+
+    /// Writes `key` only when it is still at version `etag` (`If-Match`); Ok(false) when
+    /// someone wrote it since.
+    async fn put_if_match(&self, key: &str, body: String, etag: &str) -> Result<bool, AwsError> {
+        self.put_conditional(key, body, Some(etag)).await
+    }
+
+    async fn put_conditional(
+        &self,
+        key: &str,
+        body: String,
+        etag: Option<&str>,
+    ) -> Result<bool, AwsError> {
         let what = format!("s3://{}/{key}", self.lr.bucket);
-        match self
+        let req = self
             .s3
             .put_object()
             .bucket(&self.lr.bucket)
             .key(key)
             .content_type("application/json")
-            .if_none_match("*")
-            .body(ByteStream::from(body.into_bytes()))
-            .send()
-            .await
-        {
+            .body(ByteStream::from(body.into_bytes()));
+        let req = match etag {
+            Some(etag) => req.if_match(etag),
+            None => req.if_none_match("*"),
+        };
+        match req.send().await {
             Ok(_) => Ok(true),
             Err(e) => {
-                // 412: it exists; 409: a concurrent conditional write won.
+                // 412: it exists (or changed); 409: a concurrent conditional write won.
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 if matches!(status, Some(412) | Some(409)) {
                     Ok(false)
@@ -462,8 +484,10 @@ pub fn now() -> u64 {
 
 // ------------------------------------------------------------------ instance-type rolls
 
-/// Takes the cluster's roll lock for `me` (waiting while another driver holds it, deleting a
-/// stale one), so two resources applied in parallel never stop two nodes at once.
+/// Takes the cluster's roll lock for `me` (waiting while another driver holds it, taking over a
+/// stale one), so two resources applied in parallel never stop two nodes at once. Every write
+/// over an existing lock names the version it read (`If-Match`): two drivers that both find
+/// the same stale lock cannot both take it, the slower one's write fails and it waits.
 async fn acquire_lock(
     st: &Store<'_>,
     me: &str,
@@ -483,15 +507,23 @@ async fn acquire_lock(
         if st.put_if_absent(&key, body.clone()).await? {
             return Ok(());
         }
-        let existing = st.get(&key).await?.and_then(|b| parse_roll_lock(&b));
+        // Gone again since the create failed: try the create once more.
+        let Some((bytes, etag)) = st.get_versioned(&key).await? else {
+            continue;
+        };
+        let existing = parse_roll_lock(&bytes);
         match lock_verdict(existing.as_ref(), me, now) {
             LockVerdict::Mine => {
-                st.put(&key, body).await?;
-                return Ok(());
+                if st.put_if_match(&key, body, &etag).await? {
+                    return Ok(());
+                }
             }
             LockVerdict::Stale => {
-                tracing::warn!(lock = ?existing, "deleting a stale roll lock");
-                st.delete(&key).await?;
+                tracing::warn!(lock = ?existing, "taking over a stale roll lock");
+                if st.put_if_match(&key, body, &etag).await? {
+                    return Ok(());
+                }
+                // Another driver took it first: loop, read its lock and wait for it.
             }
             LockVerdict::Wait(holder) => {
                 if Instant::now() >= deadline {
@@ -507,6 +539,26 @@ async fn acquire_lock(
             }
         }
     }
+}
+
+/// [`acquire_lock`] for callers outside this module (the roll lock's LocalStack test).
+pub async fn acquire_roll_lock(
+    s3: &aws_sdk_s3::Client,
+    lr: &LeaseRef,
+    me: &str,
+    hold_for: Duration,
+    wait_at_most: Duration,
+) -> Result<(), AwsError> {
+    acquire_lock(&Store { s3, lr }, me, hold_for, wait_at_most).await
+}
+
+/// [`release_lock`] for callers outside this module.
+pub async fn release_roll_lock(
+    s3: &aws_sdk_s3::Client,
+    lr: &LeaseRef,
+    me: &str,
+) -> Result<(), AwsError> {
+    release_lock(&Store { s3, lr }, me).await
 }
 
 /// Deletes the roll lock when it is still `me`'s.
