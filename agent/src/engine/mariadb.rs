@@ -104,6 +104,7 @@ pub const DIALECT: Dialect = Dialect {
     stop: "STOP SLAVE",
     start_io: "START SLAVE IO_THREAD",
     stop_io: "STOP SLAVE IO_THREAD",
+    start_sql: "START SLAVE SQL_THREAD",
     reset_all: "RESET SLAVE ALL",
     hosts: "SHOW SLAVE HOSTS",
     hosts_server_id: "Server_id",

@@ -293,6 +293,11 @@ pub trait EngineSql: Send + Sync {
     fn stop_io_thread_sql(&self) -> &'static str {
         self.dialect().stop_io
     }
+    /// Applies the relay log again after the SQL thread was stopped (by hand, or by a
+    /// lag-holding tool) without an error.
+    fn start_sql_thread_sql(&self) -> &'static str {
+        self.dialect().start_sql
+    }
     /// Forgets the replication link entirely (a promoted replica).
     fn reset_replica_all_sql(&self) -> &'static str {
         self.dialect().reset_all

@@ -56,6 +56,7 @@ pub const DIALECT: Dialect = Dialect {
     stop: "STOP REPLICA",
     start_io: "START REPLICA IO_THREAD",
     stop_io: "STOP REPLICA IO_THREAD",
+    start_sql: "START REPLICA SQL_THREAD",
     reset_all: "RESET REPLICA ALL",
     hosts: "SHOW REPLICAS",
     hosts_server_id: "Server_Id",

@@ -30,6 +30,7 @@ pub struct Dialect {
     pub stop: &'static str,
     pub start_io: &'static str,
     pub stop_io: &'static str,
+    pub start_sql: &'static str,
     pub reset_all: &'static str,
     pub hosts: &'static str,
     /// Column of `hosts` that holds the server id.

@@ -751,6 +751,7 @@ impl Node {
             .q_exec(self.eng.stop_io_thread_sql(), "stopping the IO thread")
             .await;
         let deadline = Instant::now() + Duration::from_millis(self.timing().lease_ms * 4);
+        let mut started_sql = false;
         loop {
             let Some(row) = self.link_row().await? else {
                 return Ok(());
@@ -759,11 +760,26 @@ impl Node {
             if self.eng.relay_log_applied(&row) {
                 return Ok(());
             }
+            // A SQL thread stopped without an error (by hand, or to hold a replica back) still
+            // holds received events, which this node may have acknowledged: apply them, so the
+            // election can count them. A SQL error is different: the node cannot apply past it
+            // and is no candidate.
             if !link.sql_running() {
-                return Err(AgentError::ReplicaNotRunning {
-                    seconds: 0,
-                    reason: format!("SQL thread stopped: {}", link.last_sql_error),
-                });
+                if link.last_sql_errno != 0 {
+                    return Err(AgentError::ReplicaNotRunning {
+                        seconds: 0,
+                        reason: format!("SQL thread stopped: {}", link.last_sql_error),
+                    });
+                }
+                if !started_sql {
+                    started_sql = true;
+                    tracing::warn!(
+                        "election: starting the stopped SQL thread to apply what this replica received"
+                    );
+                    self.q_exec(self.eng.start_sql_thread_sql(), "starting the SQL thread")
+                        .await?;
+                    continue;
+                }
             }
             if Instant::now() >= deadline {
                 return Err(AgentError::ReplicaNotRunning {
