@@ -260,7 +260,9 @@ impl Writer {
                         };
                         *le.lock().unwrap() = format!("{host}: {why}");
                         target = None;
-                        std::thread::sleep(Duration::from_millis(50));
+                        // Not faster: each failure looks the record up again, and a flood of
+                        // Route 53 calls slows LocalStack's S3, where the agents hold the lease.
+                        std::thread::sleep(Duration::from_millis(200));
                     }
                 }
             }

@@ -48,6 +48,11 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
     for &i in &others {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // The source read again each time: a write whose client gave up when the writers
+            // stopped (waiting for a semi-sync ack through a fault) can still commit on the
+            // source after `present` was read, and then reach the replicas. Such rows were
+            // never acknowledged; comparing with the stale read called them "extra".
+            let present = c.ids_on(src).await;
             let ids = c.ids_on(i).await;
             if ids == present {
                 break;
@@ -56,10 +61,13 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
                 let extra: Vec<_> = ids.difference(&present).take(5).collect();
                 let missing: Vec<_> = present.difference(&ids).take(5).collect();
                 c.dump_logs();
+                let (gs, gi) = (c.gtids_on(src).await, c.gtids_on(i).await);
                 panic!(
-                    "{} differs from the source {}: extra {extra:?}, missing {missing:?}",
+                    "{} differs from the source {}: extra {extra:?}, missing {missing:?}; \
+                     GTIDs (binlog, slave, current): source {gs:?}, {} {gi:?}",
                     c.nodes[i].id(),
-                    l.holder.node_id
+                    l.holder.node_id,
+                    c.nodes[i].id()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -172,12 +172,34 @@ pub(crate) fn node_config(
     }
 }
 
+/// Where node datadirs go: memory (`/dev/shm`) when the machine has it, else the temp folder.
+/// The faults these tests make are process faults (kill -9, SIGSTOP, a cut link), which a
+/// file in memory survives exactly as one on disk; what memory removes is the fsync latency of
+/// a disk shared with whatever else runs (a build beside the tests made replicas fall seconds
+/// behind, and elections wait for them). `STRATA_TEST_NODE_DIR` chooses another place.
+fn node_dir_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("STRATA_TEST_NODE_DIR") {
+        return PathBuf::from(d);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = shm.is_dir()
+        && tempfile::Builder::new()
+            .prefix("strata-probe-")
+            .tempfile_in(shm)
+            .is_ok();
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 impl Node {
     /// A node with a fresh datadir; `make` builds its config from (dir, port).
     pub(crate) fn new(make: impl FnOnce(&Path, u16) -> NodeConfig) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("strata-node-")
-            .tempdir()
+            .tempdir_in(node_dir_root())
             .unwrap();
         let port = free_port();
         let cfg = make(dir.path(), port);

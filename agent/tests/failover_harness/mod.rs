@@ -531,13 +531,33 @@ impl Cluster {
                     self.lease().await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            // Every 100 ms, not faster: the agents' own lease calls (one lease read and one
+            // member write per heartbeat each) must not queue behind the test's in LocalStack.
+            // Failover times are measured from the writers' acks, not from this poll.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Prints the tail of every agent's log and keeps the whole agent and server logs in
+    /// `$TMPDIR/strata-failover-logs/<pid>-<node>-<kind>-<n>.log` (the node folders go with
+    /// the test).
     pub(crate) fn dump_logs(&self) {
+        static DUMPS: AtomicU64 = AtomicU64::new(0);
+        let n_dump = DUMPS.fetch_add(1, Ordering::SeqCst);
+        let keep = std::env::temp_dir().join("strata-failover-logs");
+        let _ = std::fs::create_dir_all(&keep);
         for n in &self.nodes {
             eprintln!("==== {} agent log ====\n{}", n.id(), n.agent_log_tail(80));
+            for (file, kind) in [("agent.log", "agent"), ("error.log", "server")] {
+                let to = keep.join(format!(
+                    "{}-{}-{kind}-{n_dump}.log",
+                    std::process::id(),
+                    n.id()
+                ));
+                if std::fs::copy(n.node.dir.path().join(file), &to).is_ok() {
+                    eprintln!("(whole {kind} log kept in {})", to.display());
+                }
+            }
         }
     }
 
@@ -611,6 +631,14 @@ impl Cluster {
     }
 
     /// Row ids on node `i` (root over its socket).
+    /// (gtid_binlog_pos, gtid_slave_pos, gtid_current_pos) of node `i`, for failure messages.
+    pub(crate) async fn gtids_on(&self, i: usize) -> Option<(String, String, String)> {
+        let mut c = self.nodes[i].node.try_root().await.ok()?;
+        c.query_first("SELECT @@gtid_binlog_pos, @@gtid_slave_pos, @@gtid_current_pos")
+            .await
+            .ok()?
+    }
+
     pub(crate) async fn ids_on(&self, i: usize) -> BTreeSet<u64> {
         let mut c = self.nodes[i].node.root().await;
         let v: Vec<u64> = c.query("SELECT id FROM fo.t").await.unwrap_or_default();
