@@ -1232,12 +1232,12 @@ async fn agent_bucket_is_found_by_its_tags_and_never_adopted() {
     };
     let key = strata_topology::agent_object_key("0.0.0", build.arch, &build.sha256);
     assert!(
-        artifact::ensure_object(&rc, &bucket, &key, &build, &tags)
+        artifact::ensure_object(&rc, &bucket, &key, &build, &tags, false)
             .await
             .unwrap()
     );
     assert!(
-        !artifact::ensure_object(&rc, &bucket, &key, &build, &tags)
+        !artifact::ensure_object(&rc, &bucket, &key, &build, &tags, false)
             .await
             .unwrap(),
         "content-addressed: an existing key is not uploaded again"

@@ -326,13 +326,16 @@ pub async fn ensure_bucket(
 
 /// Uploads the build at `key` unless the object is there already (keys are content-addressed,
 /// so an existing object is this build). Returns whether it was uploaded now. Checked once per
-/// key and process.
+/// key and process. `bucket_made_now`: the bucket was created by this call's caller, so it
+/// holds nothing and the check is skipped (an upload to a content-addressed key writes the
+/// same bytes whatever was there).
 pub async fn ensure_object(
     rc: &RegionClients,
     bucket: &str,
     key: &str,
     build: &AgentBuild,
     tags: &BTreeMap<String, String>,
+    bucket_made_now: bool,
 ) -> Result<bool, AwsError> {
     let mut asked = false;
     let asked_now = &mut asked;
@@ -341,27 +344,30 @@ pub async fn ensure_object(
         .uploaded
         .get_or_try(&format!("{bucket}/{key}"), move || async move {
             *asked_now = true;
-            put_object_if_missing(rc, bucket, key, build, tags).await
+            put_object_if_missing(rc, bucket, key, build, tags, !bucket_made_now).await
         })
         .await?;
     Ok(asked && uploaded)
 }
 
-/// Uploads the build unless the object exists; true when it uploaded.
+/// Uploads the build unless (`check`) the object exists; true when it uploaded.
 async fn put_object_if_missing(
     rc: &RegionClients,
     bucket: &str,
     key: &str,
     build: &AgentBuild,
     tags: &BTreeMap<String, String>,
+    check: bool,
 ) -> Result<bool, AwsError> {
     let what = format!("s3://{bucket}/{key}");
-    match rc.s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => return Ok(false),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "s3:HeadObject", &what);
-            if !e.is_not_found() {
-                return Err(e);
+    if check {
+        match rc.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(_) => return Ok(false),
+            Err(e) => {
+                let e = AwsError::from_sdk(e, "s3:HeadObject", &what);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
             }
         }
     }

@@ -346,10 +346,12 @@ async fn create_steps(
     // The agent build, in the cluster's own bucket, before any node asks for it.
     if let Some(up) = &spec.agent {
         let t = spec.object_tags(clients, "agent-artifacts", "bucket", None);
-        if artifact::ensure_bucket(rc, &up.bucket, spec.name(), &spec.node.resource, &t).await? {
+        let bucket_made =
+            artifact::ensure_bucket(rc, &up.bucket, spec.name(), &spec.node.resource, &t).await?;
+        if bucket_made {
             made.push(Made::Bucket(up.bucket.clone()));
         }
-        artifact::ensure_object(rc, &up.bucket, &up.key, &up.build, &t).await?;
+        artifact::ensure_object(rc, &up.bucket, &up.key, &up.build, &t, bucket_made).await?;
     }
 
     // Source instance.
@@ -361,9 +363,46 @@ async fn create_steps(
     node_spec.security_group_ids = vec![group.group_id.clone()];
     node_spec.instance_profile = Some(profile.clone());
     node::validate_node_spec(&node_spec)?;
-    let (source, _) = node::ensure_node(clients, &node_spec).await?;
+    // One listing of the cluster's live home members serves both the source's find-by-token
+    // (a source launched with this token carries the cluster and role tags, so it is among
+    // them) and the group repair below.
+    let mut listed = super::drift::list_members(rc, spec.name()).await?;
+    let found = listed
+        .iter()
+        .find(|n| n.tags.get(tags::TAG_TOKEN) == Some(&node_spec.creation_token))
+        .cloned();
+    let (source, source_made) = match found {
+        Some(n) => (n, false),
+        None => {
+            node_spec.token_unused = true;
+            node::ensure_node(clients, &node_spec).await?
+        }
+    };
+    if source_made {
+        // The replicas of the next wave read the source's NodeConfig from its user-data: a
+        // source launched now has exactly the user-data just sent.
+        rc.shared
+            .node_configs
+            .put(
+                &source.instance_id,
+                strata_topology::parse_user_data(&node_spec.user_data).ok(),
+            )
+            .await;
+    }
     // A re-made group (deleted out of band) must hold the members that were in the old one.
-    let members = super::drift::ensure_members(rc, spec.name(), &group.group_id).await?;
+    // A source launched now is in the group and joins the listing in its place (sources
+    // first, then by instance id).
+    if source_made {
+        listed.push(source.clone());
+        listed.sort_by(|a, b| {
+            let replica =
+                |n: &NodeInfo| n.tags.get(TAG_ROLE).map(String::as_str) != Some(ROLE_SOURCE);
+            replica(a)
+                .cmp(&replica(b))
+                .then_with(|| a.instance_id.cmp(&b.instance_id))
+        });
+    }
+    let members = super::drift::ensure_listed_members(rc, &group.group_id, listed).await?;
     // Every part was just made or read above: no read-back. (An adopted source of an earlier
     // attempt is in the group already: ensure_members put it there before it was read.)
     let source = if source.security_group_ids.contains(&group.group_id) {

@@ -230,6 +230,16 @@ pub struct Shared {
     pub node_configs: Memo<String, Option<strata_topology::NodeConfig>>,
     /// Agent builds known to be in S3 (`bucket/key`; the key holds the build's SHA-256).
     pub uploaded: Memo<String, bool>,
+    /// Instances this process launched, as the launch's wait read them, by instance id; kept
+    /// briefly for the next wave (the segments made on them), dropped when a volume is
+    /// attached to one (its devices changed).
+    pub launched: Memo<String, super::node::NodeInfo>,
+    /// Live instances by listing filters, for the creates of one wave that look for what an
+    /// unfinished create left (`ownership::unfinished_node_tokens`); kept briefly.
+    pub unfinished_nodes: Memo<String, Vec<super::node::NodeInfo>>,
+    /// As `unfinished_nodes`, for volumes: each one's zone and tags.
+    #[allow(clippy::type_complexity)]
+    pub unfinished_volumes: Memo<String, Vec<(Option<String>, BTreeMap<String, String>)>>,
 }
 
 /// How long a cluster read is shared: long enough for one wave of dependent resources, short
@@ -245,6 +255,9 @@ impl Default for Shared {
             clusters: Memo::new(Some(CLUSTER_READ_TTL)),
             node_configs: Memo::new(None),
             uploaded: Memo::new(None),
+            launched: Memo::new(Some(CLUSTER_READ_TTL)),
+            unfinished_nodes: Memo::new(Some(CLUSTER_READ_TTL)),
+            unfinished_volumes: Memo::new(Some(CLUSTER_READ_TTL)),
         }
     }
 }

@@ -540,14 +540,25 @@ pub async fn ensure_initial_records(
 }
 
 /// [`ensure_initial_records`], answering with the endpoints as they are after it (what
-/// [`read_endpoints`] would read right then), without listing the zone again.
+/// [`read_endpoints`] would read right then), without listing the zone again. `zone_made`:
+/// the caller created the zone just now, so it holds no record of ours and is not listed
+/// first (if one appeared meanwhile, the create fails and the listing decides after all).
 pub async fn ensure_initial_endpoints(
     rc: &RegionClients,
     zone: &Zone,
     source_ip: &str,
     source_node_id: &str,
     ttl: u32,
+    zone_made: bool,
 ) -> Result<EndpointsState, AwsError> {
+    if zone_made {
+        match initial_records_from(rc, zone, source_ip, source_node_id, ttl, Vec::new()).await {
+            Ok((_, after)) => return Ok(after),
+            Err(e) => {
+                tracing::info!(error = %e, zone_id = %zone.zone_id, "the new zone's records changed meanwhile: listing it");
+            }
+        }
+    }
     Ok(initial_records(rc, zone, source_ip, source_node_id, ttl)
         .await?
         .1)
@@ -561,6 +572,18 @@ async fn initial_records(
     ttl: u32,
 ) -> Result<(Vec<String>, EndpointsState), AwsError> {
     let sets = list_records(rc, &zone.zone_id).await?;
+    initial_records_from(rc, zone, source_ip, source_node_id, ttl, sets).await
+}
+
+/// [`initial_records`] against the zone's record sets `sets` as known.
+async fn initial_records_from(
+    rc: &RegionClients,
+    zone: &Zone,
+    source_ip: &str,
+    source_node_id: &str,
+    ttl: u32,
+    sets: Vec<ResourceRecordSet>,
+) -> Result<(Vec<String>, EndpointsState), AwsError> {
     let w = writer_name(&zone.base);
     let epoch = strata_topology::failover::writer_epoch_record_name(&w);
     let r = reader_name(&zone.base);

@@ -37,6 +37,22 @@ pub async fn ensure_members(
     group_id: &str,
 ) -> Result<Vec<NodeInfo>, AwsError> {
     let all = members(rc, cluster).await?;
+    ensure_listed_members(rc, group_id, all).await
+}
+
+/// Live home members of `cluster` as [`ensure_members`] lists them (source first, then
+/// replicas, each by instance id).
+pub async fn list_members(rc: &RegionClients, cluster: &str) -> Result<Vec<NodeInfo>, AwsError> {
+    members(rc, cluster).await
+}
+
+/// [`ensure_members`] for members the caller listed (with [`list_members`], plus any it
+/// launched since in `group_id`).
+pub async fn ensure_listed_members(
+    rc: &RegionClients,
+    group_id: &str,
+    all: Vec<NodeInfo>,
+) -> Result<Vec<NodeInfo>, AwsError> {
     let outside: Vec<&NodeInfo> = all
         .iter()
         .filter(|n| !n.security_group_ids.iter().any(|g| g == group_id))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::cluster::ClusterSpec;
 use super::config::{Clients, RegionClients};
-use super::error::AwsError;
+use super::error::{AwsError, ErrorKind};
 use super::policy;
 use super::tags::TAG_CLUSTER;
 
@@ -41,8 +41,32 @@ pub(super) async fn ensure_profile(
     let what = format!("IAM role {name} of cluster {:?}", spec.name());
     let t = spec.object_tags(clients, "node-role", "iam", None);
     let mut created = false;
-    match rc.iam.get_role().role_name(name).send().await {
-        Ok(out) => {
+    // Create first: a new cluster's role does not exist, so the lookup is needed only when the
+    // name is taken, and then it decides as before whether the role is this cluster's.
+    let made = rc
+        .iam
+        .create_role()
+        .role_name(name)
+        .path("/strata/")
+        .description(format!(
+            "Strata node agent role for cluster {}",
+            spec.name()
+        ))
+        .assume_role_policy_document(policy::trust_policy())
+        .set_tags(Some(iam_tags(&t)))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(e, "iam:CreateRole", &what));
+    match made {
+        Ok(_) => created = true,
+        Err(e) if e.is_kind(ErrorKind::AlreadyExists) => {
+            let out = rc
+                .iam
+                .get_role()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(e, "iam:GetRole", &what))?;
             let owner = out
                 .role()
                 .map(|r| r.tags())
@@ -59,26 +83,7 @@ pub(super) async fn ensure_profile(
                 ));
             }
         }
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "iam:GetRole", &what);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            rc.iam
-                .create_role()
-                .role_name(name)
-                .path("/strata/")
-                .description(format!(
-                    "Strata node agent role for cluster {}",
-                    spec.name()
-                ))
-                .assume_role_policy_document(policy::trust_policy())
-                .set_tags(Some(iam_tags(&t)))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(e, "iam:CreateRole", &what))?;
-            created = true;
-        }
+        Err(e) => return Err(e),
     }
     // Put every time: it is idempotent and corrects a drifted policy.
     rc.iam
@@ -102,14 +107,28 @@ pub(super) async fn ensure_profile(
         .map_err(|e| AwsError::from_sdk(e, "iam:PutRolePolicy", &what))?;
 
     let pwhat = format!("instance profile {name} of cluster {:?}", spec.name());
-    let roles_in_profile = match rc
+    // Create first, as for the role: a profile made now holds no role yet.
+    let made = rc
         .iam
-        .get_instance_profile()
+        .create_instance_profile()
         .instance_profile_name(name)
+        .path("/strata/")
+        .set_tags(Some(iam_tags(&t)))
         .send()
         .await
-    {
-        Ok(out) => out
+        .map_err(|e| AwsError::from_sdk(e, "iam:CreateInstanceProfile", &pwhat));
+    let roles_in_profile: Vec<String> = match made {
+        Ok(_) => {
+            created = true;
+            Vec::new()
+        }
+        Err(e) if e.is_kind(ErrorKind::AlreadyExists) => rc
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(e, "iam:GetInstanceProfile", &pwhat))?
             .instance_profile()
             .map(|p| {
                 p.roles()
@@ -118,22 +137,7 @@ pub(super) async fn ensure_profile(
                     .collect()
             })
             .unwrap_or_default(),
-        Err(e) => {
-            let e = AwsError::from_sdk(e, "iam:GetInstanceProfile", &pwhat);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            rc.iam
-                .create_instance_profile()
-                .instance_profile_name(name)
-                .path("/strata/")
-                .set_tags(Some(iam_tags(&t)))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(e, "iam:CreateInstanceProfile", &pwhat))?;
-            created = true;
-            Vec::<String>::new()
-        }
+        Err(e) => return Err(e),
     };
     if !roles_in_profile.iter().any(|r| r == name) {
         rc.iam

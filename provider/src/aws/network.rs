@@ -239,7 +239,10 @@ pub async fn find_groups(
 }
 
 /// Finds the group made with `tags[strata:creation-token]` in `vpc_id`, or creates it; true
-/// when it created it now.
+/// when it created it now. The group's name is unique in its VPC and fixed by the token's
+/// resource (callers name it from the cluster, or from the token itself), so it creates
+/// first: only a name already taken needs the lookup, which then takes the group when it
+/// carries this token and refuses it otherwise, as a lookup before the create would.
 pub async fn ensure_group(
     ec2: &aws_sdk_ec2::Client,
     vpc_id: &str,
@@ -249,14 +252,6 @@ pub async fn ensure_group(
 ) -> Result<(GroupInfo, bool), AwsError> {
     let token = tags.get(TAG_TOKEN).map(String::as_str).unwrap_or_default();
     let what = format!("security group {name}");
-    let found = find_groups(
-        ec2,
-        &[("vpc-id", vpc_id), (&format!("tag:{TAG_TOKEN}"), token)],
-    )
-    .await?;
-    if let Some(g) = found.into_iter().next() {
-        return Ok((g, false));
-    }
     let created = ec2
         .create_security_group()
         .group_name(name)

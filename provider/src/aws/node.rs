@@ -789,7 +789,10 @@ pub async fn ensure_node(clients: &Clients, spec: &NodeSpec) -> Result<(NodeInfo
         .to_string();
     tracing::info!(instance_id = %id, cluster = %spec.cluster, role = %spec.role, region = %rc.region, "instance launched");
     match wait_node_state(&rc, &id, "running", spec.timeout).await {
-        Ok(n) => Ok((n, true)),
+        Ok(n) => {
+            rc.shared.launched.put(&id, n.clone()).await;
+            Ok((n, true))
+        }
         Err(e) => {
             // It never came up: do not leave it running up a bill.
             let _ = terminate_node(&rc, &id, Duration::ZERO).await;
@@ -976,6 +979,22 @@ pub async fn read_replica(
         },
         other => other,
     }
+}
+
+/// [`read_replica`] in the home region, answered from what this process launched moments
+/// ago when it launched `instance_id` (`Shared::launched`): a wave of segments made on the
+/// nodes the wave before launched reads none of them again.
+pub async fn read_replica_launched(
+    clients: &Clients,
+    instance_id: &str,
+) -> Result<ReplicaInfo, AwsError> {
+    let rc = clients.region(None).await?;
+    rc.shared
+        .launched
+        .get_or_try(&instance_id.to_string(), || {
+            read_replica(clients, None, instance_id)
+        })
+        .await
 }
 
 /// The live instance that replaced `lost`, following a chain of replacements (a replacement

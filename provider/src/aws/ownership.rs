@@ -255,27 +255,68 @@ pub fn choose_token(mine: &str, candidates: &[String]) -> Result<TokenClaim, Aws
     })
 }
 
-/// Unfinished instances (no owner tag, an adoptable token) matching `filters`: their tokens.
+/// The key of a shared listing: its filters, in order.
+fn listing_key(filters: &[(&str, &str)]) -> String {
+    filters
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Unfinished instances (no owner tag, an adoptable token) matching `filters` and `keep`:
+/// their tokens. The listing is shared by the creates of one wave (`Shared::unfinished_nodes`,
+/// kept briefly): it looks only for what an earlier, killed apply left, which exists before
+/// this process asks, and what this process launches it has claimed (`choose_token`), so an
+/// answer a few seconds old finds the same leftovers a fresh one would.
 pub async fn unfinished_node_tokens(
     rc: &RegionClients,
     filters: &[(&str, &str)],
+    keep: impl Fn(&super::node::NodeInfo) -> bool,
 ) -> Result<Vec<String>, AwsError> {
-    let nodes = super::node::find_nodes(rc, filters).await?;
+    let nodes = rc
+        .shared
+        .unfinished_nodes
+        .get_or_try(&listing_key(filters), || {
+            super::node::find_nodes(rc, filters)
+        })
+        .await?;
     Ok(nodes
         .into_iter()
+        .filter(|n| keep(n))
         .filter(|n| !n.tags.contains_key(TAG_OWNER))
         .filter_map(|n| n.tags.get(super::tags::TAG_TOKEN).cloned())
         .collect())
 }
 
 /// Unfinished volumes (no owner tag, an adoptable token, not added by the autoscaler)
-/// matching `filters` in `availability_zone`: their tokens.
+/// matching `filters` in `availability_zone`: their tokens. Shared by the creates of one wave
+/// as [`unfinished_node_tokens`] is (`Shared::unfinished_volumes`).
 pub async fn unfinished_volume_tokens(
     rc: &RegionClients,
     filters: &[(&str, &str)],
     availability_zone: Option<&str>,
     skip_tag: &str,
 ) -> Result<Vec<String>, AwsError> {
+    let volumes = rc
+        .shared
+        .unfinished_volumes
+        .get_or_try(&listing_key(filters), || list_live_volumes(rc, filters))
+        .await?;
+    Ok(volumes
+        .into_iter()
+        .filter(|(az, _)| availability_zone.is_none_or(|want| az.as_deref() == Some(want)))
+        .map(|(_, t)| t)
+        .filter(|t| !t.contains_key(TAG_OWNER) && !t.contains_key(skip_tag))
+        .filter_map(|t| t.get(super::tags::TAG_TOKEN).cloned())
+        .collect())
+}
+
+/// Volumes (creating, available or in use) matching `filters`: each one's zone and tags.
+async fn list_live_volumes(
+    rc: &RegionClients,
+    filters: &[(&str, &str)],
+) -> Result<Vec<(Option<String>, std::collections::BTreeMap<String, String>)>, AwsError> {
     use aws_sdk_ec2::types::Filter;
     let mut req = rc.ec2.describe_volumes().filters(
         Filter::builder()
@@ -295,10 +336,12 @@ pub async fn unfinished_volume_tokens(
     Ok(out
         .volumes()
         .iter()
-        .filter(|v| availability_zone.is_none_or(|az| v.availability_zone() == Some(az)))
-        .map(|v| super::tags::from_ec2(v.tags()))
-        .filter(|t| !t.contains_key(TAG_OWNER) && !t.contains_key(skip_tag))
-        .filter_map(|t| t.get(super::tags::TAG_TOKEN).cloned())
+        .map(|v| {
+            (
+                v.availability_zone().map(str::to_string),
+                super::tags::from_ec2(v.tags()),
+            )
+        })
         .collect())
 }
 

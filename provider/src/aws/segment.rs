@@ -277,6 +277,8 @@ async fn attach(
         },
     )
     .await?;
+    // Its devices changed: a later reader of the launch's answer reads it again.
+    rc.shared.launched.forget(&instance_id.to_string());
     if let Some(mut v) = volume
         && out.state() == Some(&aws_sdk_ec2::types::VolumeAttachmentState::Attached)
         && out.instance_id() == Some(instance_id)

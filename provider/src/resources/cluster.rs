@@ -954,6 +954,7 @@ impl Resource for ClusterResource {
                     &source_ip,
                     &cfg.node_id,
                     dns::DEFAULT_TTL,
+                    zone_made,
                 )
                 .await
                 .map_err(|e| {

@@ -148,16 +148,24 @@ pub(crate) async fn plan_roll_warning(plan: &mut PlanChange) {
 
 /// Tags the instance as pinning its own type when the resource's configuration sets
 /// `instance_type` (and clears the tag when it does not): the cluster's instance-type roll
-/// leaves pinned nodes alone, and the others follow the cluster's type.
+/// leaves pinned nodes alone, and the others follow the cluster's type. `tags`: the
+/// instance's tags as just read or launched, if known; when they already say what the
+/// configuration does, nothing is written (a new unpinned instance has no tag to clear).
 pub(crate) async fn pin_type(
     c: &aws::Clients,
     region: &str,
     instance_id: &str,
+    tags: Option<&std::collections::BTreeMap<String, String>>,
     config: &Value,
 ) -> Result<(), aws::AwsError> {
     let pinned = config
         .get_attr("instance_type")
         .is_some_and(|v| !v.is_null());
+    if tags
+        .is_some_and(|t| t.contains_key(strata_topology::roll::TAG_INSTANCE_TYPE_PINNED) == pinned)
+    {
+        return Ok(());
+    }
     let rc = c.region(Some(region)).await?;
     aws::roll::set_type_pin(&rc, instance_id, pinned).await
 }

@@ -129,7 +129,7 @@ pub async fn node_install(
             name: None,
         },
     );
-    artifact::ensure_object(&rc, &a.bucket, &key, &build, &tags).await?;
+    artifact::ensure_object(&rc, &a.bucket, &key, &build, &tags, false).await?;
     Ok(Install {
         engine_packages: s.install.engine_packages,
         agent: Some(AgentArtifact {

@@ -254,12 +254,13 @@ pub async fn replica_token(
     let rc = c.home().await.map_err(claim_failure)?;
     let tc = format!("tag:{}", crate::aws::tags::TAG_CLUSTER);
     let tr = format!("tag:{}", crate::aws::tags::TAG_ROLE);
-    let candidates = ownership::unfinished_node_tokens(
-        &rc,
-        &[(&tc, cluster), (&tr, "replica"), ("subnet-id", subnet)],
-    )
-    .await
-    .map_err(claim_failure)?;
+    // Listed once for the cluster's replicas (the wave's creates share it), then by subnet.
+    let candidates =
+        ownership::unfinished_node_tokens(&rc, &[(&tc, cluster), (&tr, "replica")], |n| {
+            n.subnet_id.as_deref() == Some(subnet)
+        })
+        .await
+        .map_err(claim_failure)?;
     let claim = ownership::choose_token(planned, &candidates).map_err(claim_failure)?;
     if claim.adopted {
         tracing::info!(token = %claim.token, "adopting a replica an unfinished create launched");

@@ -381,10 +381,16 @@ impl Resource for RegionResource {
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
-        for id in info.replica_instance_ids() {
-            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
-                .await
-                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        for n in &info.replicas {
+            super::cluster_roll::pin_type(
+                c,
+                &info.region,
+                &n.instance_id,
+                Some(&n.tags),
+                &req.config,
+            )
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
         }
         let mut st = state(c.default_tags(), &spec.cluster, &info, &spec, &req.planned);
         set_attr(
@@ -478,10 +484,16 @@ impl Resource for RegionResource {
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        for id in info.replica_instance_ids() {
-            super::cluster_roll::pin_type(c, &info.region, &id, &req.config)
-                .await
-                .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
+        for n in &info.replicas {
+            super::cluster_roll::pin_type(
+                c,
+                &info.region,
+                &n.instance_id,
+                Some(&n.tags),
+                &req.config,
+            )
+            .await
+            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
         }
         if req.prior.get_attr("replica_count") != req.planned.get_attr("replica_count") {
             publish_region(c, &spec.cluster, &info).await.map_err(|e| {

@@ -351,7 +351,7 @@ impl Resource for ReplicaResource {
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
-        super::cluster_roll::pin_type(c, &n.region, &n.instance_id, &req.config)
+        super::cluster_roll::pin_type(c, &n.region, &n.instance_id, Some(&n.tags), &req.config)
             .await
             .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
         let st = state(c, &n, Some(&cfg), &req.planned);
@@ -419,11 +419,16 @@ impl Resource for ReplicaResource {
                 apply_failure(&format!("{TYPE_NAME} {id}"), "change the instance type", &e)
             })?;
         }
-        super::cluster_roll::pin_type(c, &current.region, &id, &req.config)
-            .await
-            .map_err(|e| {
-                apply_failure(&format!("{TYPE_NAME} {id}"), "tag its instance type", &e)
-            })?;
+        super::cluster_roll::pin_type(
+            c,
+            &current.region,
+            &id,
+            // The tags are another instance's when the agents replaced this one.
+            (current.instance_id == id).then_some(&current.tags),
+            &req.config,
+        )
+        .await
+        .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "tag its instance type", &e))?;
         let n = aws::update_replica(c, &id, &spec)
             .await
             .map_err(|e| apply_failure(&format!("{TYPE_NAME} {id}"), "update", &e))?;

@@ -392,8 +392,19 @@ fn spec(v: &Value, cluster: &str, op: Op) -> Result<SegmentSpec, Diagnostics> {
     SegmentModel::from_value(v).spec(cluster, timeout(v, op, DEFAULT_TIMEOUT))
 }
 
-async fn node_cluster(c: &Clients, node_id: &str) -> Result<(String, aws::NodeInfo), Diagnostics> {
-    let n = aws::read_replica(c, None, node_id).await.map_err(|e| {
+/// The node and its cluster. `launched_ok`: a create may take the node as this process
+/// launched it moments ago (`aws::node::read_replica_launched`).
+async fn node_cluster(
+    c: &Clients,
+    node_id: &str,
+    launched_ok: bool,
+) -> Result<(String, aws::NodeInfo), Diagnostics> {
+    let read = if launched_ok {
+        aws::node::read_replica_launched(c, node_id).await
+    } else {
+        aws::read_replica(c, None, node_id).await
+    };
+    let n = read.map_err(|e| {
         // Only a real "not found" blames node_id; throttling or an outage says nothing
         // about whether the node exists.
         if !e.is_not_found() {
@@ -490,7 +501,7 @@ impl Resource for SegmentResource {
             && old != new
             && let Ok(c) = clients(&plan.ctx)
         {
-            let new_az = node_cluster(c, &new).await?.1.availability_zone;
+            let new_az = node_cluster(c, &new, false).await?.1.availability_zone;
             let old_az = str_attr(&plan.prior, "availability_zone");
             if new_az.is_some() && new_az != old_az {
                 plan.requires_replace.push(AttributePath::attr("node_id"));
@@ -514,7 +525,7 @@ impl Resource for SegmentResource {
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
         let node = required_str(&req.planned, "node_id")?;
-        let (cluster, node_info) = node_cluster(c, &node).await?;
+        let (cluster, node_info) = node_cluster(c, &node, true).await?;
         let az = node_info.availability_zone.clone();
         let mut spec = spec(&req.planned, &cluster, Op::Create)?;
         spec.creation_token = String::from_utf8(req.private.clone())
