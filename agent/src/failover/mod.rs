@@ -431,10 +431,29 @@ impl Node {
     }
 
     /// The epoch this node followed before the agent (re)started, from its own member object.
+    /// Waits for an answer: read as "no member object", a failed read would make a restarted
+    /// former source look like a new node, which follows without the divergence check (its
+    /// server starts read-only meanwhile, so waiting is safe).
     async fn load_epoch_seen(&mut self) {
-        if let Ok(ms) = self.store.members().await
-            && let Some(m) = ms.iter().find(|m| m.node_id == self.me.node_id)
-        {
+        let mut warned = false;
+        let me = loop {
+            match self.store.read_member(&self.me.node_id).await {
+                Ok(m) => break m,
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    // Nothing to learn from it; the next heartbeat rewrites it.
+                    tracing::error!(error = %e, "own member object unreadable: starting without its history");
+                    break None;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "member objects unreadable at start; retrying");
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(self.timing().heartbeat_ms)).await;
+                }
+            }
+        };
+        if let Some(m) = me {
             // The same node id on another instance is a replacement of a lost node: a fresh
             // server that inherits nothing of its predecessor's state.
             if m.instance_id.is_some() && m.instance_id != self.instance_id {

@@ -196,6 +196,19 @@ impl LeaseStore {
         .map(|_| ())
     }
 
+    /// One node's member object; None when it has none. Unlike [`Self::members`], a failed
+    /// read is an error (`Unavailable`), not a missing member; an unparsable one is `Corrupt`.
+    pub async fn read_member(&self, node_id: &str) -> Result<Option<Member>, StoreError> {
+        let key = member_key(&self.prefix, node_id);
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some((body, _)) => parse_member(&body).map(Some).map_err(|e| StoreError::Corrupt {
+                key,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Every member object; unreadable ones are skipped (a member that writes garbage is
     /// not a member).
     pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
