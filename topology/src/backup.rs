@@ -58,9 +58,10 @@ pub struct BackupPolicy {
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     pub policy: BackupPolicy,
-    /// The cluster's private bucket (the agent bucket) in the home region.
+    /// The backup bucket ([`backup_bucket_name`]) in the home region. (Clusters made before
+    /// it existed used their agent bucket; the agent reads whatever bucket this names.)
     pub bucket: String,
-    /// Prefix of every backup object, without a trailing slash; see [`default_key_prefix`].
+    /// Prefix of every backup object, without a trailing slash; see [`generation_key_prefix`].
     pub key_prefix: String,
     pub region: String,
 }
@@ -69,15 +70,15 @@ pub struct BackupConfig {
 pub const RESTORE_ATTRIBUTE: &str = "restore_from";
 
 /// The backup a new cluster's source loads before it first takes writes: a validated backup of
-/// another cluster (`restore_from { cluster, backup_id }`), read from that cluster's bucket.
-/// Carried in the source's NodeConfig (`NodeConfig.restore`).
+/// a cluster, existing or destroyed (`restore_from { cluster, backup_id }`), read from the
+/// backup bucket. Carried in the source's NodeConfig (`NodeConfig.restore`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreFrom {
     /// The cluster the backup was taken of.
     pub cluster: String,
     pub backup_id: String,
-    /// That cluster's bucket and backup prefix ([`default_key_prefix`]) and region.
+    /// The backup bucket, that cluster's prefix in it ([`generation_key_prefix`]) and region.
     pub bucket: String,
     pub key_prefix: String,
     pub region: String,
