@@ -5,8 +5,8 @@ mod acc_support;
 
 use acc_support::Acc;
 use strata_topology::backup::{
-    BackupTags, Validation, chunk_key, default_key_prefix, manifest_key, parse_backup_id,
-    parse_location, render_backup_tags,
+    BackupTags, Chunk, MANIFEST_VERSION, Manifest, Validation, chunk_key, default_key_prefix,
+    manifest_key, parse_backup_id, parse_location, render_backup_tags, render_manifest,
 };
 
 fn cluster_hcl(acc: &Acc, instance_type: &str) -> String {
@@ -305,13 +305,36 @@ fn plant_backup(acc: &Acc, bucket: &str, prefix: &str, id: &str, validation: Val
         time_ms: parse_backup_id(id).unwrap(),
         validation,
     });
-    for key in [chunk_key(prefix, id, 0), manifest_key(prefix, id)] {
+    let chunk = b"planted".to_vec();
+    // A well-formed manifest, so an apply's restore_from check can read it.
+    let manifest = render_manifest(&Manifest {
+        version: MANIFEST_VERSION,
+        cluster: acc.name.clone(),
+        backup_id: id.to_string(),
+        engine: strata_topology::Engine::Mariadb,
+        engine_version: "10.11".into(),
+        gtid: "0-1-5".into(),
+        time: "2026-11-30T01:00:00Z".into(),
+        method: "mariadb-backup/mbstream".into(),
+        taken_from: "planted".into(),
+        parent: None,
+        chunks: vec![Chunk {
+            key: chunk_key(prefix, id, 0),
+            size: chunk.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&chunk)),
+        }],
+        table_checksums: Default::default(),
+    });
+    for (key, body) in [
+        (chunk_key(prefix, id, 0), chunk),
+        (manifest_key(prefix, id), manifest.into_bytes()),
+    ] {
         acc.block(
             acc.s3
                 .put_object()
                 .bucket(bucket)
                 .key(&key)
-                .body(ByteStream::from(b"planted".to_vec()))
+                .body(ByteStream::from(body))
                 .send(),
         )
         .unwrap();
@@ -354,9 +377,17 @@ fn keys_under(acc: &Acc, bucket: &str, prefix: &str) -> Vec<String> {
     keys
 }
 
-fn backup_cluster_hcl(acc: &Acc, delete_backups: Option<bool>) -> String {
+fn backup_cluster_hcl(acc: &Acc, delete_backups: Option<bool>, restore: Option<&str>) -> String {
     let opt_out = delete_backups
         .map(|b| format!("    delete_backups_on_destroy = {b}\n"))
+        .unwrap_or_default();
+    let restore = restore
+        .map(|id| {
+            format!(
+                "  restore_from {{\n    cluster   = \"{}\"\n    backup_id = \"{id}\"\n  }}\n",
+                acc.name
+            )
+        })
         .unwrap_or_default();
     format!(
         r#"
@@ -368,7 +399,7 @@ resource "strata_cluster" "c" {{
     interval_hours = 24
     keep           = 2
 {opt_out}  }}
-}}
+{restore}}}
 "#,
         name = acc.name,
         subnet = acc.subnet(0),
@@ -377,13 +408,14 @@ resource "strata_cluster" "c" {{
 
 /// docs/backups.md "Where backups live": destroy keeps a cluster's validated backups (and
 /// deletes its pending and failed ones) in the account-and-region backup bucket; a new cluster
-/// of the same name writes under a new generation and its destroy leaves the old backups
-/// alone; `delete_backups_on_destroy`, changed in place, makes destroy delete them.
+/// of the same name, made from one of them (`restore_from` naming its own, destroyed, name),
+/// writes under a new generation and its destroy leaves the old backups alone;
+/// `delete_backups_on_destroy`, changed in place, makes destroy delete them.
 #[test]
 #[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
 fn destroy_keeps_validated_backups_unless_told_and_a_new_cluster_of_the_name_leaves_them_alone() {
     let mut acc = Acc::new("bkeep");
-    acc.write(&backup_cluster_hcl(&acc, None));
+    acc.write(&backup_cluster_hcl(&acc, None, None));
     acc.apply();
     let loc1 = acc.attr_str("strata_cluster.c", "backup_location");
     let (bucket, prefix1) = parse_location(&loc1).expect("backup_location");
@@ -412,9 +444,24 @@ fn destroy_keeps_validated_backups_unless_told_and_a_new_cluster_of_the_name_lea
         "destroy must keep the validated backup, and only it"
     );
 
-    // A new cluster of the same name: a new generation, its own backups only.
-    acc.write(&backup_cluster_hcl(&acc, None));
+    // A new cluster of the same name, from the destroyed one's kept backup: a new generation,
+    // its own backups only; its source's config names the old generation's backup.
+    acc.write(&backup_cluster_hcl(&acc, None, Some(v1)));
     acc.apply();
+    let source = acc.attr_str("strata_cluster.c", "source_node_id");
+    let restore = acc
+        .user_data(&source)
+        .1
+        .restore
+        .expect("restore in the source's config");
+    assert_eq!(
+        (
+            restore.bucket.as_str(),
+            restore.key_prefix.as_str(),
+            restore.backup_id.as_str()
+        ),
+        (bucket.as_str(), prefix1.as_str(), v1)
+    );
     let loc2 = acc.attr_str("strata_cluster.c", "backup_location");
     let (bucket2, prefix2) = parse_location(&loc2).unwrap();
     assert_eq!(bucket2, bucket);
@@ -425,7 +472,7 @@ fn destroy_keeps_validated_backups_unless_told_and_a_new_cluster_of_the_name_lea
     let v2 = "20261130T030000000Z";
     plant_backup(&acc, &bucket, &prefix2, v2, Validation::Validated);
     // The opt-out changes in place (apply asserts the plan is empty afterwards).
-    acc.write(&backup_cluster_hcl(&acc, Some(true)));
+    acc.write(&backup_cluster_hcl(&acc, Some(true), Some(v1)));
     let (code, out, err) = acc.plan();
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("updated in-place"), "{out}");
