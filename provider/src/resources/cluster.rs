@@ -944,6 +944,17 @@ impl Resource for ClusterResource {
         };
         // A backup to restore is checked before anything is made.
         let restore = super::cluster_backup::check_restore(c, &rc, s.engine, &req.planned).await?;
+        // The backup bucket too: made when missing and never deleted with a cluster (it is no
+        // cluster's), so a failure here leaves nothing of this cluster behind.
+        let backup_bucket = match backup_policy(&req.planned).filter(|_| s.install.agent.is_some())
+        {
+            Some(_) => Some(
+                aws::backups::ensure_bucket(c, &rc)
+                    .await
+                    .map_err(|e| apply_failure(&resource, "make the backup bucket", &e))?,
+            ),
+            None => None,
+        };
         // Refused before anything is made when another resource instance owns this name.
         let identity = owned::cluster_identity(&home, &name);
         let creating = owned::begin_create(c, &identity).await?;
@@ -957,13 +968,10 @@ impl Resource for ClusterResource {
             )
         })?;
         s.failover = nodes::failover_for(&name, &home, &s.install, Some(&zone));
-        // Backups go to the account-and-region backup bucket (made here when missing, never
-        // deleted with a cluster), under this cluster's own generation: its creation time.
-        s.backup = match backup_policy(&req.planned).filter(|_| s.install.agent.is_some()) {
-            Some(policy) => {
-                let bucket = aws::backups::ensure_bucket(c, &rc)
-                    .await
-                    .map_err(|e| apply_failure(&resource, "make the backup bucket", &e))?;
+        // Backups go to the account-and-region backup bucket, under this cluster's own
+        // generation: its creation time.
+        s.backup = match (backup_policy(&req.planned), backup_bucket) {
+            (Some(policy), Some(bucket)) => {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -976,7 +984,7 @@ impl Resource for ClusterResource {
                     region: home.clone(),
                 })
             }
-            None => None,
+            _ => None,
         };
         let mut cfg = nodes::node_config(
             &s,
