@@ -3,10 +3,13 @@
 //! runs the first cycle by itself once it caught up (a fresh full backup, restored and checked
 //! before it is tagged validated), and `strata-agent backup --now` on it runs the next (the
 //! previous backup restored, caught up through replication, checked, and the new one taken
-//! from it). Then a second cluster applied with `restore_from` naming that backup comes up with
-//! the source's tables at the backup's GTID (same `CHECKSUM TABLE`), then takes a write. A
-//! restore_from naming a backup that does not exist fails at apply naming the attribute, with
-//! nothing made. Destroy removes both clusters, backup node included.
+//! from it). Then bytes of that backup's stored chunk are flipped in S3 and the next
+//! `backup --now` catches it: the backup is tagged failed and a fresh full one is validated in
+//! its place. A restore_from naming a backup that does not exist fails at apply naming the
+//! attribute, with nothing made. The first cluster is then destroyed (backup node included):
+//! its validated backups stay in the backup bucket, the failed one goes, and a second cluster
+//! applied with `restore_from` naming the fresh backup of the destroyed cluster comes up with
+//! the source's tables at the backup's GTID (same `CHECKSUM TABLE`), then takes a write.
 
 mod acc_support;
 
@@ -16,8 +19,8 @@ use std::time::{Duration, Instant};
 use strata_acceptance_tests::nodes::NodeHost;
 use strata_acceptance_tests::one_line;
 use strata_topology::backup::{
-    Validation, default_key_prefix, manifest_key, parse_backup_tags, parse_manifest,
-    parse_manifest_key,
+    Manifest, Validation, manifest_key, parse_backup_tags, parse_manifest, parse_manifest_key,
+    render_location,
 };
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -31,9 +34,8 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-/// Every backup of `cluster` in `bucket` with its validation state, oldest first.
-fn backups(acc: &Acc, bucket: &str, cluster: &str) -> Vec<(String, Validation)> {
-    let prefix = default_key_prefix(cluster);
+/// Every backup of `cluster` under `prefix` in `bucket` with its validation state, oldest first.
+fn backups(acc: &Acc, bucket: &str, prefix: &str, cluster: &str) -> Vec<(String, Validation)> {
     let Ok(listed) = acc.block(
         acc.s3
             .list_objects_v2()
@@ -46,7 +48,7 @@ fn backups(acc: &Acc, bucket: &str, cluster: &str) -> Vec<(String, Validation)> 
     let mut ids: Vec<String> = listed
         .contents()
         .iter()
-        .filter_map(|o| parse_manifest_key(&prefix, o.key()?))
+        .filter_map(|o| parse_manifest_key(prefix, o.key()?))
         .collect();
     ids.sort();
     ids.into_iter()
@@ -56,7 +58,7 @@ fn backups(acc: &Acc, bucket: &str, cluster: &str) -> Vec<(String, Validation)> 
                     acc.s3
                         .get_object_tagging()
                         .bucket(bucket)
-                        .key(manifest_key(&prefix, &id))
+                        .key(manifest_key(prefix, &id))
                         .send(),
                 )
                 .ok()?;
@@ -64,6 +66,37 @@ fn backups(acc: &Acc, bucket: &str, cluster: &str) -> Vec<(String, Validation)> 
             assert_eq!(tags.cluster, cluster);
             Some((id, tags.validation))
         })
+        .collect()
+}
+
+fn manifest(acc: &Acc, bucket: &str, prefix: &str, id: &str) -> Manifest {
+    let body = acc
+        .block(
+            acc.s3
+                .get_object()
+                .bucket(bucket)
+                .key(manifest_key(prefix, id))
+                .send(),
+        )
+        .unwrap()
+        .body;
+    let body = acc.block(body.collect()).unwrap().into_bytes();
+    parse_manifest(&body, prefix).unwrap()
+}
+
+fn object_keys(acc: &Acc, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = acc
+        .block(
+            acc.s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(format!("{prefix}/"))
+                .send(),
+        )
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
         .collect()
 }
 
@@ -134,7 +167,12 @@ resource "strata_cluster" "main" {{
     // The backup node is no reader and no member: the reader record holds the source alone.
     let (_, cfg) = acc.user_data(&backup_node);
     assert_eq!(cfg.role, strata_topology::Role::Backup);
-    let bucket = cfg.backup.as_ref().expect("backup config").bucket.clone();
+    let store = cfg.backup.as_ref().expect("backup config");
+    let (bucket, prefix) = (store.bucket.clone(), store.key_prefix.clone());
+    // Backups go to the account-and-region backup bucket, not the cluster's own, and state
+    // says where.
+    assert_eq!(s("backup_location"), render_location(&bucket, &prefix));
+    assert!(bucket.ends_with("-backups"), "{bucket}");
 
     sql(
         &source_ip,
@@ -151,7 +189,7 @@ resource "strata_cluster" "main" {{
         "the first scheduled backup, validated",
         Duration::from_secs(300),
         || {
-            backups(&acc, &bucket, &acc.name)
+            backups(&acc, &bucket, &prefix, &acc.name)
                 .into_iter()
                 .find(|(_, v)| v.is_validated())
                 .map(|(id, _)| id)
@@ -187,32 +225,89 @@ resource "strata_cluster" "main" {{
     assert_eq!(report["kind"], "incremental-restore", "{answer}");
     assert_eq!(report["parent"], first.as_str(), "{answer}");
     let second = report["backup_id"].as_str().unwrap().to_string();
-    let listed = backups(&acc, &bucket, &acc.name);
+    let listed = backups(&acc, &bucket, &prefix, &acc.name);
     assert!(
         listed.contains(&(second.clone(), Validation::Validated)),
         "{listed:?}"
     );
-    let prefix = default_key_prefix(&acc.name);
-    let body = acc
-        .block(
-            acc.s3
-                .get_object()
-                .bucket(&bucket)
-                .key(manifest_key(&prefix, &second))
-                .send(),
-        )
-        .unwrap()
-        .body;
-    let body = acc.block(body.collect()).unwrap().into_bytes();
-    let m = parse_manifest(&body, &prefix).unwrap();
+    let m = manifest(&acc, &bucket, &prefix, &second);
     // The source is idle: its position and tables are the backup's.
     let src_gtid = sql(&source_ip, "SELECT @@GLOBAL.gtid_binlog_pos").unwrap();
     assert_eq!(src_gtid.trim(), m.gtid, "no write since the cycle");
     let src_sums = checksums(&sql(&source_ip, "CHECKSUM TABLE shop.orders EXTENDED").unwrap());
     assert_eq!(src_sums, m.table_checksums);
 
+    // Corruption: flip bytes in the middle of one stored chunk of the newest validated backup,
+    // as a bad copy would. The next cycle restores it first: the chunk's SHA-256 catches it,
+    // the backup is tagged failed, and a fresh full backup is taken and validated instead.
+    let victim = &m.chunks[m.chunks.len() / 2];
+    let mut body = acc
+        .block(
+            acc.block(acc.s3.get_object().bucket(&bucket).key(&victim.key).send())
+                .unwrap()
+                .body
+                .collect(),
+        )
+        .unwrap()
+        .into_bytes()
+        .to_vec();
+    let mid = body.len() / 2;
+    for b in &mut body[mid..mid + 16] {
+        *b ^= 0xA5;
+    }
+    acc.block(
+        acc.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&victim.key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send(),
+    )
+    .unwrap();
+    let t4 = Instant::now();
+    let out = nodes
+        .exec_ok(
+            &backup_node,
+            &["strata-agent", "backup", "--now", "--wait", "600"],
+        )
+        .expect("backup --now after the corruption");
+    let answer: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let report = &answer["report"];
+    eprintln!(
+        "backup-boot: backup --now over a corrupted backup took {:.1} s: {}",
+        t4.elapsed().as_secs_f64(),
+        report["timings_ms"]
+    );
+    assert_eq!(report["kind"], "fresh-full", "{answer}");
+    let failed = report["failed"].as_array().expect("failed list");
+    assert_eq!(failed.len(), 1, "{answer}");
+    assert_eq!(failed[0][0], second.as_str(), "{answer}");
+    assert!(
+        failed[0][1].as_str().unwrap_or_default().contains("sha256"),
+        "{answer}"
+    );
+    let fresh = report["backup_id"].as_str().unwrap().to_string();
+    let listed = backups(&acc, &bucket, &prefix, &acc.name);
+    assert!(
+        listed.contains(&(fresh.clone(), Validation::Validated)),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|(id, v)| *id == second
+            && matches!(v, Validation::Failed { reason } if reason.contains("sha256"))),
+        "the corrupted backup must be tagged failed: {listed:?}"
+    );
+    let m3 = manifest(&acc, &bucket, &prefix, &fresh);
+    assert!(m3.parent.is_none(), "a fresh full backup: {m3:?}");
+    assert_eq!(
+        m3.table_checksums, src_sums,
+        "the fresh backup holds the same data"
+    );
+
     // A restore_from naming a backup that does not exist: refused at apply, naming the
     // attribute, before anything is made.
+    let (src_name, s0) = (acc.name.clone(), acc.subnet(0).to_string());
     let restored_hcl = |backup_id: &str| {
         format!(
             r#"
@@ -227,8 +322,7 @@ resource "strata_cluster" "restored" {{
   }}
 }}
 "#,
-            name = acc.name,
-            s0 = acc.subnet(0),
+            name = src_name,
         )
     };
     write_config(
@@ -255,11 +349,41 @@ resource "strata_cluster" "restored" {{
         "a refused restore left instances"
     );
 
-    // The real backup: the new cluster comes up with the data, then takes writes.
+    // The first cluster goes (backup node included); its validated backups stay, the failed
+    // one goes, and nothing else of the cluster is left.
+    write_config(&acc.dir, &acc.provider_hcl_waiting("15m"), "");
+    let t5 = Instant::now();
+    acc.apply();
+    eprintln!(
+        "backup-boot: destroy of the first cluster took {:.1} s",
+        t5.elapsed().as_secs_f64()
+    );
+    assert!(
+        acc.block(acc_support::live_instances(&acc.ec2, &acc.name))
+            .unwrap()
+            .is_empty(),
+        "instances of the destroyed cluster left"
+    );
+    let kept = backups(&acc, &bucket, &prefix, &acc.name);
+    assert!(
+        kept.iter().all(|(_, v)| v.is_validated())
+            && kept.iter().any(|(id, _)| *id == fresh)
+            && !kept.iter().any(|(id, _)| *id == second),
+        "destroy must keep the validated backups only: {kept:?}"
+    );
+    assert!(
+        !object_keys(&acc, &bucket, &prefix)
+            .iter()
+            .any(|k| k.contains(&second)),
+        "the failed backup's chunks must go with the cluster"
+    );
+
+    // The fresh backup of the destroyed cluster: the new cluster comes up with the data, then
+    // takes writes.
     write_config(
         &acc.dir,
         &acc.provider_hcl_waiting("15m"),
-        &format!("{cluster_hcl}{}", restored_hcl(&second)),
+        &restored_hcl(&fresh),
     );
     let t3 = Instant::now();
     acc.apply();
@@ -284,6 +408,11 @@ resource "strata_cluster" "restored" {{
     );
 
     acc.destroy_and_check();
+    // Tidy: the kept backups of the destroyed cluster are this test's.
+    for k in object_keys(&acc, &bucket, &prefix) {
+        acc.block(acc.s3.delete_object().bucket(&bucket).key(k).send())
+            .unwrap();
+    }
     for name in [acc.name.clone(), restored_name] {
         assert!(
             acc.block(acc_support::live_instances(&acc.ec2, &name))

@@ -4,6 +4,10 @@
 mod acc_support;
 
 use acc_support::Acc;
+use strata_topology::backup::{
+    BackupTags, Chunk, MANIFEST_VERSION, Manifest, Validation, chunk_key, default_key_prefix,
+    manifest_key, parse_backup_id, parse_location, render_backup_tags, render_manifest,
+};
 
 fn cluster_hcl(acc: &Acc, instance_type: &str) -> String {
     format!(
@@ -288,4 +292,204 @@ fn cluster_state_from_schema_v0_upgrades_without_a_diff() {
     let state: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(state["resources"][0]["instances"][0]["schema_version"], 1);
     acc.destroy_and_check();
+}
+
+/// A stored backup as the agent leaves one: a chunk and a manifest tagged with its state (the
+/// body is not read by destroy, only the manifest's tags).
+fn plant_backup(acc: &Acc, bucket: &str, prefix: &str, id: &str, validation: Validation) {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let tags = render_backup_tags(&BackupTags {
+        cluster: acc.name.clone(),
+        gtid: "0-1-5".into(),
+        time_ms: parse_backup_id(id).unwrap(),
+        validation,
+    });
+    let chunk = b"planted".to_vec();
+    // A well-formed manifest, so an apply's restore_from check can read it.
+    let manifest = render_manifest(&Manifest {
+        version: MANIFEST_VERSION,
+        cluster: acc.name.clone(),
+        backup_id: id.to_string(),
+        engine: strata_topology::Engine::Mariadb,
+        engine_version: "10.11".into(),
+        gtid: "0-1-5".into(),
+        time: "2026-11-30T01:00:00Z".into(),
+        method: "mariadb-backup/mbstream".into(),
+        taken_from: "planted".into(),
+        parent: None,
+        chunks: vec![Chunk {
+            key: chunk_key(prefix, id, 0),
+            size: chunk.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&chunk)),
+        }],
+        table_checksums: Default::default(),
+    });
+    for (key, body) in [
+        (chunk_key(prefix, id, 0), chunk),
+        (manifest_key(prefix, id), manifest.into_bytes()),
+    ] {
+        acc.block(
+            acc.s3
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(ByteStream::from(body))
+                .send(),
+        )
+        .unwrap();
+    }
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build().unwrap())
+                .collect(),
+        ))
+        .build()
+        .unwrap();
+    acc.block(
+        acc.s3
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(manifest_key(prefix, id))
+            .tagging(tagging)
+            .send(),
+    )
+    .unwrap();
+}
+
+fn keys_under(acc: &Acc, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = acc
+        .block(
+            acc.s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(format!("{prefix}/"))
+                .send(),
+        )
+        .unwrap();
+    let mut keys: Vec<String> = out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn backup_cluster_hcl(acc: &Acc, delete_backups: Option<bool>, restore: Option<&str>) -> String {
+    let opt_out = delete_backups
+        .map(|b| format!("    delete_backups_on_destroy = {b}\n"))
+        .unwrap_or_default();
+    let restore = restore
+        .map(|id| {
+            format!(
+                "  restore_from {{\n    cluster   = \"{}\"\n    backup_id = \"{id}\"\n  }}\n",
+                acc.name
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"
+resource "strata_cluster" "c" {{
+  name          = "{name}"
+  instance_type = "t3.micro"
+  subnet_id     = "{subnet}"
+  backup_policy {{
+    interval_hours = 24
+    keep           = 2
+{opt_out}  }}
+{restore}}}
+"#,
+        name = acc.name,
+        subnet = acc.subnet(0),
+    )
+}
+
+/// docs/backups.md "Where backups live": destroy keeps a cluster's validated backups (and
+/// deletes its pending and failed ones) in the account-and-region backup bucket; a new cluster
+/// of the same name, made from one of them (`restore_from` naming its own, destroyed, name),
+/// writes under a new generation and its destroy leaves the old backups alone;
+/// `delete_backups_on_destroy`, changed in place, makes destroy delete them.
+#[test]
+#[ignore = "acceptance: needs TF_ACC=1, tofu and LocalStack: run via scripts/test"]
+fn destroy_keeps_validated_backups_unless_told_and_a_new_cluster_of_the_name_leaves_them_alone() {
+    let mut acc = Acc::new("bkeep");
+    acc.write(&backup_cluster_hcl(&acc, None, None));
+    acc.apply();
+    let loc1 = acc.attr_str("strata_cluster.c", "backup_location");
+    let (bucket, prefix1) = parse_location(&loc1).expect("backup_location");
+    assert!(bucket.ends_with("-backups"), "{loc1}");
+    assert!(
+        prefix1.starts_with(&format!("{}/", default_key_prefix(&acc.name))),
+        "{loc1}"
+    );
+    // The backup node's config says the same place.
+    let backup_node = acc.attr_str("strata_cluster.c", "backup_node_id");
+    let cfg = acc.user_data(&backup_node).1.backup.expect("backup config");
+    assert_eq!(
+        (cfg.bucket.as_str(), cfg.key_prefix.as_str()),
+        (bucket.as_str(), prefix1.as_str())
+    );
+    let (v1, p1) = ("20261130T010000000Z", "20261130T020000000Z");
+    plant_backup(&acc, &bucket, &prefix1, v1, Validation::Validated);
+    plant_backup(&acc, &bucket, &prefix1, p1, Validation::Pending);
+
+    // Destroy (the default): the validated backup stays, the pending one goes.
+    acc.write("");
+    acc.apply();
+    assert_eq!(
+        keys_under(&acc, &bucket, &prefix1),
+        vec![chunk_key(&prefix1, v1, 0), manifest_key(&prefix1, v1)],
+        "destroy must keep the validated backup, and only it"
+    );
+
+    // A new cluster of the same name, from the destroyed one's kept backup: a new generation,
+    // its own backups only; its source's config names the old generation's backup.
+    acc.write(&backup_cluster_hcl(&acc, None, Some(v1)));
+    acc.apply();
+    let source = acc.attr_str("strata_cluster.c", "source_node_id");
+    let restore = acc
+        .user_data(&source)
+        .1
+        .restore
+        .expect("restore in the source's config");
+    assert_eq!(
+        (
+            restore.bucket.as_str(),
+            restore.key_prefix.as_str(),
+            restore.backup_id.as_str()
+        ),
+        (bucket.as_str(), prefix1.as_str(), v1)
+    );
+    let loc2 = acc.attr_str("strata_cluster.c", "backup_location");
+    let (bucket2, prefix2) = parse_location(&loc2).unwrap();
+    assert_eq!(bucket2, bucket);
+    assert_ne!(
+        prefix2, prefix1,
+        "a new cluster of the name must not reuse the old backups' place"
+    );
+    let v2 = "20261130T030000000Z";
+    plant_backup(&acc, &bucket, &prefix2, v2, Validation::Validated);
+    // The opt-out changes in place (apply asserts the plan is empty afterwards).
+    acc.write(&backup_cluster_hcl(&acc, Some(true), Some(v1)));
+    let (code, out, err) = acc.plan();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("updated in-place"), "{out}");
+    acc.apply();
+    acc.destroy_and_check();
+    assert!(
+        keys_under(&acc, &bucket, &prefix2).is_empty(),
+        "delete_backups_on_destroy = true must delete the cluster's backups"
+    );
+    assert_eq!(
+        keys_under(&acc, &bucket, &prefix1).len(),
+        2,
+        "the new cluster's destroy must leave the old cluster's backups alone"
+    );
+    // Tidy: the kept backup is this test's.
+    for k in keys_under(&acc, &bucket, &prefix1) {
+        acc.block(acc.s3.delete_object().bucket(&bucket).key(k).send())
+            .unwrap();
+    }
 }

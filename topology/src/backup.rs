@@ -58,9 +58,10 @@ pub struct BackupPolicy {
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     pub policy: BackupPolicy,
-    /// The cluster's private bucket (the agent bucket) in the home region.
+    /// The backup bucket ([`backup_bucket_name`]) in the home region. (Clusters made before
+    /// it existed used their agent bucket; the agent reads whatever bucket this names.)
     pub bucket: String,
-    /// Prefix of every backup object, without a trailing slash; see [`default_key_prefix`].
+    /// Prefix of every backup object, without a trailing slash; see [`generation_key_prefix`].
     pub key_prefix: String,
     pub region: String,
 }
@@ -69,15 +70,15 @@ pub struct BackupConfig {
 pub const RESTORE_ATTRIBUTE: &str = "restore_from";
 
 /// The backup a new cluster's source loads before it first takes writes: a validated backup of
-/// another cluster (`restore_from { cluster, backup_id }`), read from that cluster's bucket.
-/// Carried in the source's NodeConfig (`NodeConfig.restore`).
+/// a cluster, existing or destroyed (`restore_from { cluster, backup_id }`), read from the
+/// backup bucket. Carried in the source's NodeConfig (`NodeConfig.restore`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreFrom {
     /// The cluster the backup was taken of.
     pub cluster: String,
     pub backup_id: String,
-    /// That cluster's bucket and backup prefix ([`default_key_prefix`]) and region.
+    /// The backup bucket, that cluster's prefix in it ([`generation_key_prefix`]) and region.
     pub bucket: String,
     pub key_prefix: String,
     pub region: String,
@@ -219,9 +220,46 @@ pub fn parse_window(s: &str) -> Result<u32, PolicyError> {
     Ok(h * 60 + m)
 }
 
-/// The key prefix the provider uses for a cluster: `backups/<cluster_id>`.
+/// The key prefix of every backup of clusters named `cluster_id`: `backups/<cluster_id>`.
+/// A cluster writes under its own generation below it ([`generation_key_prefix`]).
 pub fn default_key_prefix(cluster_id: &str) -> String {
     format!("backups/{cluster_id}")
+}
+
+/// The account-and-region bucket backups live in: `strata-<account>-<region>-backups`. It is
+/// no cluster's bucket, so destroying a cluster does not delete it, and its name cannot be a
+/// cluster's agent bucket (`strata-<cluster>-<account>-<region>`: those end in a region).
+pub fn backup_bucket_name(account_id: &str, region: &str) -> String {
+    format!("strata-{account_id}-{region}-backups")
+}
+
+/// The key prefix one cluster writes its backups under: `backups/<cluster_id>/<generation>`,
+/// with `generation` the cluster's creation time ([`render_backup_id`] of it). A later cluster
+/// of the same name has another generation, so it never lists, restores, retains or deletes
+/// the backups an earlier one left.
+pub fn generation_key_prefix(cluster_id: &str, generation: &str) -> String {
+    format!("{}/{generation}", default_key_prefix(cluster_id))
+}
+
+/// The generation of a `CommonPrefixes` entry of a delimited listing under
+/// `backups/<cluster_id>/` (`backups/<cluster_id>/<generation>/`); None for anything else.
+pub fn parse_generation_prefix(cluster_id: &str, common_prefix: &str) -> Option<String> {
+    let rest = common_prefix.strip_prefix(&format!("{}/", default_key_prefix(cluster_id)))?;
+    let g = rest.strip_suffix('/')?;
+    parse_backup_id(g).map(|_| g.to_string())
+}
+
+/// `s3://<bucket>/<prefix>/`: where a cluster's backups are, as state and docs show it.
+pub fn render_location(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{}/", prefix.trim_end_matches('/'))
+}
+
+/// Inverse of [`render_location`]: `(bucket, prefix)` without the trailing slash.
+pub fn parse_location(s: &str) -> Option<(String, String)> {
+    let rest = s.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/')?;
+    let prefix = prefix.trim_end_matches('/');
+    (!bucket.is_empty() && !prefix.is_empty()).then(|| (bucket.to_string(), prefix.to_string()))
 }
 
 /// `<prefix>/<backup_id>/`: every object of one backup.
@@ -783,6 +821,45 @@ mod tests {
         let mut bad = r;
         bad.cluster = "a b".into();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn generations_keep_clusters_of_one_name_apart() {
+        let g1 = render_backup_id(1_795_000_000_000);
+        let g2 = render_backup_id(1_795_000_000_001);
+        let (p1, p2) = (
+            generation_key_prefix("orders", &g1),
+            generation_key_prefix("orders", &g2),
+        );
+        assert_eq!(p1, format!("backups/orders/{g1}"));
+        // Neither generation's backups are under the other's prefix.
+        let id = render_backup_id(1_795_000_100_000);
+        assert_eq!(
+            parse_manifest_key(&p1, &manifest_key(&p1, &id)),
+            Some(id.clone())
+        );
+        assert_eq!(parse_manifest_key(&p2, &manifest_key(&p1, &id)), None);
+        assert!(!manifest_key(&p1, &id).starts_with(&format!("{p2}/")));
+        assert_eq!(
+            parse_generation_prefix("orders", &format!("{p1}/")),
+            Some(g1.clone())
+        );
+        for bad in [
+            p1.clone(),
+            format!("backups/orders2/{g1}/"),
+            "backups/orders/latest/".to_string(),
+            format!("backups/orders/{g1}/{id}/"),
+        ] {
+            assert_eq!(parse_generation_prefix("orders", &bad), None, "{bad}");
+        }
+        let b = backup_bucket_name("000000000000", "us-east-1");
+        assert_eq!(b, "strata-000000000000-us-east-1-backups");
+        assert!(b.len() <= 63);
+        let loc = render_location(&b, &p1);
+        assert_eq!(loc, format!("s3://{b}/{p1}/"));
+        assert_eq!(parse_location(&loc), Some((b.clone(), p1.clone())));
+        assert_eq!(parse_location("s3://bucket/"), None);
+        assert_eq!(parse_location("https://x/y"), None);
     }
 
     #[test]

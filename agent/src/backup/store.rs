@@ -1,5 +1,5 @@
-//! Where backups live: objects under the cluster's backup prefix in its S3 bucket
-//! (`topology::backup` names every key and tag). Each chunk is stored with its SHA-256 in the
+//! Where backups live: objects under the cluster's backup prefix (its generation) in the
+//! account-and-region backup bucket (`topology::backup` names every key and tag). Each chunk is stored with its SHA-256 in the
 //! manifest, and every read checks it, so a changed or missing chunk is an error here, before
 //! any byte of it reaches a restore.
 

@@ -22,16 +22,19 @@ resource "strata_cluster" "orders" {
   }
 
   # A validated backup cycle every 24 hours from 03:00 UTC, run by the cluster's backup node
-  # (backup_node_id); the newest 7 validated backups are kept (docs/backups.md). A new cluster
-  # is made from one of them with
+  # (backup_node_id); the newest 7 validated backups are kept at backup_location
+  # (docs/backups.md), and they stay there when the cluster is destroyed unless
+  # delete_backups_on_destroy = true. A new cluster is made from one of them, even after this
+  # cluster is gone, with
   #   restore_from {
   #     cluster   = "orders"
   #     backup_id = "20261130T031405123Z"
   #   }
   backup_policy {
-    interval_hours = 24
-    keep           = 7
-    window_start   = "03:00"
+    interval_hours            = 24
+    keep                      = 7
+    window_start              = "03:00"
+    delete_backups_on_destroy = false
   }
 
   timeouts {

@@ -240,17 +240,38 @@ pub async fn ensure_bucket(
     tags: &BTreeMap<String, String>,
 ) -> Result<bool, AwsError> {
     let what = format!("agent bucket {bucket} of cluster {cluster:?}");
+    ensure_bucket_owned(
+        rc,
+        bucket,
+        &what,
+        &|found| bucket_is_ours(found, cluster, resource),
+        &format!("{TAG_CLUSTER}={cluster} {TAG_RESOURCE}={resource}"),
+        tags,
+    )
+    .await
+}
+
+/// [`ensure_bucket`] with the ownership test given: `is_ours` decides whether an existing
+/// bucket of that name is Strata's (`ours_tags` says which tags it wants, for the error).
+pub async fn ensure_bucket_owned(
+    rc: &RegionClients,
+    bucket: &str,
+    what: &str,
+    is_ours: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
+    ours_tags: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<bool, AwsError> {
     let mut created = false;
     if bucket_exists(rc, bucket).await? {
         let found = bucket_tags(rc, bucket).await?;
-        if !bucket_is_ours(&found, cluster, resource) {
+        if !is_ours(&found) {
             return Err(AwsError::api(
                 "s3:GetBucketTagging",
-                &what,
+                what,
                 "BucketAlreadyExists",
                 &format!(
-                    "a bucket with this name exists and is not tagged {TAG_CLUSTER}={cluster} \
-                     {TAG_RESOURCE}={resource}; Strata does not adopt it. Delete or rename it"
+                    "a bucket with this name exists and is not tagged {ours_tags}; Strata does \
+                     not adopt it. Delete or rename it"
                 ),
             ));
         }
@@ -267,7 +288,7 @@ pub async fn ensure_bucket(
         match req.send().await {
             Ok(_) => created = true,
             Err(e) => {
-                let e = AwsError::from_sdk(e, "s3:CreateBucket", &what);
+                let e = AwsError::from_sdk(e, "s3:CreateBucket", what);
                 // Made by a concurrent or earlier attempt of ours: the tag check below decides.
                 if e.code() != Some("BucketAlreadyOwnedByYou") {
                     return Err(e);
@@ -285,7 +306,7 @@ pub async fn ensure_bucket(
             )
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketTagging", &what))?;
+            .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketTagging", what))?;
     }
     // Put every time: idempotent, and it corrects a bucket someone opened up.
     rc.s3
@@ -301,7 +322,7 @@ pub async fn ensure_bucket(
         )
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk(e, "s3:PutPublicAccessBlock", &what))?;
+        .map_err(|e| AwsError::from_sdk(e, "s3:PutPublicAccessBlock", what))?;
     let by_default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
@@ -320,7 +341,7 @@ pub async fn ensure_bucket(
         .server_side_encryption_configuration(encryption)
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketEncryption", &what))?;
+        .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketEncryption", what))?;
     Ok(created)
 }
 

@@ -50,6 +50,9 @@ pub struct ClusterSpec {
     /// A cluster made from a backup (`restore_from`): the bucket and backup prefix of the
     /// cluster it comes from, which the node policy lets the nodes read.
     pub restore_read: Option<(String, String)>,
+    /// A cluster with `backup_policy`: the backup bucket and this cluster's key prefix in it
+    /// (its generation), which the node policy lets the nodes write.
+    pub backup_store: Option<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -100,6 +103,7 @@ impl ClusterSpec {
             agent: None,
             zone: None,
             restore_read: None,
+            backup_store: None,
         }
     }
 

@@ -97,6 +97,9 @@ pub(super) async fn ensure_profile(
                 agent_bucket,
                 spec.zone.as_ref().map(|z| z.zone_id.as_str()),
             );
+            if let Some((bucket, prefix)) = &spec.backup_store {
+                policy::allow_backup_store(&mut doc, &rc.region, bucket, prefix);
+            }
             if let Some((bucket, prefix)) = &spec.restore_read {
                 policy::allow_restore_read(&mut doc, &rc.region, bucket, prefix);
             }

@@ -8,6 +8,7 @@
 //! finds what a failed one made; no lock is held across an await.
 
 pub mod artifact;
+pub mod backups;
 pub mod cluster;
 pub mod config;
 pub mod credential;

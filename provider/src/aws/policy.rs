@@ -83,6 +83,35 @@ pub fn allow_restore_read(doc: &mut Value, home_region: &str, bucket: &str, pref
     }
 }
 
+/// A cluster with `backup_policy`: its nodes may write, read, tag and delete backup objects
+/// under the cluster's own prefix (its generation) in the backup bucket, and list that prefix;
+/// nothing else there (not the backups of other clusters, nor of earlier clusters of its name).
+pub fn allow_backup_store(doc: &mut Value, home_region: &str, bucket: &str, prefix: &str) {
+    let part = partition(home_region);
+    let prefix = prefix.trim_end_matches('/');
+    if let Some(statements) = doc.get_mut("Statement").and_then(Value::as_array_mut) {
+        statements.push(json!({
+            "Sid": "BackupObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:GetObjectTagging",
+                "s3:PutObjectTagging"
+            ],
+            "Resource": format!("arn:{part}:s3:::{bucket}/{prefix}/*")
+        }));
+        statements.push(json!({
+            "Sid": "BackupList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:{part}:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } }
+        }));
+    }
+}
+
 /// The tag keys an agent writes on its own instance (node state, and the failover facts).
 pub fn agent_tag_keys() -> Vec<&'static str> {
     vec![
@@ -181,28 +210,6 @@ pub fn node_policy_value(
                 super::cluster::managed_profile_name(cluster, home_region)
             ),
             "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }
-        }));
-        // The validated backup cycle (topology::backup): chunks, manifests and their tags
-        // under the cluster's backup prefix only.
-        let backups = strata_topology::backup::default_key_prefix(cluster);
-        statements.push(json!({
-            "Sid": "BackupObjects",
-            "Effect": "Allow",
-            "Action": [
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:GetObjectTagging",
-                "s3:PutObjectTagging"
-            ],
-            "Resource": format!("arn:{part}:s3:::{bucket}/{backups}/*")
-        }));
-        statements.push(json!({
-            "Sid": "BackupList",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": format!("arn:{part}:s3:::{bucket}"),
-            "Condition": { "StringLike": { "s3:prefix": [format!("{backups}/*")] } }
         }));
         statements.push(json!({
             "Sid": "FenceClusterInstances",
@@ -307,6 +314,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backups_are_granted_under_the_clusters_generation_only() {
+        let mut p = node_policy_value(
+            "us-east-1",
+            "orders",
+            Some("strata-orders-1-us-east-1"),
+            None,
+        );
+        let (bucket, prefix) = (
+            "strata-1-us-east-1-backups",
+            "backups/orders/20261130T000000000Z",
+        );
+        allow_backup_store(&mut p, "us-east-1", bucket, prefix);
+        let st = p["Statement"].as_array().unwrap();
+        let by_sid = |sid: &str| st.iter().find(|s| s["Sid"] == sid).unwrap();
+        assert_eq!(
+            by_sid("BackupObjects")["Resource"],
+            format!("arn:aws:s3:::{bucket}/{prefix}/*")
+        );
+        assert_eq!(
+            by_sid("BackupList")["Condition"]["StringLike"]["s3:prefix"],
+            json!([format!("{prefix}/*")])
+        );
+        // Not the name's other generations, nor the bucket as a whole.
+        assert!(!p.to_string().contains("backups/orders/*"));
+        assert!(!p.to_string().contains(&format!("{bucket}/*")));
+    }
+
+    #[test]
     fn policy_grants_only_the_cluster_parameters_and_tagged_volumes() {
         let p = node_policy_value(
             "us-east-1",
@@ -367,15 +402,8 @@ mod tests {
                 );
             }
         }
-        // Backups: only under the cluster's backup prefix.
-        assert_eq!(
-            by_sid("BackupObjects")["Resource"],
-            "arn:aws:s3:::strata-orders-1-us-east-1/backups/orders/*"
-        );
-        assert_eq!(
-            by_sid("BackupList")["Condition"]["StringLike"]["s3:prefix"],
-            json!(["backups/orders/*"])
-        );
+        // Backups: none without a backup policy.
+        assert!(st.iter().all(|s| s["Sid"] != "BackupObjects"), "{p}");
         let list = by_sid("FailoverListMembers");
         assert_eq!(list["Resource"], "arn:aws:s3:::strata-orders-1-us-east-1");
         assert_eq!(

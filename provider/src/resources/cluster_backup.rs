@@ -8,16 +8,17 @@
 //!   agent runs the validated cycle on the policy's schedule. It is found by its tags
 //!   (`backup_node_id`), relaunched by an apply when it is gone, and terminated with the cluster.
 //! - With `restore_from { cluster, backup_id }`, the new cluster's source loads that backup of
-//!   another cluster before its first lease (so before it takes writes, and before its
-//!   replicas seed from it). The backup is checked at apply before anything is made: it must
-//!   exist in that cluster's bucket, be tagged validated, be that cluster's, and be of this
-//!   cluster's engine; each refusal names the attribute.
+//!   a cluster, existing or destroyed, before its first lease (so before it takes writes, and
+//!   before its replicas seed from it). The backup is checked at apply before anything is
+//!   made: it must exist in the backup bucket under that cluster name (any generation), be
+//!   tagged validated, be that cluster's, and be of this cluster's engine; each refusal names
+//!   the attribute.
 
 use strata_topology::backup::{
     self, BackupObjectError, RESTORE_ATTRIBUTE, RestoreFrom, Validation, manifest_key,
     parse_backup_tags, parse_manifest,
 };
-use strata_topology::{Engine, Role, agent_bucket_name, render_user_data};
+use strata_topology::{Engine, Role, render_user_data};
 
 use super::common::*;
 use super::nodes::{self, ClusterSettings};
@@ -37,23 +38,24 @@ pub fn restore_from_block() -> NestedBlock {
         RESTORE_ATTRIBUTE,
         Block::new()
             .description(
-                "Create the cluster from a validated backup of another cluster (see \
+                "Create the cluster from a validated backup of a cluster (see \
                  docs/backups.md): the source loads the backup before it first takes writes, \
-                 and its replicas copy it from the source. The backup is read from that \
-                 cluster's bucket, so that cluster must still exist (destroying a cluster \
-                 deletes its backups). Changing this replaces the cluster.",
+                 and its replicas copy it from the source. The backup is read from the \
+                 account-and-region backup bucket, so that cluster may since have been \
+                 destroyed (destroy keeps validated backups unless \
+                 `backup_policy.delete_backups_on_destroy`). Changing this replaces the cluster.",
             )
             .attribute(
                 Attr::string("cluster")
                     .required()
                     .requires_replace()
-                    .description("Name of the cluster the backup was taken of, in this provider's account and region."),
+                    .description("Name of the cluster the backup was taken of, in this provider's account and region; it may have been destroyed, and may have had this cluster's name."),
             )
             .attribute(
                 Attr::string("backup_id")
                     .required()
                     .requires_replace()
-                    .description("The backup's id, `YYYYMMDDTHHMMSSmmmZ` (its start time, UTC), e.g. from `strata-agent backup` or the backup objects under `backups/<cluster>/` in that cluster's bucket. It must be tagged `strata:validated=true`."),
+                    .description("The backup's id, `YYYYMMDDTHHMMSSmmmZ` (its start time, UTC), e.g. from `strata-agent backup` or the backup objects under that cluster's `backup_location` (`backups/<cluster>/<created>/<backup_id>/`). It must be tagged `strata:validated=true`."),
             ),
     )
 }
@@ -97,18 +99,8 @@ pub fn validate(config: &Value, d: &mut Diagnostics) {
             .at(at("cluster")),
         );
     }
-    if let Some(name) = config.get_attr("name").and_then(Value::as_str)
-        && name == cluster
-    {
-        d.push(
-            Diagnostic::error(
-                "restore_from names this cluster",
-                "`restore_from.cluster` must be another cluster: a cluster's backups are \
-                 deleted with it, so one cannot be made from its own.",
-            )
-            .at(at("cluster")),
-        );
-    }
+    // `cluster` may be this cluster's own name: a destroyed cluster's backups are kept under
+    // its generation, and this one writes under a new one.
 }
 
 /// Apply-time check of the backup, before anything is made; the restore the source runs.
@@ -128,26 +120,35 @@ pub async fn check_restore(
         .account_id()
         .await
         .map_err(|e| ApplyFailure::from(aws_diag(RESTORE_ATTRIBUTE, "read the account id", &e)))?;
+    let bucket = backup::backup_bucket_name(&account, &rc.region);
+    let searched = format!(
+        "s3://{bucket}/{}/*/{backup_id}/",
+        backup::default_key_prefix(&cluster)
+    );
+    let missing = |e: String| {
+        fail(
+            "backup_id",
+            format!("restore_from: backup {backup_id} of cluster {cluster} not found"),
+            format!(
+                "No backup manifest at {searched} ({e}). Check `restore_from.cluster` and \
+                 `restore_from.backup_id`: the backup may have been deleted by retention, or \
+                 by the destroy of a cluster with `backup_policy.delete_backups_on_destroy`."
+            ),
+        )
+    };
+    let key_prefix = aws::backups::find_backup(rc, &bucket, &cluster, &backup_id)
+        .await
+        .map_err(|e| ApplyFailure::from(aws_diag(RESTORE_ATTRIBUTE, "look the backup up", &e)))?
+        .ok_or_else(|| missing("no such object".into()))?;
     let r = RestoreFrom {
-        bucket: agent_bucket_name(&cluster, &account, &rc.region),
-        key_prefix: backup::default_key_prefix(&cluster),
+        bucket,
+        key_prefix,
         region: rc.region.clone(),
         cluster: cluster.clone(),
         backup_id: backup_id.clone(),
     };
     let key = manifest_key(&r.key_prefix, &backup_id);
     let where_ = format!("s3://{}/{key}", r.bucket);
-    let missing = |e: String| {
-        fail(
-            "backup_id",
-            format!("restore_from: backup {backup_id} of cluster {cluster} not found"),
-            format!(
-                "No backup manifest at {where_} ({e}). Check `restore_from.cluster` and \
-                 `restore_from.backup_id`: the backup may have been deleted by retention, or \
-                 its cluster destroyed (which deletes its backups)."
-            ),
-        )
-    };
     let tags = match rc
         .s3
         .get_object_tagging()
@@ -363,10 +364,13 @@ mod tests {
         let mut d = Diagnostics::new();
         validate(&cfg("orders", "20261130T031405123Z"), &mut d);
         assert!(!d.has_errors());
+        // Its own name is fine: a destroyed cluster's backups outlive it.
+        let mut d = Diagnostics::new();
+        validate(&cfg("orders2", "20261130T031405123Z"), &mut d);
+        assert!(!d.has_errors());
         for (v, attr) in [
             (cfg("orders", "latest"), "backup_id"),
             (cfg("Orders!", "20261130T031405123Z"), "cluster"),
-            (cfg("orders2", "20261130T031405123Z"), "cluster"),
         ] {
             let mut d = Diagnostics::new();
             validate(&v, &mut d);
