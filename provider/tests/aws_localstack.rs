@@ -1365,10 +1365,5 @@ async fn roll_lock_stale_takeover_has_one_winner() {
     aws::roll::release_roll_lock(&rc.s3, &lr, "driver-next")
         .await
         .unwrap();
-    rc.s3
-        .delete_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    rc.s3.delete_bucket().bucket(&bucket).send().await.unwrap();
 }

@@ -202,10 +202,12 @@ impl LeaseStore {
         let key = member_key(&self.prefix, node_id);
         match self.get(&key).await? {
             None => Ok(None),
-            Some((body, _)) => parse_member(&body).map(Some).map_err(|e| StoreError::Corrupt {
-                key,
-                reason: e.to_string(),
-            }),
+            Some((body, _)) => parse_member(&body)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }),
         }
     }
 

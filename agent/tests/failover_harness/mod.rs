@@ -499,17 +499,34 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {node_id}"))
     }
 
+    /// The lease as S3 holds it; None when there is none. A failed read (LocalStack slow on a
+    /// loaded machine) is retried for up to 5 s rather than read as "no lease".
     pub(crate) async fn lease(&self) -> Option<Lease> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(strata_topology::failover::lease_key(&self.prefix))
-            .send()
-            .await
-            .ok()?;
-        let body = out.body.collect().await.ok()?.into_bytes();
-        parse_lease(&body).ok()
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let read = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(strata_topology::failover::lease_key(&self.prefix))
+                .send()
+                .await;
+            match read {
+                Ok(out) => {
+                    if let Ok(body) = out.body.collect().await {
+                        return parse_lease(&body.into_bytes()).ok();
+                    }
+                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return None;
+                }
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub(crate) async fn wait_lease(
