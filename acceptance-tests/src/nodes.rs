@@ -183,6 +183,17 @@ impl Drop for NodeHost {
         if let Err(e) = self.stop() {
             eprintln!("nodehost: {e:#}");
         }
+        // A failing test takes its state folder with it: keep the daemon's log, which holds
+        // what happened to every node (boots, stops, forwarder and IMDS errors).
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join("strata-nodehost-logs");
+            let to = keep.join(format!("{}.log", self.router));
+            if std::fs::create_dir_all(&keep).is_ok()
+                && std::fs::copy(self.state.path().join("nodehost.log"), &to).is_ok()
+            {
+                eprintln!("nodehost: its log is kept in {}", to.display());
+            }
+        }
     }
 }
 

@@ -478,6 +478,23 @@ resource "strata_replica" "r" {{
             },
             || (writer.acks().len() >= before + 3).then_some(()),
         );
+        // The fault goes to the node the writer record names. Should that not be the node the
+        // last cycle left as source, a failover happened that the test did not cause: say so,
+        // with every node's account, rather than fault a node that no longer serves.
+        let serving = writer_ip();
+        if serving != vec![source.ip.clone()] {
+            eprintln!(
+                "failover-boot: before cycle {cycle} the writer record names {serving:?}, not {} ({}); every node's state and log follow",
+                source.node_id, source.ip
+            );
+            for n in &all {
+                dump_node(&nodes, n);
+            }
+            panic!(
+                "before cycle {cycle}: a failover the test did not cause moved the writer from {} to {serving:?}",
+                source.node_id
+            );
+        }
         let killed_at = Instant::now();
         match fault {
             Fault::Kill9 => {

@@ -14,6 +14,7 @@ mod common;
 mod failover_harness;
 
 use failover_harness::*;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +43,13 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
     let present = c.ids_on(src).await;
     let lost = lost(acks, &present);
     let split = split_brain_windows(acks, failovers);
-    // Every node ends with exactly the source's rows (no diverged history left behind).
+    // Every node ends with exactly the source's rows (no diverged history left behind), with
+    // one exception that is reported, not failed: rows a replica holds that the source's
+    // tables lack while both claim the same GTIDs and no client was told the write succeeded.
+    // That is MariaDB's doing: a commit cut off while it waited for a semi-sync ack (its client
+    // killed by a fence or gone on its own) stays in the source's binlog, so replicas apply
+    // it, but InnoDB on the source rolls it back (docs/failover.md, "Limits").
+    let acked: BTreeSet<u64> = acks.iter().map(|a| a.id).collect();
     let others: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != src).collect();
     c.wait_replicating(&others, Duration::from_secs(60)).await;
     for &i in &others {
@@ -50,23 +57,40 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
         loop {
             // The source read again each time: a write whose client gave up when the writers
             // stopped (waiting for a semi-sync ack through a fault) can still commit on the
-            // source after `present` was read, and then reach the replicas. Such rows were
-            // never acknowledged; comparing with the stale read called them "extra".
+            // source after `present` was read, and then reach the replicas.
             let present = c.ids_on(src).await;
             let ids = c.ids_on(i).await;
             if ids == present {
                 break;
             }
+            let extra: Vec<u64> = ids.difference(&present).copied().collect();
+            let missing: Vec<u64> = present.difference(&ids).copied().collect();
             if Instant::now() > deadline {
-                let extra: Vec<_> = ids.difference(&present).take(5).collect();
-                let missing: Vec<_> = present.difference(&ids).take(5).collect();
-                c.dump_logs();
                 let (gs, gi) = (c.gtids_on(src).await, c.gtids_on(i).await);
+                let same_history = gs.as_ref().map(|g| &g.0) == gi.as_ref().map(|g| &g.0);
+                let told: Vec<&u64> = extra.iter().filter(|id| acked.contains(id)).collect();
+                let refs: Vec<&u64> = extra.iter().collect();
+                let origin = c.rows_origin(i, &refs).await;
+                if missing.is_empty() && same_history && told.is_empty() {
+                    eprintln!(
+                        "FAILOVER-ORPHANS {}: {} row(s) never acknowledged, in the binlog of both, in the tables of {} but not of the source {}: (id, server that ran the INSERT) {origin:?}",
+                        c.nodes[i].id(),
+                        extra.len(),
+                        c.nodes[i].id(),
+                        l.holder.node_id
+                    );
+                    break;
+                }
+                c.dump_logs();
+                let open = c.open_transactions(i).await;
                 panic!(
-                    "{} differs from the source {}: extra {extra:?}, missing {missing:?}; \
-                     GTIDs (binlog, slave, current): source {gs:?}, {} {gi:?}",
+                    "{} differs from the source {}: extra {:?}, missing {:?}; \
+                     GTIDs (binlog, slave, current): source {gs:?}, {} {gi:?}; {open}; \
+                     extra rows (id, server that ran the INSERT): {origin:?}; acknowledged among the extra: {told:?}",
                     c.nodes[i].id(),
                     l.holder.node_id,
+                    &extra[..extra.len().min(5)],
+                    &missing[..missing.len().min(5)],
                     c.nodes[i].id()
                 );
             }
@@ -342,19 +366,29 @@ async fn lag_double_loss_lease_store_outage_and_flapping() {
         stalled,
         "writes acknowledged while the lease could not be held"
     );
+    // Nobody took the lease while S3 was out of reach (the test's own S3 client is not cut).
+    assert_eq!(
+        c.lease().await.map(|l| l.epoch),
+        Some(before.epoch),
+        "failover during a lease store outage"
+    );
     for n in &c.nodes {
         n.aws.heal();
     }
+    // Back: the lease expired during the outage, so the source renewing it and a replica's
+    // election race; either may win. What must hold is that writes resume on the holder.
     let after = c
         .wait_lease(
-            |x| x.renewed_at_ms > before.renewed_at_ms,
+            |x| x.renewed_at_ms > before.renewed_at_ms || x.epoch > before.epoch,
             Duration::from_secs(30),
         )
         .await;
-    assert_eq!(
-        after.epoch, before.epoch,
-        "failover during a lease store outage"
-    );
+    if after.epoch > before.epoch {
+        eprintln!(
+            "lease store outage: after it, {} took the lease by election",
+            after.holder.node_id
+        );
+    }
     let t2 = Instant::now();
     let srv = c.nodes[c.idx(&after.holder.node_id)].node.cfg.server_id;
     writers

@@ -316,7 +316,7 @@ pub trait EngineSql: Send + Sync {
     /// Connections a fencing source kills: clients and binlog dump threads, not its own
     /// threads (`ID`, `COMMAND` columns).
     fn client_connections_sql(&self) -> &'static str {
-        "SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+        "SELECT ID, COMMAND, STATE FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
          AND USER NOT IN ('system user', 'event_scheduler') \
          AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker', 'Connect')"
     }

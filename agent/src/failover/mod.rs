@@ -124,6 +124,8 @@ struct Guard {
     deadline: Option<Instant>,
     /// Set by the watchdog when it fenced the server.
     fenced: bool,
+    /// A fence killed commits that waited for a replica's ack (see [`fence`]).
+    cut_commits: bool,
 }
 
 struct Node {
@@ -172,6 +174,8 @@ struct Node {
     /// This node's replication link ran at least once since its data was copied, or it was
     /// source (see `Member::replicated`): until then it is no candidate in an election.
     replicated: bool,
+    /// The "leaving the lease to an election" warning was logged.
+    cut_logged: bool,
     /// The launch parameters were published (`replace::publish_launch_spec`).
     spec_published: bool,
 }
@@ -263,6 +267,7 @@ pub async fn run(p: Params) {
         config_error: None,
         replicated: false,
         spec_published: false,
+        cut_logged: false,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -301,40 +306,59 @@ async fn watchdog(
         };
         if expired {
             tracing::warn!("lease not renewed in time: fencing this source");
-            fence(&cfg, &opts, "lease validity ran out").await;
+            if fence(&cfg, &opts, "lease validity ran out").await {
+                guard.lock().unwrap_or_else(|p| p.into_inner()).cut_commits = true;
+            }
         }
     }
 }
 
 /// Makes the local server refuse writes: kills client connections (and binlog dump threads,
 /// so no replica acks anything more) and sets every read-only variable, retrying until it
-/// holds. Semi-sync stays on: a commit waiting for an ack keeps waiting (its client gets an
-/// error when killed), never acknowledged without a replica.
-pub async fn fence(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str) {
+/// holds. Semi-sync stays on: a commit waiting for an ack is never acknowledged without a
+/// replica; its client's connection is killed.
+///
+/// Returns whether it killed such a waiting commit. Its events are in this server's binlog
+/// and may be on replicas already, but MariaDB 10.11 was seen rolling the killed commit back
+/// in InnoDB: binlog and tables then disagree (the agent failover tests found rows on replicas
+/// that the source, same GTIDs, did not have). A server fenced that way is rebuilt before it
+/// serves again.
+pub async fn fence(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str) -> bool {
     fence_with(cfg, opts, why, true).await
 }
 
-/// [`fence`]; `kill_replicas = false` keeps binlog dump threads (a switchover: the target
-/// must still receive everything).
-pub async fn fence_with(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str, kill_replicas: bool) {
+/// [`fence`]; `kill_replicas = false` keeps binlog dump threads and lets commits waiting for
+/// an ack finish (a switchover: the target must still receive everything, and acks them).
+pub async fn fence_with(
+    cfg: &NodeConfig,
+    opts: &BootstrapOptions,
+    why: &str,
+    kill_replicas: bool,
+) -> bool {
+    let mut cut = false;
     let eng = engine::for_engine(cfg.engine);
     for attempt in 0..50u32 {
         let done = tokio::time::timeout(Duration::from_secs(2), async {
             let mut c = sql::connect_local(&opts.local, Duration::from_secs(2))
                 .await
                 .map_err(|e| AgentError::sql("connecting to fence", e))?;
-            kill_clients(eng, &mut c, kill_replicas).await?;
+            let first = kill_clients(eng, &mut c, kill_replicas).await?;
             for v in eng.read_only_vars() {
                 sql::exec(&mut c, &eng.set_global_sql(v, "ON"), "setting read-only").await?;
             }
-            kill_clients(eng, &mut c, kill_replicas).await?;
-            Ok::<_, AgentError>(())
+            let second = kill_clients(eng, &mut c, kill_replicas).await?;
+            Ok::<_, AgentError>(first || second)
         })
         .await;
         match done {
-            Ok(Ok(())) => {
-                tracing::warn!(%why, "fenced: server is read-only, clients disconnected");
-                return;
+            Ok(Ok(killed_waiting)) => {
+                cut |= killed_waiting;
+                if cut {
+                    tracing::warn!(%why, "fenced: server is read-only, clients disconnected, commits that waited for a replica's ack killed (this server is rebuilt before it serves again)");
+                } else {
+                    tracing::warn!(%why, "fenced: server is read-only, clients disconnected");
+                }
+                return cut;
             }
             Ok(Err(e)) => tracing::warn!(error = %e, attempt, "fencing failed; retrying"),
             Err(_) => tracing::warn!(attempt, "fencing timed out; retrying"),
@@ -342,21 +366,30 @@ pub async fn fence_with(cfg: &NodeConfig, opts: &BootstrapOptions, why: &str, ki
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tracing::error!("could not fence the local server");
+    cut
 }
 
+/// Kills client connections; true when one of them was a commit waiting for a replica's ack.
 async fn kill_clients(
     eng: &dyn EngineSql,
     c: &mut Conn,
     kill_replicas: bool,
-) -> Result<(), AgentError> {
+) -> Result<bool, AgentError> {
     let rows = sql::rows(c, eng.client_connections_sql(), "listing connections").await?;
+    let mut cut = false;
     for r in rows {
         let dump = r
             .get("COMMAND")
             .cloned()
             .flatten()
             .is_some_and(|cmd| cmd.starts_with("Binlog Dump"));
-        if dump && !kill_replicas {
+        // "Waiting for semi-sync ACK from slave" (MariaDB) / "... from replica" (MySQL).
+        let waiting_ack = r
+            .get("STATE")
+            .cloned()
+            .flatten()
+            .is_some_and(|st| st.to_ascii_lowercase().contains("semi-sync ack"));
+        if (dump || waiting_ack) && !kill_replicas {
             continue;
         }
         if let Some(Some(id)) = r.get("ID")
@@ -364,9 +397,10 @@ async fn kill_clients(
         {
             // A connection may end on its own meanwhile: ignore "unknown thread".
             let _ = sql::exec(c, &eng.kill_connection_sql(id), "killing a client").await;
+            cut |= waiting_ack;
         }
     }
-    Ok(())
+    Ok(cut)
 }
 
 impl Node {
@@ -488,7 +522,12 @@ impl Node {
             g.deadline = None;
             g.fenced = true;
         }
-        fence(&self.cfg, &self.opts, why).await;
+        if fence(&self.cfg, &self.opts, why).await {
+            self.guard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cut_commits = true;
+        }
         self.conn = None;
         self.role = CurrentRole::Fenced;
     }
@@ -525,7 +564,18 @@ impl Node {
                             self.source_duties(&l).await;
                         }
                     } else if self.role != CurrentRole::Diverged {
-                        self.take_over(l, etag).await;
+                        if self.cut_commits() && self.live_peer(now).await {
+                            // Its tables may lack commits its binlog (and replicas) hold: it
+                            // leaves the expired lease to an election and is rebuilt after.
+                            if !self.cut_logged {
+                                tracing::warn!(
+                                    "this fenced source killed commits that waited for acks: leaving the lease to an election"
+                                );
+                                self.cut_logged = true;
+                            }
+                        } else {
+                            self.take_over(l, etag).await;
+                        }
                     }
                 } else {
                     if self.role == CurrentRole::Source {
@@ -1308,6 +1358,12 @@ impl Node {
                 return;
             }
         };
+        if self.cut_commits() {
+            let why = "its fence killed commits that waited for a replica's ack (binlog and tables may disagree)";
+            tracing::error!(%why, "rebuilding");
+            self.rebuild(l, why).await;
+            return;
+        }
         match decide::rejoin(self.eng, l, self.epoch_seen, &mine) {
             Rejoin::Follow => {
                 for stmt in self.eng.rejoin_position_sql() {
@@ -1327,6 +1383,22 @@ impl Node {
                 tracing::error!(%why, "this node diverged from the new source: rebuilding");
                 self.rebuild(l, &why).await;
             }
+        }
+    }
+
+    fn cut_commits(&self) -> bool {
+        self.guard.lock().map(|g| g.cut_commits).unwrap_or(true)
+    }
+
+    /// Whether another home replica could take the lease: fresh, replicating, a candidate.
+    async fn live_peer(&self, now: u64) -> bool {
+        match self.store.members().await {
+            Ok(ms) => {
+                !decide::live_candidates(&ms, &self.me.node_id, now, self.timing().lease_ms * 3)
+                    .is_empty()
+            }
+            // Unknown: do not leave the cluster without a source on a guess.
+            Err(_) => false,
         }
     }
 
@@ -1374,6 +1446,11 @@ impl Node {
             return;
         }
         tracing::warn!(%why, source = %l.holder.node_id, "rebuild: wiped; seeding from the source");
+        {
+            let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+            g.cut_commits = false;
+        }
+        self.cut_logged = false;
         // epoch 0: a node without history follows (and is seeded) like a new one.
         self.epoch_seen = 0;
         if self.bootstrap_follower(l).await {

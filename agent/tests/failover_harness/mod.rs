@@ -656,6 +656,38 @@ impl Cluster {
             .ok()?
     }
 
+    /// `XA RECOVER` and the open InnoDB transactions of node `i`, for failure messages.
+    pub(crate) async fn open_transactions(&self, i: usize) -> String {
+        let Ok(mut c) = self.nodes[i].node.try_root().await else {
+            return "unreachable".into();
+        };
+        let xa: Vec<mysql_async::Row> = c.query("XA RECOVER").await.unwrap_or_default();
+        let trx: Vec<(u64, String, String)> = c
+            .query(
+                "SELECT trx_id, trx_state, IFNULL(trx_query, '') FROM information_schema.INNODB_TRX",
+            )
+            .await
+            .unwrap_or_default();
+        format!("XA RECOVER: {} row(s); INNODB_TRX: {trx:?}", xa.len())
+    }
+
+    /// (id, srv) of the given rows on node `i`: which server ran each INSERT.
+    pub(crate) async fn rows_origin(&self, i: usize, ids: &[&u64]) -> Vec<(u64, u32)> {
+        let Ok(mut c) = self.nodes[i].node.try_root().await else {
+            return Vec::new();
+        };
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        if list.is_empty() {
+            return Vec::new();
+        }
+        c.query(format!(
+            "SELECT id, srv FROM fo.t WHERE id IN ({})",
+            list.join(",")
+        ))
+        .await
+        .unwrap_or_default()
+    }
+
     pub(crate) async fn ids_on(&self, i: usize) -> BTreeSet<u64> {
         let mut c = self.nodes[i].node.root().await;
         let v: Vec<u64> = c.query("SELECT id FROM fo.t").await.unwrap_or_default();
