@@ -42,6 +42,21 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
     let src = c.idx(&l.holder.node_id);
     let present = c.ids_on(src).await;
     let lost = lost(acks, &present);
+    if !lost.is_empty() {
+        // Keep what it takes to explain a lost write: which server acknowledged it, when, and
+        // every node's account.
+        let t0 = acks.first().map(|a| a.at);
+        for a in acks.iter().filter(|a| lost.contains(&a.id)).take(10) {
+            eprintln!(
+                "LOST write {} acknowledged by server {} at +{:?}; final source {}",
+                a.id,
+                a.srv,
+                t0.map(|t| a.at.duration_since(t)),
+                l.holder.node_id
+            );
+        }
+        c.dump_logs();
+    }
     let split = split_brain_windows(acks, failovers);
     // Every node ends with exactly the source's rows (no diverged history left behind), with
     // one exception that is reported, not failed: rows a replica holds that the source's
