@@ -139,6 +139,22 @@ fn region_reader(cluster: &aws::ClusterInfo, region: &str) -> Option<(aws::dns::
 
 /// Associates the cluster's zone with the region's VPC (its replicas resolve the writer name)
 /// and points the region's reader name at its replicas. Afterwards the agents keep it.
+/// Tags every region replica pinned or following per the resource's configuration (create and
+/// update both end with it).
+async fn pin_types(
+    c: &Clients,
+    info: &RegionInfo,
+    config: &Value,
+    resource: &str,
+) -> Result<(), ApplyFailure> {
+    for n in &info.replicas {
+        super::cluster_roll::pin_type(c, &info.region, &n.instance_id, Some(&n.tags), config)
+            .await
+            .map_err(|e| apply_failure(resource, "tag its instance type", &e))?;
+    }
+    Ok(())
+}
+
 async fn publish_region(
     c: &Clients,
     cluster_id: &str,
@@ -381,17 +397,7 @@ impl Resource for RegionResource {
         publish_region(c, &spec.cluster, &info).await.map_err(|e| {
             apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
         })?;
-        for n in &info.replicas {
-            super::cluster_roll::pin_type(
-                c,
-                &info.region,
-                &n.instance_id,
-                Some(&n.tags),
-                &req.config,
-            )
-            .await
-            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
-        }
+        pin_types(c, &info, &req.config, &spec.resource).await?;
         let mut st = state(c.default_tags(), &spec.cluster, &info, &spec, &req.planned);
         set_attr(
             &mut st,
@@ -484,17 +490,7 @@ impl Resource for RegionResource {
         let info = aws::update_region(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "update", &e))?;
-        for n in &info.replicas {
-            super::cluster_roll::pin_type(
-                c,
-                &info.region,
-                &n.instance_id,
-                Some(&n.tags),
-                &req.config,
-            )
-            .await
-            .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;
-        }
+        pin_types(c, &info, &req.config, &spec.resource).await?;
         if req.prior.get_attr("replica_count") != req.planned.get_attr("replica_count") {
             publish_region(c, &spec.cluster, &info).await.map_err(|e| {
                 apply_failure(&spec.resource, "publish the region's reader endpoint", &e)
