@@ -82,7 +82,6 @@ async fn rolling_settings_change_loses_no_acknowledged_write() {
         detect_misses: 3,
     };
     let c = Cluster::start(3, timing).await;
-    let _dump = DumpOnPanic(&c);
     let writers = Writers::start_paced(&c, 2, Duration::from_millis(10));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first = c.lease().await.unwrap();
@@ -208,16 +207,4 @@ async fn rolling_settings_change_loses_no_acknowledged_write() {
     assert_eq!(split, 0);
     assert!(in_roll > 0, "no write was acknowledged during the roll");
     // The longest write gap is a figure (ROLL-REPORT, README), not a pass/fail bound.
-}
-
-/// Prints every agent's log when the test fails at any assertion, so a CI failure can be
-/// understood from its output alone.
-struct DumpOnPanic<'a>(&'a Cluster);
-
-impl Drop for DumpOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.dump_logs();
-        }
-    }
 }

@@ -90,13 +90,40 @@ pub fn live_candidates<'a>(
 ) -> Vec<&'a Member> {
     members
         .iter()
-        .filter(|m| m.launch_role != Role::RegionReplica)
-        .filter(|m| m.node_id != lost_holder)
-        .filter(|m| m.current_role == CurrentRole::Replica)
+        .filter(|m| is_candidate(m, lost_holder))
+        .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
+        .collect()
+}
+
+fn is_candidate(m: &Member, lost_holder: &str) -> bool {
+    m.launch_role != Role::RegionReplica
+        && m.node_id != lost_holder
+        && m.current_role == CurrentRole::Replica
         // A node still copying its first data is no candidate (and is not waited for); it has
         // never run an IO thread, so it cannot have acknowledged anything.
-        .filter(|m| m.replicated != Some(false))
-        .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
+        && m.replicated != Some(false)
+}
+
+/// The peers an election for `lease`'s successor must hear from before it picks a winner:
+/// candidates (as in [`live_candidates`]) that heartbeat within three leases of `now_ms`, or
+/// that were alive within a lease of the lost holder's last renewal, that is while it could
+/// still commit, so they may hold a write only they acknowledged. A live peer's heartbeat can
+/// lag by more than a lease (its loop waits on S3, or on applying its relay log to make its
+/// position final); leaving such a peer out could elect a node without that write.
+pub fn election_peers<'a>(
+    members: &'a [Member],
+    lease: &Lease,
+    me: &str,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Vec<&'a Member> {
+    members
+        .iter()
+        .filter(|m| is_candidate(m, &lease.holder.node_id) && m.node_id != me)
+        .filter(|m| {
+            now_ms.saturating_sub(m.updated_at_ms) <= lease_ms * 3
+                || m.updated_at_ms + lease_ms >= lease.renewed_at_ms
+        })
         .collect()
 }
 
@@ -196,6 +223,54 @@ mod tests {
             .map(|m| m.node_id.as_str())
             .collect();
         assert_eq!(ids, vec!["legacy", "ok"]);
+    }
+
+    #[test]
+    fn an_election_hears_from_every_peer_alive_while_the_holder_could_commit() {
+        let m = |id: &str, at: u64| Member {
+            version: FAILOVER_OBJECT_VERSION,
+            node_id: id.into(),
+            instance_id: None,
+            launch_role: Role::Replica,
+            current_role: CurrentRole::Replica,
+            region: "r".into(),
+            host: "h".into(),
+            port: 1,
+            reader_name: None,
+            gtid_executed: "0-1-9".into(),
+            healthy: true,
+            lag_seconds: Some(0),
+            epoch_seen: 1,
+            final_for_epoch: None,
+            config_generation: None,
+            config_error: None,
+            config_failed_generation: None,
+            replicated: Some(true),
+            updated_at_ms: at,
+        };
+        // Holder "b" renewed at 6_000 (lease 1_000); the election runs at 20_000.
+        let l = lease(2, &[]);
+        let ms = [
+            m("b", 19_900),
+            m("me", 19_900),
+            // Beat 1.8 s ago: more than a lease, still well within three.
+            m("slow", 18_200),
+            // Silent since before the holder's last renewal window, and for long since.
+            m("gone", 4_000),
+            // Last heard just after the holder's last renewal: it may have acknowledged.
+            m("was-alive", 5_500),
+        ];
+        let ids: Vec<&str> = election_peers(&ms, &l, "me", 20_000, 1_000)
+            .iter()
+            .map(|m| m.node_id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["slow", "was-alive"]);
+        // The old rule (fresh within one lease) left the slow peer out.
+        assert!(
+            live_candidates(&ms, "b", 20_000, 1_000)
+                .iter()
+                .all(|m| m.node_id != "slow")
+        );
     }
 
     fn lease(epoch: u64, promos: &[(u64, &str)]) -> Lease {

@@ -176,6 +176,8 @@ struct Node {
     replicated: bool,
     /// The "leaving the lease to an election" warning was logged.
     cut_logged: bool,
+    /// Since when this fenced holder, whose fence cut commits, has left its lease to peers.
+    cut_wait: Option<Instant>,
     /// The launch parameters were published (`replace::publish_launch_spec`).
     spec_published: bool,
 }
@@ -268,6 +270,7 @@ pub async fn run(p: Params) {
         replicated: false,
         spec_published: false,
         cut_logged: false,
+        cut_wait: None,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -537,6 +540,7 @@ impl Node {
             let fenced = self.guard.lock().map(|g| g.fenced).unwrap_or(true);
             if fenced {
                 self.role = CurrentRole::Fenced;
+                self.stop_keeper();
             }
         }
         let now = wall_ms();
@@ -564,7 +568,7 @@ impl Node {
                             self.source_duties(&l).await;
                         }
                     } else if self.role != CurrentRole::Diverged {
-                        if self.cut_commits() && self.live_peer(now).await {
+                        if self.cut_commits() && self.live_peer(&l, now).await {
                             // Its tables may lack commits its binlog (and replicas) hold: it
                             // leaves the expired lease to an election and is rebuilt after.
                             if !self.cut_logged {
@@ -777,6 +781,7 @@ impl Node {
         self.suspect_since_ms = None;
         self.final_for = None;
         self.election_wait = None;
+        self.cut_wait = None;
         let now = wall_ms();
         if let Some(r) = l
             .last_failover
@@ -1390,12 +1395,22 @@ impl Node {
         self.guard.lock().map(|g| g.cut_commits).unwrap_or(true)
     }
 
-    /// Whether another home replica could take the lease: fresh, replicating, a candidate.
-    async fn live_peer(&self, now: u64) -> bool {
+    /// Whether another home replica could take the lease `l` (which this node holds): a
+    /// candidate heard from within three leases, or, for up to four leases from the first
+    /// time this node asks, one heard from while this node last renewed. The second kind
+    /// covers an S3 outage: when S3 answers again, every member object is as old as the
+    /// outage, and the peers' next heartbeats are a moment away.
+    async fn live_peer(&mut self, l: &Lease, now: u64) -> bool {
+        let t = self.timing();
+        let since = *self.cut_wait.get_or_insert_with(Instant::now);
         match self.store.members().await {
             Ok(ms) => {
-                !decide::live_candidates(&ms, &self.me.node_id, now, self.timing().lease_ms * 3)
-                    .is_empty()
+                let peers = decide::election_peers(&ms, l, &self.me.node_id, now, t.lease_ms);
+                peers
+                    .iter()
+                    .any(|m| now.saturating_sub(m.updated_at_ms) <= t.lease_ms * 3)
+                    || (!peers.is_empty()
+                        && since.elapsed() < Duration::from_millis(t.lease_ms * 4))
             }
             // Unknown: do not leave the cluster without a source on a guess.
             Err(_) => false,
@@ -1451,6 +1466,7 @@ impl Node {
             g.cut_commits = false;
         }
         self.cut_logged = false;
+        self.cut_wait = None;
         // epoch 0: a node without history follows (and is seeded) like a new one.
         self.epoch_seen = 0;
         if self.bootstrap_follower(l).await {
@@ -1488,9 +1504,8 @@ impl Node {
         };
         let t = self.timing();
         let peers: Vec<Member> =
-            decide::live_candidates(&members, &l.holder.node_id, now, t.lease_ms)
+            decide::election_peers(&members, &l, &self.me.node_id, now, t.lease_ms)
                 .into_iter()
-                .filter(|m| m.node_id != self.me.node_id)
                 .cloned()
                 .collect();
         let waiting: Vec<&Member> = peers
@@ -1501,12 +1516,29 @@ impl Node {
             .election_wait
             .get_or_insert_with(Instant::now)
             .elapsed();
-        if !waiting.is_empty() && waited < Duration::from_millis(t.lease_ms * 2) {
+        // As long as a peer may take to make its own position final (`wait_applied`).
+        if !waiting.is_empty() && waited < Duration::from_millis(t.lease_ms * 4) {
             tracing::debug!(
                 waiting = waiting.len(),
                 "election: waiting for peers' final positions"
             );
             return;
+        }
+        if !waiting.is_empty() {
+            let left_out: Vec<String> = waiting
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} (heard from {} ms ago)",
+                        m.node_id,
+                        now.saturating_sub(m.updated_at_ms)
+                    )
+                })
+                .collect();
+            tracing::warn!(
+                ?left_out,
+                "election: peers gave no final position in time; writes only they acknowledged may be lost"
+            );
         }
         let mut cands = vec![Candidate {
             node_id: self.me.node_id.clone(),
@@ -1534,6 +1566,10 @@ impl Node {
             tracing::info!(winner = %best.node_id, "election: a peer is at least as advanced; deferring");
             return;
         }
+        let considered: Vec<String> = cands
+            .iter()
+            .map(|c| format!("{} at {}", c.node_id, c.gtid))
+            .collect();
         let cas_started = Instant::now();
         let now = wall_ms();
         let mut next = l.clone();
@@ -1557,7 +1593,7 @@ impl Node {
         });
         match self.store.replace_lease(&next, &etag).await {
             Ok(etag) => {
-                tracing::warn!(epoch = next.epoch, old = %l.holder.node_id, %reason, "won the election: promoting");
+                tracing::warn!(epoch = next.epoch, old = %l.holder.node_id, %reason, ?considered, "won the election: promoting");
                 self.set_deadline(cas_started);
                 self.promote(&next, etag, Some(&l.holder)).await;
             }
@@ -1698,6 +1734,13 @@ async fn keep_lease(
 ) {
     loop {
         tokio::time::sleep(Duration::from_millis(t.heartbeat_ms)).await;
+        // A fenced source renews nothing: its lease must run out so that an election can
+        // follow (a fence that cut commits leaves the lease to one), or the agent's loop takes
+        // it back explicitly (`take_over`). Renewing on kept an idle, read-only holder in place
+        // for as long as S3 answered.
+        if guard.lock().map(|g| g.fenced).unwrap_or(true) {
+            return;
+        }
         let started = Instant::now();
         let now = wall_ms();
         lease.expires_at_ms = now + t.lease_ms;

@@ -289,6 +289,15 @@ impl Drop for CNode {
     }
 }
 
+/// A test that panics (an `expect` on the way) keeps every node's logs too.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+    }
+}
+
 pub(crate) struct Cluster {
     pub nodes: Vec<CNode>,
     pub port: u16,
@@ -366,6 +375,25 @@ impl Cluster {
                     aws_sdk_s3::error::DisplayErrorContext(&e)
                 )
             });
+        // LocalStack writes an unversioned key's PUT into the key's one backing file as the
+        // body arrives: a PUT cut off mid-body (the agent killed while renewing its lease or
+        // writing its member object) leaves the key's current object pointing at a truncated
+        // file, and every later GET of it hangs waiting for bytes that never come, so the
+        // lease could not be read by anyone again (seen in this test: `lease.json: timed
+        // out` on every node until the end). S3 applies a PUT whole or not at all. With
+        // versioning on, each PUT writes a new version's own file in LocalStack, so a cut PUT
+        // leaves the current object intact, as S3 does. The agent's conditional writes and
+        // listings behave the same on a versioned bucket.
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("turn versioning on for the lease bucket");
         let zone_name = format!("fo{tag}.strata.test");
         let zone = r53
             .create_hosted_zone()
