@@ -99,6 +99,7 @@ pub const DIALECT: Dialect = Dialect {
     source_col: "Master",
     replica_col: "Slave",
     gtid_positioning: ("Using_Gtid", "slave_pos"),
+    received_gtids_col: "Gtid_IO_Pos",
     status: "SHOW SLAVE STATUS",
     start: "START SLAVE",
     stop: "STOP SLAVE",

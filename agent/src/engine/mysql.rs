@@ -51,6 +51,7 @@ pub const DIALECT: Dialect = Dialect {
     source_col: "Source",
     replica_col: "Replica",
     gtid_positioning: ("Auto_Position", "1"),
+    received_gtids_col: "Retrieved_Gtid_Set",
     status: "SHOW REPLICA STATUS",
     start: "START REPLICA",
     stop: "STOP REPLICA",

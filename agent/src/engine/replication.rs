@@ -25,6 +25,9 @@ pub struct Dialect {
     pub replica_col: &'static str,
     /// Column and value (compared case-insensitively) that show GTID positioning.
     pub gtid_positioning: (&'static str, &'static str),
+    /// Status column with the GTIDs the IO thread received: `Gtid_IO_Pos` (a MariaDB
+    /// position) / `Retrieved_Gtid_Set` (a MySQL set).
+    pub received_gtids_col: &'static str,
     pub status: &'static str,
     pub start: &'static str,
     pub stop: &'static str,
@@ -107,6 +110,15 @@ impl Dialect {
     }
 
     /// Whether a replica status row shows every received event applied.
+    /// The GTIDs the IO thread received, when the row shows any.
+    pub fn received_gtids(&self, row: &BTreeMap<String, Option<String>>) -> Option<String> {
+        row.get(self.received_gtids_col)
+            .cloned()
+            .flatten()
+            .map(|s| s.split_whitespace().collect::<String>())
+            .filter(|s| !s.is_empty())
+    }
+
     pub fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
         let s = |k: String| row.get(&k).cloned().flatten().unwrap_or_default();
         let src = self.source_col;
@@ -130,6 +142,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Some(v.to_string())))
             .collect()
+    }
+
+    /// A replica's received GTIDs, from each dialect's column; a MySQL set that the server
+    /// wraps over lines reads as one.
+    #[test]
+    fn received_gtids_are_read_from_each_dialects_column() {
+        let m = mariadb::DIALECT.received_gtids(&row(&[
+            ("Gtid_IO_Pos", "0-1-2713"),
+            ("Retrieved_Gtid_Set", "x"),
+        ]));
+        assert_eq!(m.as_deref(), Some("0-1-2713"));
+        let y = mysql::DIALECT.received_gtids(&row(&[(
+            "Retrieved_Gtid_Set",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1-2",
+        )]));
+        assert_eq!(
+            y.as_deref(),
+            Some(
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4e11fa47-71ca-11e1-9e33-c80aa9429562:1-2"
+            )
+        );
+        assert_eq!(
+            mariadb::DIALECT.received_gtids(&row(&[("Gtid_IO_Pos", "")])),
+            None
+        );
+        assert_eq!(mariadb::DIALECT.received_gtids(&row(&[])), None);
     }
 
     /// The two dialects read the same facts from their own column names.

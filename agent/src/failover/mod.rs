@@ -178,6 +178,8 @@ struct Node {
     cut_logged: bool,
     /// Since when this fenced holder, whose fence cut commits, has left its lease to peers.
     cut_wait: Option<Instant>,
+    /// The GTIDs the link had received, and since when they have not moved.
+    link_progress: Option<(String, Instant)>,
     /// The launch parameters were published (`replace::publish_launch_spec`).
     spec_published: bool,
 }
@@ -271,6 +273,7 @@ pub async fn run(p: Params) {
         spec_published: false,
         cut_logged: false,
         cut_wait: None,
+        link_progress: None,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -831,7 +834,7 @@ impl Node {
                 return Ok(());
             };
             let link = self.eng.parse_replica_status(&row);
-            if self.eng.relay_log_applied(&row) {
+            if self.eng.relay_log_applied(&row) && self.received_applied(&row).await? {
                 return Ok(());
             }
             // A SQL thread stopped without an error (by hand, or to hold a replica back) still
@@ -863,6 +866,53 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Why the link is stuck for good, if it is: the GTIDs it received have not moved for ten
+    /// leases while the source holds transactions this node lacks. Seen when the source is a
+    /// node rebuilt from a copy (its binlog starts at the copy's GTID) and this replica is
+    /// behind that point: the IO thread reconnects forever, without the error (1236) that
+    /// says so. A link stuck that long has acknowledged nothing meanwhile, so a rebuild loses
+    /// nothing; an idle cluster (the source not ahead) is never taken for a stuck link.
+    async fn stalled_link(&mut self, l: &Lease, row: &TextRow) -> Option<String> {
+        let received = self.eng.received_gtids(row).unwrap_or_default();
+        match &self.link_progress {
+            Some((pos, _)) if *pos == received => {}
+            _ => {
+                self.link_progress = Some((received, Instant::now()));
+                return None;
+            }
+        }
+        let still = self.link_progress.as_ref().map(|(_, t)| t.elapsed())?;
+        if still < Duration::from_millis(self.timing().lease_ms * 10) {
+            return None;
+        }
+        let source = self.peer_gtid(&l.holder.host, l.holder.port).await?;
+        let mine = self.gtid().await.ok()?;
+        let behind = self.eng.gtid_gap(&source, &mine)?;
+        if behind == 0 {
+            return None;
+        }
+        self.link_progress = None;
+        Some(format!(
+            "received nothing for {} s while {} is {behind} transaction(s) ahead",
+            still.as_secs(),
+            l.holder.node_id
+        ))
+    }
+
+    /// Whether every GTID the IO thread received is applied. No received GTIDs shown: nothing
+    /// to wait for beyond the coordinates. Positions that cannot be compared count as not
+    /// applied (the node then drops out of the election when its wait runs out).
+    async fn received_applied(&mut self, row: &TextRow) -> Result<bool, AgentError> {
+        let Some(received) = self.eng.received_gtids(row) else {
+            return Ok(true);
+        };
+        let applied = self
+            .q_scalar(self.eng.applied_gtids_sql(), "reading applied GTIDs")
+            .await?
+            .unwrap_or_default();
+        Ok(self.eng.gtid_contains(&applied, &received).unwrap_or(false))
     }
 
     async fn move_writer(&mut self) {
@@ -1248,6 +1298,11 @@ impl Node {
             if link.last_io_errno == 1236 {
                 tracing::error!(error = %link.last_io_error, "the source refuses this node's position: rebuilding");
                 self.rebuild(l, &link.last_io_error).await;
+                return;
+            }
+            if let Some(why) = self.stalled_link(l, &row).await {
+                tracing::error!(%why, "replication makes no progress: rebuilding");
+                self.rebuild(l, &why).await;
                 return;
             }
         }
