@@ -109,7 +109,6 @@ impl Dialect {
         }
     }
 
-    /// Whether a replica status row shows every received event applied.
     /// The GTIDs the IO thread received, when the row shows any.
     pub fn received_gtids(&self, row: &BTreeMap<String, Option<String>>) -> Option<String> {
         row.get(self.received_gtids_col)
@@ -119,6 +118,7 @@ impl Dialect {
             .filter(|s| !s.is_empty())
     }
 
+    /// Whether a replica status row shows every received event applied (by coordinates).
     pub fn relay_log_applied(&self, row: &BTreeMap<String, Option<String>>) -> bool {
         let s = |k: String| row.get(&k).cloned().flatten().unwrap_or_default();
         let src = self.source_col;

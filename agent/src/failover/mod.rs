@@ -180,6 +180,10 @@ struct Node {
     cut_wait: Option<Instant>,
     /// The GTIDs the link had received, and since when they have not moved.
     link_progress: Option<(String, Instant)>,
+    /// Since when the source has been seen ahead while the link did not move.
+    link_behind: Option<Instant>,
+    /// When the source was last asked for its position by `stalled_link`.
+    link_checked: Option<Instant>,
     /// The launch parameters were published (`replace::publish_launch_spec`).
     spec_published: bool,
 }
@@ -274,6 +278,8 @@ pub async fn run(p: Params) {
         cut_logged: false,
         cut_wait: None,
         link_progress: None,
+        link_behind: None,
+        link_checked: None,
     };
     node.load_epoch_seen().await;
     let every = Duration::from_millis(timing.heartbeat_ms);
@@ -869,31 +875,44 @@ impl Node {
     }
 
     /// Why the link is stuck for good, if it is: the GTIDs it received have not moved for ten
-    /// leases while the source holds transactions this node lacks. Seen when the source is a
-    /// node rebuilt from a copy (its binlog starts at the copy's GTID) and this replica is
-    /// behind that point: the IO thread reconnects forever, without the error (1236) that
-    /// says so. A link stuck that long has acknowledged nothing meanwhile, so a rebuild loses
-    /// nothing; an idle cluster (the source not ahead) is never taken for a stuck link.
+    /// leases, and its source, answering, has been ahead of this node for two more leases
+    /// without the link receiving anything. Seen when the source is a node rebuilt from a copy
+    /// (its binlog starts at the copy's GTID) and this replica is behind that point: the IO
+    /// thread reconnects forever, without the error (1236) that says so. A link stuck that
+    /// long has acknowledged nothing meanwhile, so a rebuild loses nothing. An idle cluster is
+    /// not taken for a stuck link (the source is not ahead), nor is a write the link is about
+    /// to receive (ahead for two leases, not a moment). The source is asked at most once a
+    /// lease.
     async fn stalled_link(&mut self, l: &Lease, row: &TextRow) -> Option<String> {
         let received = self.eng.received_gtids(row).unwrap_or_default();
-        match &self.link_progress {
-            Some((pos, _)) if *pos == received => {}
-            _ => {
-                self.link_progress = Some((received, Instant::now()));
-                return None;
-            }
-        }
-        let still = self.link_progress.as_ref().map(|(_, t)| t.elapsed())?;
-        if still < Duration::from_millis(self.timing().lease_ms * 10) {
+        let lease = Duration::from_millis(self.timing().lease_ms);
+        let moved = self
+            .link_progress
+            .as_ref()
+            .is_none_or(|(pos, _)| *pos != received);
+        if moved {
+            self.link_progress = Some((received, Instant::now()));
+            self.link_behind = None;
             return None;
         }
+        let still = self.link_progress.as_ref().map(|(_, t)| t.elapsed())?;
+        if still < lease * 10 || self.link_checked.is_some_and(|t| t.elapsed() < lease) {
+            return None;
+        }
+        self.link_checked = Some(Instant::now());
         let source = self.peer_gtid(&l.holder.host, l.holder.port).await?;
         let mine = self.gtid().await.ok()?;
         let behind = self.eng.gtid_gap(&source, &mine)?;
         if behind == 0 {
+            self.link_behind = None;
+            return None;
+        }
+        let since = *self.link_behind.get_or_insert_with(Instant::now);
+        if since.elapsed() < lease * 2 {
             return None;
         }
         self.link_progress = None;
+        self.link_behind = None;
         Some(format!(
             "received nothing for {} s while {} is {behind} transaction(s) ahead",
             still.as_secs(),
