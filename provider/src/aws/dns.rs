@@ -714,6 +714,9 @@ fn queue_pending(key: &str, ips: impl IntoIterator<Item = String>) {
     m.entry(key.to_string()).or_default().extend(ips);
 }
 
+/// How long a new replica waits for the others of its wave before editing the reader record.
+const READER_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A new home replica's address into the home reader record: [`edit_reader`] adding `ip`
 /// with the writer's address as the fallback it replaces, both from one listing of the zone.
 /// Replicas created together share edits: ten replicas make two or three edits, not ten in a
@@ -728,6 +731,10 @@ pub async fn add_to_home_reader(
     let name = reader_name(&zone.base);
     let key = format!("{}/{}", zone.zone_id, name.to_ascii_lowercase());
     queue_pending(&key, [ip.to_string()]);
+    // The replicas of one wave get here within moments of each other (their launch waits
+    // share polls: `coalesce`); a short pause lets them all queue before the first edit reads
+    // the zone, so they share one edit. (Cancelled: the edit below is refused at once.)
+    let _ = crate::cancel::sleep(READER_GATHER).await;
     let lock = record_lock(&name);
     let _held = lock.lock().await;
     let ips = take_pending(&key);
