@@ -371,6 +371,7 @@ async fn create_steps(
     // (a source launched with this token carries the cluster and role tags, so it is among
     // them) and the group repair below.
     let mut listed = super::drift::list_members(rc, spec.name()).await?;
+    super::ownership::note_members_listed(rc, spec.name(), &listed).await;
     let found = listed
         .iter()
         .find(|n| n.tags.get(tags::TAG_TOKEN) == Some(&node_spec.creation_token))

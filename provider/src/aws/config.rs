@@ -15,6 +15,7 @@ use aws_types::SdkConfig;
 use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
+use super::coalesce::{Coalescer, POLL_GATHER};
 use super::error::AwsError;
 use super::memo::Memo;
 use super::retry;
@@ -240,6 +241,10 @@ pub struct Shared {
     /// As `unfinished_nodes`, for volumes: each one's zone and tags.
     #[allow(clippy::type_complexity)]
     pub unfinished_volumes: Memo<String, Vec<(Option<String>, BTreeMap<String, String>)>>,
+    /// Instance waits (running, stopped, terminated) polling together share a DescribeInstances.
+    pub instance_polls: Coalescer<super::node::NodeInfo>,
+    /// Volume waits (available, attached, deleted) polling together share a DescribeVolumes.
+    pub volume_polls: Coalescer<super::segment::SegmentInfo>,
 }
 
 /// How long a cluster read is shared: long enough for one wave of dependent resources, short
@@ -258,6 +263,8 @@ impl Default for Shared {
             launched: Memo::new(Some(CLUSTER_READ_TTL)),
             unfinished_nodes: Memo::new(Some(CLUSTER_READ_TTL)),
             unfinished_volumes: Memo::new(Some(CLUSTER_READ_TTL)),
+            instance_polls: Coalescer::new(POLL_GATHER),
+            volume_polls: Coalescer::new(POLL_GATHER),
         }
     }
 }

@@ -714,6 +714,35 @@ fn queue_pending(key: &str, ips: impl IntoIterator<Item = String>) {
     m.entry(key.to_string()).or_default().extend(ips);
 }
 
+/// The longest a new replica waits for the others of its wave before editing the reader
+/// record.
+const READER_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Replica creates that will add an address to a home reader record ([`expect_reader_add`]).
+static READER_ADDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Held by a replica create until it has added its address to the home reader record
+/// ([`add_to_home_reader`]): the first of a wave's edits waits for it, within READER_GATHER.
+#[derive(Debug)]
+pub struct ReaderAdd(());
+
+impl Drop for ReaderAdd {
+    fn drop(&mut self) {
+        READER_ADDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Says that this replica create will add an address to a home reader record.
+pub fn expect_reader_add() -> ReaderAdd {
+    READER_ADDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    ReaderAdd(())
+}
+
+fn queued(key: &str) -> usize {
+    let m = pending_adds().lock().unwrap_or_else(|p| p.into_inner());
+    m.get(key).map_or(0, Vec::len)
+}
+
 /// A new home replica's address into the home reader record: [`edit_reader`] adding `ip`
 /// with the writer's address as the fallback it replaces, both from one listing of the zone.
 /// Replicas created together share edits: ten replicas make two or three edits, not ten in a
@@ -728,6 +757,18 @@ pub async fn add_to_home_reader(
     let name = reader_name(&zone.base);
     let key = format!("{}/{}", zone.zone_id, name.to_ascii_lowercase());
     queue_pending(&key, [ip.to_string()]);
+    // The replicas of one wave get here within moments of each other (their launch waits
+    // share polls: `coalesce`): the first waits, at most READER_GATHER, until every replica
+    // create in progress has queued its address, so they share one edit.
+    let start = std::time::Instant::now();
+    while queued(&key) < READER_ADDS.load(std::sync::atomic::Ordering::SeqCst)
+        && start.elapsed() < READER_GATHER
+    {
+        // Cancelled: the edit below is refused at once.
+        if !crate::cancel::sleep(std::time::Duration::from_millis(2)).await {
+            break;
+        }
+    }
     let lock = record_lock(&name);
     let _held = lock.lock().await;
     let ips = take_pending(&key);

@@ -10,6 +10,7 @@
 pub mod artifact;
 pub mod backups;
 pub mod cluster;
+pub mod coalesce;
 pub mod config;
 pub mod credential;
 pub mod dns;

@@ -275,15 +275,56 @@ pub async fn describe_node(rc: &RegionClients, instance_id: &str) -> Result<Node
         .flat_map(|r| r.instances())
         .next()
         .map(|i| node_info(&rc.region, i));
+    live_or_not_found(node, instance_id)
+}
+
+/// `node` when it is there and not terminated; else the not-found error `describe_node` gives.
+fn live_or_not_found(node: Option<NodeInfo>, instance_id: &str) -> Result<NodeInfo, AwsError> {
     match node {
         Some(n) if n.state != "terminated" => Ok(n),
         _ => Err(AwsError::api(
             "ec2:DescribeInstances",
-            &what,
+            &format!("instance {instance_id}"),
             "InvalidInstanceID.NotFound",
             "the instance does not exist or is terminated",
         )),
     }
+}
+
+/// Several instances by id in one call (EC2 refuses the whole call when one id is unknown).
+async fn describe_nodes(
+    rc: &RegionClients,
+    instance_ids: Vec<String>,
+) -> Result<std::collections::HashMap<String, NodeInfo>, AwsError> {
+    let out = rc
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(instance_ids))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeInstances", "instances being waited on"))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| node_info(&rc.region, i))
+        .map(|n| (n.instance_id.clone(), n))
+        .collect())
+}
+
+/// One poll of a wait: [`describe_node`], answered together with the other waits of this
+/// region polling at the same moment (`Shared::instance_polls`).
+async fn poll_node(rc: &RegionClients, instance_id: &str) -> Result<NodeInfo, AwsError> {
+    let n = rc
+        .shared
+        .instance_polls
+        .poll(
+            instance_id,
+            |ids| describe_nodes(rc, ids),
+            || describe_node(rc, instance_id),
+        )
+        .await?;
+    live_or_not_found(Some(n), instance_id)
 }
 
 /// Waits until the instance is in `wanted` (`running`, `stopped`, `terminated`).
@@ -295,7 +336,7 @@ pub async fn wait_node_state(
 ) -> Result<NodeInfo, AwsError> {
     let what = format!("instance {instance_id}");
     wait_for(&what, wanted, timeout, Backoff::default(), || async {
-        match describe_node(rc, instance_id).await {
+        match poll_node(rc, instance_id).await {
             Ok(n) if n.state == wanted => Ok(Poll::Ready(n)),
             Ok(n) => {
                 let hopeless = (wanted == "running" || wanted == "stopped")

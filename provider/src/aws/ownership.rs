@@ -264,6 +264,39 @@ fn listing_key(filters: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// The filters of the listing [`unfinished_node_tokens`] makes for a cluster's replicas.
+pub fn replica_listing_filters(cluster: &str) -> [(String, String); 2] {
+    [
+        (
+            format!("tag:{}", super::tags::TAG_CLUSTER),
+            cluster.to_string(),
+        ),
+        (
+            format!("tag:{}", super::tags::TAG_ROLE),
+            "replica".to_string(),
+        ),
+    ]
+}
+
+/// A listing of a cluster's live home members (sources and replicas: `drift::list_members`)
+/// holds every live replica of the cluster: kept as the replicas' listing, so the replica
+/// creates of the next wave do not list them again (the same staleness argument as
+/// [`unfinished_node_tokens`]: leftovers exist before this process asks).
+pub async fn note_members_listed(
+    rc: &RegionClients,
+    cluster: &str,
+    members: &[super::node::NodeInfo],
+) {
+    let [(k1, v1), (k2, v2)] = replica_listing_filters(cluster);
+    let key = listing_key(&[(&k1, &v1), (&k2, &v2)]);
+    let replicas = members
+        .iter()
+        .filter(|n| n.tags.get(super::tags::TAG_ROLE).map(String::as_str) == Some(v2.as_str()))
+        .cloned()
+        .collect();
+    rc.shared.unfinished_nodes.put(&key, replicas).await;
+}
+
 /// Unfinished instances (no owner tag, an adoptable token) matching `filters` and `keep`:
 /// their tokens. The listing is shared by the creates of one wave (`Shared::unfinished_nodes`,
 /// kept briefly): it looks only for what an earlier, killed apply left, which exists before

@@ -311,7 +311,13 @@ async fn ensure_replicas(
         .filter(|i| !have.contains(i))
         .map(|i| replica_spec(spec, group_id, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let made = try_join_all(specs.iter().map(|s| node::ensure_node(clients, s))).await?;
+    // Launched together, their waits share polls (`coalesce`): each says so before any
+    // launch call returns.
+    let made = try_join_all(specs.iter().map(|s| async {
+        let _polls = rc.shared.instance_polls.expect();
+        node::ensure_node(clients, s).await
+    }))
+    .await?;
     let mut now: Vec<(u32, NodeInfo)> = current
         .iter()
         .filter(|(i, _)| *i < spec.replica_count)

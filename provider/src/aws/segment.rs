@@ -177,15 +177,58 @@ async fn describe_volume(rc: &RegionClients, volume_id: &str) -> Result<SegmentI
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", &what))?;
-    match out.volumes().first().map(|v| segment_info(&rc.region, v)) {
+    present_or_not_found(
+        out.volumes().first().map(|v| segment_info(&rc.region, v)),
+        volume_id,
+    )
+}
+
+/// `v` when it is there and not deleted; else the not-found error `describe_volume` gives.
+fn present_or_not_found(v: Option<SegmentInfo>, volume_id: &str) -> Result<SegmentInfo, AwsError> {
+    match v {
         Some(v) if v.state != "deleted" => Ok(v),
         _ => Err(AwsError::api(
             "ec2:DescribeVolumes",
-            &what,
+            &format!("volume {volume_id}"),
             "InvalidVolume.NotFound",
             "the volume does not exist",
         )),
     }
+}
+
+/// Several volumes by id in one call (EC2 refuses the whole call when one id is unknown).
+async fn describe_volumes(
+    rc: &RegionClients,
+    volume_ids: Vec<String>,
+) -> Result<std::collections::HashMap<String, SegmentInfo>, AwsError> {
+    let out = rc
+        .ec2
+        .describe_volumes()
+        .set_volume_ids(Some(volume_ids))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(e, "ec2:DescribeVolumes", "volumes being waited on"))?;
+    Ok(out
+        .volumes()
+        .iter()
+        .map(|v| segment_info(&rc.region, v))
+        .map(|v| (v.volume_id.clone(), v))
+        .collect())
+}
+
+/// One poll of a wait: [`describe_volume`], answered together with the other waits of this
+/// region polling at the same moment (`Shared::volume_polls`).
+async fn poll_volume(rc: &RegionClients, volume_id: &str) -> Result<SegmentInfo, AwsError> {
+    let v = rc
+        .shared
+        .volume_polls
+        .poll(
+            volume_id,
+            |ids| describe_volumes(rc, ids),
+            || describe_volume(rc, volume_id),
+        )
+        .await?;
+    present_or_not_found(Some(v), volume_id)
 }
 
 async fn wait_volume(
@@ -197,7 +240,7 @@ async fn wait_volume(
 ) -> Result<SegmentInfo, AwsError> {
     let what = format!("volume {volume_id}");
     wait_for(&what, wanted, timeout, Backoff::default(), || async {
-        match describe_volume(rc, volume_id).await {
+        match poll_volume(rc, volume_id).await {
             Ok(v) if ready(&v) => Ok(Poll::Ready(v)),
             Ok(v) if v.state == "error" => Err(AwsError::BadState {
                 object: what.clone(),
@@ -221,7 +264,7 @@ async fn wait_volume(
 async fn wait_gone(rc: &RegionClients, volume_id: &str, timeout: Duration) -> Result<(), AwsError> {
     let what = format!("volume {volume_id}");
     wait_for(&what, "deleted", timeout, Backoff::default(), || async {
-        match describe_volume(rc, volume_id).await {
+        match poll_volume(rc, volume_id).await {
             Ok(v) => Ok(Poll::Pending(v.state)),
             Err(e) if e.is_not_found() => Ok(Poll::Ready(())),
             Err(e) => Err(e),

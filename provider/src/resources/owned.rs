@@ -252,15 +252,14 @@ pub async fn replica_token(
     planned: &str,
 ) -> Result<ownership::TokenClaim, ApplyFailure> {
     let rc = c.home().await.map_err(claim_failure)?;
-    let tc = format!("tag:{}", crate::aws::tags::TAG_CLUSTER);
-    let tr = format!("tag:{}", crate::aws::tags::TAG_ROLE);
-    // Listed once for the cluster's replicas (the wave's creates share it), then by subnet.
-    let candidates =
-        ownership::unfinished_node_tokens(&rc, &[(&tc, cluster), (&tr, "replica")], |n| {
-            n.subnet_id.as_deref() == Some(subnet)
-        })
-        .await
-        .map_err(claim_failure)?;
+    let [(k1, v1), (k2, v2)] = ownership::replica_listing_filters(cluster);
+    // Listed once for the cluster's replicas (the wave's creates share it; a cluster created
+    // in this process moments ago listed them already), then by subnet.
+    let candidates = ownership::unfinished_node_tokens(&rc, &[(&k1, &v1), (&k2, &v2)], |n| {
+        n.subnet_id.as_deref() == Some(subnet)
+    })
+    .await
+    .map_err(claim_failure)?;
     let claim = ownership::choose_token(planned, &candidates).map_err(claim_failure)?;
     if claim.adopted {
         tracing::info!(token = %claim.token, "adopting a replica an unfinished create launched");

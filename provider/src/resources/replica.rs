@@ -285,6 +285,13 @@ impl Resource for ReplicaResource {
 
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
+        // The replicas created together (Terraform applies them in parallel) share their
+        // launch waits' polls and one edit of the reader record: each says so first.
+        let polls = match c.home().await {
+            Ok(rc) => Some(rc.shared.instance_polls.expect()),
+            Err(_) => None,
+        };
+        let reader_add = aws::dns::expect_reader_add();
         let planned = ReplicaModel::from_value(&req.planned);
         let cluster_id = planned.cluster_id()?;
         let (cluster, mut settings) = cluster_and_settings(c, &cluster_id).await?;
@@ -340,6 +347,7 @@ impl Resource for ReplicaResource {
         let n = aws::create_replica(c, &spec)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        drop(polls);
         // The home reader name gets the replica's address (replacing the source, which it
         // holds while no replica does); from then on the source's agent keeps it.
         if let (Some(z), Some(ip)) = (&cluster.zone, &n.private_ip) {
@@ -351,6 +359,7 @@ impl Resource for ReplicaResource {
                 .await
                 .map_err(|e| apply_failure(&spec.resource, "add it to the reader endpoint", &e))?;
         }
+        drop(reader_add);
         super::cluster_roll::pin_type(c, &n.region, &n.instance_id, Some(&n.tags), &req.config)
             .await
             .map_err(|e| apply_failure(&spec.resource, "tag its instance type", &e))?;

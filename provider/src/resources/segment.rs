@@ -524,6 +524,12 @@ impl Resource for SegmentResource {
 
     async fn create(&self, req: CreateRequest) -> Result<NewState, ApplyFailure> {
         let c = clients(&req.ctx)?;
+        // The segments created together (Terraform applies them in parallel) share their
+        // waits' polls: each says so first.
+        let polls = match c.home().await {
+            Ok(rc) => Some(rc.shared.volume_polls.expect()),
+            Err(_) => None,
+        };
         let node = required_str(&req.planned, "node_id")?;
         let (cluster, node_info) = node_cluster(c, &node, true).await?;
         let az = node_info.availability_zone.clone();
@@ -550,6 +556,7 @@ impl Resource for SegmentResource {
         let info = aws::segment::create_segment_on(c, &spec, node_info)
             .await
             .map_err(|e| apply_failure(&spec.resource, "create", &e))?;
+        drop(polls);
         // A volume of an earlier attempt (found by its token) may lack the bounds.
         if info.tags.get(TAG_AUTOSCALE) != Some(&tag)
             && let Err(e) = set_autoscale_tag(c, &info.volume_id, &tag).await
