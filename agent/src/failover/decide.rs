@@ -188,9 +188,9 @@ mod tests {
         assert_eq!(choose(e, &[]), None);
     }
 
-    #[test]
-    fn a_node_still_copying_its_data_is_no_candidate() {
-        let m = |id: &str, replicated: Option<bool>, at: u64| Member {
+    /// A home replica's member object, heard from at `at`.
+    fn member(id: &str, replicated: Option<bool>, at: u64) -> Member {
+        Member {
             version: FAILOVER_OBJECT_VERSION,
             node_id: id.into(),
             instance_id: None,
@@ -210,7 +210,12 @@ mod tests {
             config_failed_generation: None,
             replicated,
             updated_at_ms: at,
-        };
+        }
+    }
+
+    #[test]
+    fn a_node_still_copying_its_data_is_no_candidate() {
+        let m = member;
         let ms = [
             m("old", Some(true), 1_000),
             m("fresh", Some(false), 1_000),
@@ -227,27 +232,7 @@ mod tests {
 
     #[test]
     fn an_election_hears_from_every_peer_alive_while_the_holder_could_commit() {
-        let m = |id: &str, at: u64| Member {
-            version: FAILOVER_OBJECT_VERSION,
-            node_id: id.into(),
-            instance_id: None,
-            launch_role: Role::Replica,
-            current_role: CurrentRole::Replica,
-            region: "r".into(),
-            host: "h".into(),
-            port: 1,
-            reader_name: None,
-            gtid_executed: "0-1-9".into(),
-            healthy: true,
-            lag_seconds: Some(0),
-            epoch_seen: 1,
-            final_for_epoch: None,
-            config_generation: None,
-            config_error: None,
-            config_failed_generation: None,
-            replicated: Some(true),
-            updated_at_ms: at,
-        };
+        let m = |id: &str, at: u64| member(id, Some(true), at);
         // Holder "b" renewed at 6_000 (lease 1_000); the election runs at 20_000.
         let l = lease(2, &[]);
         let ms = [
