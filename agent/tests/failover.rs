@@ -55,7 +55,6 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
                 l.holder.node_id
             );
         }
-        c.dump_logs();
     }
     let split = split_brain_windows(acks, failovers);
     // Every node ends with exactly the source's rows (no diverged history left behind), with
@@ -96,7 +95,6 @@ async fn finish(c: &Cluster, acks: &[Ack], failovers: u64) -> (usize, u64) {
                     );
                     break;
                 }
-                c.dump_logs();
                 let open = c.open_transactions(i).await;
                 panic!(
                     "{} differs from the source {}: extra {:?}, missing {:?}; \
@@ -156,7 +154,6 @@ async fn fault_rounds(fault: Fault) {
             .wait_ack_from(new_srv, t0, Duration::from_secs(30))
             .await
         else {
-            c.dump_logs();
             panic!("round {round}: no write acknowledged by the new source {new}");
         };
         times.push(first_write - t0);
@@ -250,9 +247,6 @@ async fn switchover_moves_the_source_without_loss() {
         let i = c.idx(to);
         let t0 = Instant::now();
         let (ok, out, err) = c.agent_cli(i, "switchover", &["--to", to, "--wait", "30"]);
-        if !ok {
-            c.dump_logs();
-        }
         assert!(ok, "switchover to {to}: {err}\n{out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["source"], to, "{out}");
@@ -469,9 +463,6 @@ async fn region_replica_follows_a_switchover_and_a_failover() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let (ok, out, err) = c.agent_cli(1, "switchover", &["--to", "n2", "--wait", "30"]);
-    if !ok {
-        c.dump_logs();
-    }
     assert!(ok, "switchover to n2: {err}\n{out}");
     // wait_replicating checks the link points at the lease holder: n2 now.
     c.wait_replicating(&[region], Duration::from_secs(60)).await;

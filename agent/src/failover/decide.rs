@@ -79,22 +79,8 @@ pub fn choose<'a>(eng: &dyn EngineSql, cands: &'a [Candidate]) -> Option<&'a Can
     best
 }
 
-/// Members that take part in an election for `epoch`: home nodes (never region replicas),
-/// not the lost holder, heartbeating within `fresh_ms`, replicas now whose data caught up
-/// replication link ran at least once (not still copying their data).
-pub fn live_candidates<'a>(
-    members: &'a [Member],
-    lost_holder: &str,
-    now_ms: u64,
-    fresh_ms: u64,
-) -> Vec<&'a Member> {
-    members
-        .iter()
-        .filter(|m| is_candidate(m, lost_holder))
-        .filter(|m| now_ms.saturating_sub(m.updated_at_ms) <= fresh_ms)
-        .collect()
-}
-
+/// A member that takes part in an election after `lost_holder` lost the lease: a home node
+/// (never a region replica), a replica now, whose replication link ran at least once.
 fn is_candidate(m: &Member, lost_holder: &str) -> bool {
     m.launch_role != Role::RegionReplica
         && m.node_id != lost_holder
@@ -105,7 +91,7 @@ fn is_candidate(m: &Member, lost_holder: &str) -> bool {
 }
 
 /// The peers an election for `lease`'s successor must hear from before it picks a winner:
-/// candidates (as in [`live_candidates`]) that heartbeat within three leases of `now_ms`, or
+/// candidates ([`is_candidate`]) that heartbeat within three leases of `now_ms`, or
 /// that were alive within a lease of the lost holder's last renewal, that is while it could
 /// still commit, so they may hold a write only they acknowledged. A live peer's heartbeat can
 /// lag by more than a lease (its loop waits on S3, or on applying its relay log to make its
@@ -216,14 +202,17 @@ mod tests {
     #[test]
     fn a_node_still_copying_its_data_is_no_candidate() {
         let m = member;
+        // Holder "b" lost the lease (renewed at 6_000, lease 1_000); the election runs at
+        // 7_500. "silent" was heard from long before, and not around the last renewal.
+        let l = lease(2, &[]);
         let ms = [
-            m("old", Some(true), 1_000),
-            m("fresh", Some(false), 1_000),
-            m("legacy", None, 1_000),
-            m("ok", Some(true), 1_000),
+            m("b", Some(true), 7_000),
+            m("fresh", Some(false), 7_000),
+            m("legacy", None, 7_000),
+            m("ok", Some(true), 7_000),
             m("silent", Some(true), 0),
         ];
-        let ids: Vec<&str> = live_candidates(&ms, "old", 1_500, 1_000)
+        let ids: Vec<&str> = election_peers(&ms, &l, "me", 7_500, 1_000)
             .iter()
             .map(|m| m.node_id.as_str())
             .collect();
@@ -249,13 +238,9 @@ mod tests {
             .iter()
             .map(|m| m.node_id.as_str())
             .collect();
+        // "slow" beat more than a lease ago: the rule before 2026-11-30 (fresh within one
+        // lease) left it out.
         assert_eq!(ids, vec!["slow", "was-alive"]);
-        // The old rule (fresh within one lease) left the slow peer out.
-        assert!(
-            live_candidates(&ms, "b", 20_000, 1_000)
-                .iter()
-                .all(|m| m.node_id != "slow")
-        );
     }
 
     fn lease(epoch: u64, promos: &[(u64, &str)]) -> Lease {

@@ -289,7 +289,8 @@ impl Drop for CNode {
     }
 }
 
-/// A test that panics (an `expect` on the way) keeps every node's logs too.
+/// A test that panics (a failed assertion or `expect`) prints every node's log tail and keeps
+/// the whole logs (`dump_logs`), once, as the cluster goes.
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -570,7 +571,6 @@ impl Cluster {
                 return l;
             }
             if Instant::now() > deadline {
-                self.dump_logs();
                 panic!(
                     "lease condition not met within {within:?}: {:?}",
                     self.lease().await
@@ -633,7 +633,6 @@ impl Cluster {
                     break;
                 }
                 if Instant::now() > deadline {
-                    self.dump_logs();
                     panic!("{} not replicating from the holder", self.nodes[i].id());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -41,11 +41,29 @@ pub struct Coalescer<T> {
     window: Duration,
     open: Mutex<Option<Arc<Batch<T>>>>,
     /// Operations that said they will wait ([`Coalescer::expect`]) and have not finished.
-    expected: Arc<AtomicUsize>,
+    expected: Pending,
 }
 
-/// Held by an operation that will poll (from before its create call until its wait ends): a
-/// batch waits for it, within the gather window.
+/// Operations that said they are coming (to poll, to edit a record) and have not finished,
+/// so that work shared with them can wait for them.
+#[derive(Debug, Default)]
+pub struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    /// Counts one more operation until the returned guard is dropped.
+    pub fn enter(&self) -> Expected {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Expected(self.0.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Held by an operation that said it is coming ([`Pending::enter`]), for example one that
+/// will poll (from before its create call until its wait ends): a batch waits for it, within
+/// the gather window.
 #[derive(Debug)]
 pub struct Expected(Arc<AtomicUsize>);
 
@@ -68,19 +86,18 @@ impl<T: Clone> Coalescer<T> {
         Coalescer {
             window,
             open: Mutex::new(None),
-            expected: Arc::new(AtomicUsize::new(0)),
+            expected: Pending::default(),
         }
     }
 
     /// Says that this operation will poll soon; the batches wait for it while the guard lives.
     pub fn expect(&self) -> Expected {
-        self.expected.fetch_add(1, Ordering::SeqCst);
-        Expected(self.expected.clone())
+        self.expected.enter()
     }
 
     /// True when every operation that said it will poll has joined `batch`.
     fn complete(&self, batch: &Batch<T>) -> bool {
-        batch.members.load(Ordering::SeqCst) >= self.expected.load(Ordering::SeqCst)
+        batch.members.load(Ordering::SeqCst) >= self.expected.count()
     }
 
     /// The batch to join for `id`: the open one, or a new one.

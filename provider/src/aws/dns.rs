@@ -719,23 +719,14 @@ fn queue_pending(key: &str, ips: impl IntoIterator<Item = String>) {
 const READER_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Replica creates that will add an address to a home reader record ([`expect_reader_add`]).
-static READER_ADDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static READER_ADDS: std::sync::LazyLock<super::coalesce::Pending> =
+    std::sync::LazyLock::new(super::coalesce::Pending::default);
 
-/// Held by a replica create until it has added its address to the home reader record
-/// ([`add_to_home_reader`]): the first of a wave's edits waits for it, within READER_GATHER.
-#[derive(Debug)]
-pub struct ReaderAdd(());
-
-impl Drop for ReaderAdd {
-    fn drop(&mut self) {
-        READER_ADDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Says that this replica create will add an address to a home reader record.
-pub fn expect_reader_add() -> ReaderAdd {
-    READER_ADDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    ReaderAdd(())
+/// Says that this replica create will add an address to a home reader record: held until it
+/// has ([`add_to_home_reader`]), the first of a wave's edits waits for it, within
+/// READER_GATHER.
+pub fn expect_reader_add() -> super::coalesce::Expected {
+    READER_ADDS.enter()
 }
 
 fn queued(key: &str) -> usize {
@@ -761,9 +752,7 @@ pub async fn add_to_home_reader(
     // share polls: `coalesce`): the first waits, at most READER_GATHER, until every replica
     // create in progress has queued its address, so they share one edit.
     let start = std::time::Instant::now();
-    while queued(&key) < READER_ADDS.load(std::sync::atomic::Ordering::SeqCst)
-        && start.elapsed() < READER_GATHER
-    {
+    while queued(&key) < READER_ADDS.count() && start.elapsed() < READER_GATHER {
         // Cancelled: the edit below is refused at once.
         if !crate::cancel::sleep(std::time::Duration::from_millis(2)).await {
             break;

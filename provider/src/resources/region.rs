@@ -137,8 +137,6 @@ fn region_reader(cluster: &aws::ClusterInfo, region: &str) -> Option<(aws::dns::
         .map(|z| (z.clone(), aws::dns::region_reader_name(&z.base, region)))
 }
 
-/// Associates the cluster's zone with the region's VPC (its replicas resolve the writer name)
-/// and points the region's reader name at its replicas. Afterwards the agents keep it.
 /// Tags every region replica pinned or following per the resource's configuration (create and
 /// update both end with it).
 async fn pin_types(
@@ -155,6 +153,8 @@ async fn pin_types(
     Ok(())
 }
 
+/// Associates the cluster's zone with the region's VPC (its replicas resolve the writer name)
+/// and points the region's reader name at its replicas. Afterwards the agents keep it.
 async fn publish_region(
     c: &Clients,
     cluster_id: &str,
