@@ -1175,6 +1175,45 @@ async fn ten_replicas_do_not_cost_ten_times_one() {
     drop_network(&rc, &net).await;
 }
 
+/// All four public-access blocks on, and SSE-S3 (AES256) as the default encryption.
+async fn assert_bucket_private_and_encrypted(rc: &RegionClients, bucket: &str) {
+    let pab = rc
+        .s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let pab = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true)),
+        "bucket {bucket}: {pab:?}"
+    );
+    let enc = rc
+        .s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let algo = enc
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().clone());
+    assert_eq!(
+        algo,
+        Some(aws_sdk_s3::types::ServerSideEncryption::Aes256),
+        "bucket {bucket}"
+    );
+}
+
 /// The agent bucket: made private, encrypted and tagged; found again by name and tags; a bucket
 /// of that name with other tags is refused (never adopted) and left alone on delete.
 #[tokio::test]
@@ -1204,22 +1243,51 @@ async fn agent_bucket_is_found_by_its_tags_and_never_adopted() {
             .unwrap(),
         "first call creates"
     );
+    // A new bucket is private and encrypted by S3's defaults (the create puts neither).
+    assert_bucket_private_and_encrypted(&rc, &bucket).await;
+    // Someone opens it up; the next ensure finds it and closes it again.
+    rc.s3
+        .put_public_access_block()
+        .bucket(&bucket)
+        .public_access_block_configuration(
+            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(false)
+                .ignore_public_acls(false)
+                .block_public_policy(false)
+                .restrict_public_buckets(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    rc.s3
+        .put_bucket_encryption()
+        .bucket(&bucket)
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     assert!(
         !artifact::ensure_bucket(&rc, &bucket, &cluster, &resource, &tags)
             .await
             .unwrap(),
         "second call finds it"
     );
-    let pab = rc
-        .s3
-        .get_public_access_block()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    let pab = pab.public_access_block_configuration().unwrap();
-    assert_eq!(pab.block_public_acls(), Some(true));
-    assert_eq!(pab.restrict_public_buckets(), Some(true));
+    assert_bucket_private_and_encrypted(&rc, &bucket).await;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("strata-agent");

@@ -308,7 +308,13 @@ pub async fn ensure_bucket_owned(
             .await
             .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketTagging", what))?;
     }
-    // Put every time: idempotent, and it corrects a bucket someone opened up.
+    // A bucket CreateBucket just made is private and encrypted already: since 2023 S3 gives
+    // every new bucket all four public-access blocks and SSE-S3 (AES256) default encryption,
+    // exactly the settings below (LocalStack does the same). A bucket that was there before
+    // (a retried or adopted create) gets them put again: that corrects one someone opened up.
+    if created {
+        return Ok(true);
+    }
     rc.s3
         .put_public_access_block()
         .bucket(bucket)
@@ -342,7 +348,7 @@ pub async fn ensure_bucket_owned(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(e, "s3:PutBucketEncryption", what))?;
-    Ok(created)
+    Ok(false)
 }
 
 /// Uploads the build at `key` unless the object is there already (keys are content-addressed,
