@@ -445,6 +445,23 @@ pub struct AwsCalls {
     pub by_operation: std::collections::BTreeMap<String, u64>,
 }
 
+impl AwsCalls {
+    /// The calls per service (`ec2`, `route53`, ...: an operation's name up to its colon), as
+    /// `"40 ec2, 8 route53, ..."`, most first.
+    pub fn by_service(&self) -> String {
+        let mut per: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for (op, n) in &self.by_operation {
+            *per.entry(op.split(':').next().unwrap_or(op)).or_default() += n;
+        }
+        let mut v: Vec<_> = per.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl std::fmt::Display for AwsCalls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut ops: Vec<_> = self.by_operation.iter().collect();
