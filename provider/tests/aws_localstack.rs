@@ -1333,6 +1333,36 @@ async fn agent_bucket_is_found_by_its_tags_and_never_adopted() {
         .unwrap();
     assert!(artifact::bucket_exists(&rc, &bucket).await.unwrap());
 
+    // Versioning turned on outside Strata: an overwritten key keeps its old version and a
+    // deleted key leaves a delete marker. The delete still empties and removes the bucket.
+    rc.s3
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for body in ["one", "two"] {
+        rc.s3
+            .put_object()
+            .bucket(&bucket)
+            .key("lease.json")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    rc.s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     artifact::delete_bucket(&rc, &bucket, &cluster, &resource)
         .await
         .unwrap();

@@ -443,6 +443,12 @@ pub async fn delete_bucket(
     loop {
         attempt += 1;
         empty_bucket(rc, bucket, &what).await?;
+        if attempt > 1 {
+            // Still not empty after a plain emptying: versioning (turned on outside Strata, by
+            // an organisation's policy say) keeps older versions and delete markers, which only
+            // a delete of each version removes.
+            empty_versions(rc, bucket, &what).await?;
+        }
         match rc.s3.delete_bucket().bucket(bucket).send().await {
             Ok(_) => return Ok(()),
             Err(e) => {
@@ -490,6 +496,57 @@ async fn empty_bucket(rc: &RegionClients, bucket: &str, what: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Deletes every object version and delete marker in the bucket.
+async fn empty_versions(rc: &RegionClients, bucket: &str, what: &str) -> Result<(), AwsError> {
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = rc
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(e, "s3:ListObjectVersions", what))?;
+        let versions = page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            );
+        for (key, version) in versions {
+            let Some(key) = key else { continue };
+            let res = rc
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+                .send()
+                .await;
+            if let Err(e) = res {
+                let e = AwsError::from_sdk(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}"));
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(());
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        if key_marker.is_none() {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
