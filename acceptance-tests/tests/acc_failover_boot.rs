@@ -22,7 +22,7 @@
 
 mod acc_support;
 
-use acc_support::{Acc, write_config};
+use acc_support::{Acc, HOME, write_config};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -307,6 +307,63 @@ struct Node {
     ip: String,
 }
 
+/// Waits until EC2 says the instance is stopped and the node host has stopped its container:
+/// a stop takes effect on AWS before a start can follow. (Starting it again before the node
+/// host stopped it left a node whose killed services nothing restarted.)
+fn wait_stopped(acc: &Acc, nodes: &NodeHost, instance: &str, by: &str) {
+    wait_for(
+        &format!("{instance} stopped {by}"),
+        Duration::from_secs(60),
+        || {
+            let st = acc.instance(&acc.ec2, instance);
+            matches!(
+                st.state().and_then(|s| s.name()),
+                Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
+            )
+            .then_some(())
+        },
+    );
+    wait_for(
+        &format!("node host stopped {instance}"),
+        Duration::from_secs(120),
+        || {
+            nodes
+                .status()
+                .ok()?
+                .iter()
+                .any(|n| {
+                    n.get("instance_id").and_then(serde_json::Value::as_str) == Some(instance)
+                        && n.get("state").and_then(serde_json::Value::as_str) == Some("stopped")
+                })
+                .then_some(())
+        },
+    );
+}
+
+/// `Some("replica")` when the node's agent says it is a read-only replica whose IO thread runs.
+fn replicating(nodes: &NodeHost, n: &Node) -> Option<String> {
+    let out = nodes
+        .exec(
+            &n.instance,
+            &[
+                "strata-agent",
+                "status",
+                "--socket",
+                "/run/mysqld/mysqld.sock",
+            ],
+        )
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let me = v["failover"]["nodes"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node_id"] == n.node_id.as_str())?
+        .clone();
+    let role = me["role"].as_str()?.to_string();
+    let io = v["replication"]["io_thread"].as_str() == Some("Yes");
+    (role == "replica" && io && v["read_only"] == true).then_some(role)
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Kill9,
@@ -361,6 +418,24 @@ resource "strata_replica" "r" {{
         "failover-boot: apply (source + 2 replicas booted, ready) took {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+    // LocalStack writes an unversioned key's PUT into the key's one backing file as the body
+    // arrives: a node killed or cut off while it renews the lease would leave lease.json
+    // unreadable for every node (docs/failover.md, Limits). S3 applies a PUT whole or not at
+    // all; with versioning on, LocalStack gives each PUT its own file. The destroy at the end
+    // removes the versions.
+    let lease_bucket = strata_topology::agent_bucket_name(&acc.name, "000000000000", HOME);
+    acc.block(
+        acc.s3
+            .put_bucket_versioning()
+            .bucket(&lease_bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("turn versioning on for the cluster's bucket (the lease's)");
 
     let cluster = acc.resource("strata_cluster.main");
     let s = |k: &str| {
@@ -478,6 +553,34 @@ resource "strata_replica" "r" {{
             },
             || (writer.acks().len() >= before + 3).then_some(()),
         );
+        // Every other node replicates before the fault, as an Auto Scaling group would see to:
+        // a node that an unplanned extra failover fenced (say, the lease store out of reach
+        // for a while) is started again, so each fault meets a source with two replicas.
+        for n in all.iter().filter(|n| n.instance != source.instance) {
+            if replicating(&nodes, n).is_some() {
+                continue;
+            }
+            use aws_sdk_ec2::types::InstanceStateName as S;
+            let st = acc.instance(&acc.ec2, &n.instance);
+            if matches!(
+                st.state().and_then(|s| s.name()),
+                Some(S::Stopping | S::Stopped)
+            ) {
+                eprintln!(
+                    "failover-boot: before cycle {cycle}: {} is stopped (fenced by a failover the test did not cause); starting it",
+                    n.node_id
+                );
+                wait_stopped(&acc, &nodes, &n.instance, "by a fencing promoter");
+                acc.block(acc.ec2.start_instances().instance_ids(&n.instance).send())
+                    .expect("StartInstances of a stopped replica");
+            }
+            wait_for_or(
+                &format!("before cycle {cycle}: {} replicating", n.node_id),
+                Duration::from_secs(300),
+                || dump_node(&nodes, n),
+                || replicating(&nodes, n),
+            );
+        }
         // The fault goes to the node the writer record names. Should that not be the node the
         // last cycle left as source, a failover happened that the test did not cause: say so,
         // with every node's account, rather than fault a node that no longer serves.
@@ -581,37 +684,7 @@ resource "strata_replica" "r" {{
         // The promoter stops the old source's instance (fencing through EC2); start it again,
         // as an operator or an Auto Scaling group would, and it must come back as a replica.
         let old = source.clone();
-        wait_for(
-            &format!("old source {} stopped by the promoter", old.instance),
-            Duration::from_secs(60),
-            || {
-                let st = acc.instance(&acc.ec2, &old.instance);
-                matches!(
-                    st.state().and_then(|s| s.name()),
-                    Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
-                )
-                .then_some(())
-            },
-        );
-        // The node host polls EC2: wait until it has really stopped the node's container, as a
-        // stop takes effect on AWS before a start can follow. (Starting it again before then
-        // left a node whose killed services nothing restarted.)
-        wait_for(
-            &format!("node host stopped {}", old.instance),
-            Duration::from_secs(120),
-            || {
-                nodes
-                    .status()
-                    .ok()?
-                    .iter()
-                    .any(|n| {
-                        n.get("instance_id").and_then(serde_json::Value::as_str)
-                            == Some(old.instance.as_str())
-                            && n.get("state").and_then(serde_json::Value::as_str) == Some("stopped")
-                    })
-                    .then_some(())
-            },
-        );
+        wait_stopped(&acc, &nodes, &old.instance, "by the promoter");
         acc.block(acc.ec2.start_instances().instance_ids(&old.instance).send())
             .expect("StartInstances of the old source");
         let back = Instant::now();
@@ -620,28 +693,7 @@ resource "strata_replica" "r" {{
             &format!("old source {} back as a replica", old.node_id),
             Duration::from_secs(300),
             diagnose,
-            || {
-                let out = nodes
-                    .exec(
-                        &old.instance,
-                        &[
-                            "strata-agent",
-                            "status",
-                            "--socket",
-                            "/run/mysqld/mysqld.sock",
-                        ],
-                    )
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-                let me = v["failover"]["nodes"]
-                    .as_array()?
-                    .iter()
-                    .find(|n| n["node_id"] == old.node_id.as_str())?
-                    .clone();
-                let role = me["role"].as_str()?.to_string();
-                let io = v["replication"]["io_thread"].as_str() == Some("Yes");
-                (role == "replica" && io && v["read_only"] == true).then_some(role)
-            },
+            || replicating(&nodes, &old),
         );
         assert_eq!(role, "replica");
         // Never a second writer: the returning node refuses writes.

@@ -49,6 +49,24 @@ pub fn bridge_name(vpc_id: &str) -> String {
     short_name('b', vpc_id)
 }
 
+/// A fixed MAC address for a bridge: locally administered, unicast, from the bridge's name.
+///
+/// Why fixed: a Linux bridge whose address was never set takes the lowest address of its
+/// ports and changes it when ports come and go. When the port that lent it leaves (a node
+/// stopping), every node that still has the old address in its ARP cache for its gateway
+/// sends to a MAC the bridge no longer delivers to itself, and cannot reach the gateway (the
+/// AWS forwarder and IMDS behind it) until its ARP entry expires: 30-45 s. Seen as "AWS
+/// unreachable from some nodes while another node stops" in the booted failover test. An
+/// address set by hand is kept whatever ports join or leave.
+pub fn bridge_mac(bridge: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(bridge.as_bytes());
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        h[0], h[1], h[2], h[3], h[4]
+    )
+}
+
 /// Parses "a.b.c.d/n" into (network base, prefix).
 pub fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
     let bad = || Error::Invalid(format!("not an IPv4 CIDR: {cidr:?}"));
@@ -138,6 +156,12 @@ pub async fn ensure_bridge(router: &mut RouterRecord, vpc_id: &str) -> Result<St
         "ip",
         &["-n", &router.netns, "link", "add", &name, "type", "bridge"],
         &["File exists"],
+    )
+    .await?;
+    let mac = bridge_mac(&name);
+    run(
+        "ip",
+        &["-n", &router.netns, "link", "set", &name, "address", &mac],
     )
     .await?;
     run("ip", &["-n", &router.netns, "link", "set", &name, "up"]).await?;
@@ -279,5 +303,19 @@ mod tests {
         assert!(router_veth_name("i-0123456789abcdef0").len() <= 15);
         assert_eq!(bridge_name("vpc-1a2b"), "b1a2b");
         assert!(bridge_name("vpc-0123456789abcdef0123").len() <= 15);
+    }
+
+    #[test]
+    fn bridge_mac_is_fixed_unicast_and_locally_administered() {
+        let m = bridge_mac("b1a2b");
+        assert_eq!(m, bridge_mac("b1a2b"));
+        assert_ne!(m, bridge_mac("b1a2c"));
+        let bytes: Vec<u8> = m
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        assert_eq!(bytes.len(), 6);
+        // Bit 0 of the first byte: multicast (must be clear); bit 1: locally administered.
+        assert_eq!(bytes[0] & 0b11, 0b10);
     }
 }
