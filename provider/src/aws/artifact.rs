@@ -483,15 +483,29 @@ async fn empty_bucket(rc: &RegionClients, bucket: &str, what: &str) -> Result<()
                 .filter_map(|o| o.key().map(str::to_string)),
         );
     }
-    // One call per object: a cluster holds a handful, and DeleteObject needs no checksum header.
-    for k in keys {
-        match rc.s3.delete_object().bucket(bucket).key(&k).send().await {
-            Ok(_) => {}
-            Err(e) => {
-                let e = AwsError::from_sdk(e, "s3:DeleteObject", &format!("s3://{bucket}/{k}"));
-                if !e.is_not_found() {
-                    return Err(e);
-                }
+    delete_each(rc, bucket, keys.into_iter().map(|k| (k, None))).await
+}
+
+/// Deletes each `(key, version)` (no version: the current object); one already gone is fine.
+/// One call per object: a cluster holds a handful, and DeleteObject needs no checksum header.
+async fn delete_each(
+    rc: &RegionClients,
+    bucket: &str,
+    objects: impl IntoIterator<Item = (String, Option<String>)>,
+) -> Result<(), AwsError> {
+    for (key, version) in objects {
+        let res = rc
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(&key)
+            .set_version_id(version)
+            .send()
+            .await;
+        if let Err(e) = res {
+            let e = AwsError::from_sdk(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}"));
+            if !e.is_not_found() {
+                return Err(e);
             }
         }
     }
@@ -520,24 +534,10 @@ async fn empty_versions(rc: &RegionClients, bucket: &str, what: &str) -> Result<
                 page.delete_markers()
                     .iter()
                     .map(|m| (m.key(), m.version_id())),
-            );
-        for (key, version) in versions {
-            let Some(key) = key else { continue };
-            let res = rc
-                .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .set_version_id(version.map(str::to_string))
-                .send()
-                .await;
-            if let Err(e) = res {
-                let e = AwsError::from_sdk(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}"));
-                if !e.is_not_found() {
-                    return Err(e);
-                }
-            }
-        }
+            )
+            .filter_map(|(k, v)| Some((k?.to_string(), v.map(str::to_string))))
+            .collect::<Vec<_>>();
+        delete_each(rc, bucket, versions).await?;
         if page.is_truncated() != Some(true) {
             return Ok(());
         }
